@@ -1,0 +1,143 @@
+//! udp_server: replies to every UDP datagram with its letters uppercased.
+//!
+//! The K&R UDPServer lab. UDP has no connections: one socket, bound to a
+//! port, receives datagrams from any client with `recvfrom()`, which also
+//! says who sent each one, and answers with `sendto()` to that address.
+//! Every datagram arrives whole or not at all, so one `recvfrom()` is one
+//! message; a datagram longer than the buffer is cut short by the kernel.
+//! With `--drop` the server ignores a chosen fraction of datagrams, which
+//! makes it the server of the UDP pinger lab.
+//!
+//! It binds 0.0.0.0 by default, every interface, so a client on another host
+//! (or another network namespace) can reach it, as in the two-VM lab.
+//!
+//! Terminal 1: `cargo run --bin udp_server`
+//! Terminal 2: `cargo run --bin udp_client -- hello`
+//! Worksheet:  labs/01-udp-tcp.md
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use socketlab::cli::ServerArgs;
+use socketlab::explain::{self, Proto, Step};
+use socketlab::log::Log;
+use socketlab::printable;
+use socketlab::random::Rng;
+
+/// Reply to each UDP datagram with its ASCII letters uppercased (K&R UDPServer).
+#[derive(Parser, Debug)]
+#[command(name = "udp_server", version)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Bytes read per datagram; longer datagrams are truncated (2048 is the classic lab's)
+    #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    buffer: u32,
+
+    /// Fraction of datagrams to ignore, simulating loss for the pinger (0.0 to 1.0)
+    #[arg(long, default_value_t = 0.0, value_parser = drop_rate)]
+    drop: f64,
+
+    /// Seed for --drop, so the same datagrams are lost on every run
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    explain::report(run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let addr = cli.server.addr();
+    let socket = UdpSocket::bind(addr).context(Step::Bind {
+        proto: Proto::Udp,
+        addr,
+    })?;
+    let local = socket
+        .local_addr()
+        .context("failed to read the bound address")?;
+    println!("udp_server listening on {local} (UDP)");
+    let log = cli.server.log();
+    if cli.drop > 0.0 {
+        log.note(format_args!(
+            "dropping {:.0}% of datagrams (seed {})",
+            cli.drop * 100.0,
+            cli.seed
+        ));
+    }
+    serve(&socket, cli, log)
+}
+
+/// The receive loop: one reply datagram per datagram, forever.
+fn serve(socket: &UdpSocket, cli: &Cli, log: Log) -> anyhow::Result<()> {
+    let mut rng = Rng::seeded(cli.seed);
+    // One byte more than --buffer: if the kernel fills it, the datagram was
+    // longer than --buffer, which a plain recvfrom(buffer) would hide.
+    let mut buf = vec![0u8; cli.buffer as usize + 1];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            // An ICMP error for an earlier reply (the client had gone) is
+            // reported on this socket by some systems: it concerns one
+            // client, not the server, so log it and go on.
+            Err(err) => {
+                log.note(format_args!(
+                    "receive failed: {err} (an error about an earlier reply; still serving)"
+                ));
+                continue;
+            }
+        };
+        let limit = cli.buffer as usize;
+        let message = &mut buf[..len.min(limit)];
+        if len > limit {
+            log.peer(
+                peer,
+                format_args!("sent a datagram longer than --buffer {limit}: only the first {limit} bytes were read, the rest was discarded"),
+            );
+        }
+        if rng.chance(cli.drop) {
+            log.peer(
+                peer,
+                format_args!(
+                    "dropped {} bytes {} (simulated loss)",
+                    message.len(),
+                    printable::quoted(message, 60)
+                ),
+            );
+            continue;
+        }
+        reply(socket, peer, message, log);
+    }
+}
+
+/// Uppercases the datagram in place and sends it back to `peer`.
+fn reply(socket: &UdpSocket, peer: SocketAddr, message: &mut [u8], log: Log) {
+    log.peer(
+        peer,
+        format_args!(
+            "received {} bytes {}",
+            message.len(),
+            printable::quoted(message, 60)
+        ),
+    );
+    // ASCII a-z only: every other byte, including each byte of a multi-byte
+    // UTF-8 character, passes through unchanged.
+    message.make_ascii_uppercase();
+    if let Err(err) = socket.send_to(message, peer) {
+        log.peer(peer, format_args!("reply failed: {err}"));
+    }
+}
+
+/// Parses `--drop`: a fraction from 0.0 to 1.0.
+fn drop_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "invalid drop rate '{text}': give a fraction from 0.0 to 1.0, such as 0.3"
+        )),
+    }
+}

@@ -1,0 +1,425 @@
+//! Turning a failed socket call into an explanation a student can act on.
+//!
+//! Every socket call a user can make fail is wrapped in a [`Step`], which
+//! names the call and the address it worked on:
+//!
+//! ```no_run
+//! use anyhow::Context;
+//! use socketlab::explain::{Proto, Step};
+//!
+//! fn run() -> anyhow::Result<()> {
+//!     let addr = "0.0.0.0:12000".parse()?;
+//!     let socket = std::net::UdpSocket::bind(addr).context(Step::Bind { proto: Proto::Udp, addr })?;
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     socketlab::explain::report(run())
+//! }
+//! ```
+//!
+//! [`report`] prints one `error:` line with the whole cause chain (the step,
+//! then the OS's own words) and one `hint:` line that says what happened on
+//! the wire and what to try next.
+
+use std::fmt;
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+/// The transport protocol a socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        })
+    }
+}
+
+/// The socket call that failed and the address it was working on.
+///
+/// Used as an `anyhow` context, so its text is the first part of the
+/// `error:` line and [`report`] can find it again to choose the hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
+    Resolve { host: String },
+    /// `bind()`: claiming a local address and port.
+    Bind { proto: Proto, addr: SocketAddr },
+    /// `connect()`: TCP's three-way handshake, or fixing a UDP socket's peer.
+    Connect { proto: Proto, addr: SocketAddr },
+    /// `accept()`: taking the next connection from the listen queue.
+    Accept,
+    /// `send()`, `sendto()` or `write()`.
+    Send { proto: Proto, peer: SocketAddr },
+    /// `recv()`, `recvfrom()` or `read()`: waiting for the peer's reply.
+    Receive { proto: Proto, peer: SocketAddr },
+}
+
+impl Step {
+    /// The system call behind this step, for `man 2 <call>`.
+    pub fn syscall(&self) -> &'static str {
+        match self {
+            Step::Resolve { .. } => "getaddrinfo",
+            Step::Bind { .. } => "bind",
+            Step::Connect { .. } => "connect",
+            Step::Accept => "accept",
+            Step::Send { .. } => "send",
+            Step::Receive { .. } => "recv",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Resolve { host } => write!(f, "failed to resolve host '{host}'"),
+            Step::Bind { proto, addr } => write!(f, "failed to bind {proto} socket to {addr}"),
+            Step::Connect { proto, addr } => {
+                write!(f, "failed to connect {proto} socket to {addr}")
+            }
+            Step::Accept => write!(f, "failed to accept a connection"),
+            Step::Send { proto, peer } => write!(f, "failed to send to {peer} over {proto}"),
+            Step::Receive { proto, peer } => {
+                write!(f, "failed to receive a reply from {peer} over {proto}")
+            }
+        }
+    }
+}
+
+/// True when a read gave up because its timeout expired. The OS says so
+/// with `EAGAIN` ("would block") on Unix and `WSAETIMEDOUT` on Windows.
+pub fn is_timeout(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// The one-line hint for `err`, which the OS returned at `step`.
+pub fn hint(step: &Step, err: &io::Error) -> String {
+    use ErrorKind::*;
+    let kind = err.kind();
+    match step {
+        Step::Resolve { host } => format!(
+            "the name '{host}' could not be turned into an IP address (DNS or /etc/hosts): \
+             check the spelling, or give an address such as 127.0.0.1"
+        ),
+        Step::Bind { proto, addr } => match kind {
+            AddrInUse => format!(
+                "another socket already holds {proto} port {port}: stop the program that uses it \
+                 (`ss -{flag}lnp | grep :{port}` names it) or choose another --port (0 lets the OS pick a free one)",
+                port = addr.port(),
+                flag = if *proto == Proto::Tcp { 't' } else { 'u' },
+            ),
+            AddrNotAvailable => format!(
+                "{ip} is not an address of this machine: bind to 0.0.0.0 (every interface) \
+                 or 127.0.0.1 (loopback only); `ip addr` lists this machine's addresses",
+                ip = addr.ip()
+            ),
+            PermissionDenied if addr.port() < 1024 && addr.port() != 0 => format!(
+                "ports below 1024 are privileged: binding port {port} needs root (or \
+                 CAP_NET_BIND_SERVICE); use a port of 1024 or more",
+                port = addr.port()
+            ),
+            _ => by_kind(step, err),
+        },
+        Step::Connect {
+            proto: Proto::Tcp,
+            addr,
+        } => match kind {
+            ConnectionRefused => format!(
+                "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there. \
+                 Start the server first, and check that both sides use the same port",
+                ip = addr.ip(),
+                port = addr.port()
+            ),
+            TimedOut | WouldBlock => format!(
+                "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
+                 the packets (a firewall that rejects them would have made this 'refused')",
+                ip = addr.ip()
+            ),
+            _ => by_kind(step, err),
+        },
+        Step::Receive {
+            proto: Proto::Udp,
+            peer,
+        } => match kind {
+            WouldBlock | TimedOut => format!(
+                "no reply at all before the timeout (the OS reports an expired receive timeout as \
+                 EAGAIN). Over UDP that means no server on {peer}, the wrong host or port, a firewall \
+                 that drops, or a lost datagram; an unconnected UDP socket never hears the ICMP \
+                 port unreachable that a missing server causes, a connected one does"
+            ),
+            ConnectionRefused => format!(
+                "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
+                 A connected UDP socket reports it as 'connection refused'; start the server first, \
+                 or check the port",
+                ip = peer.ip(),
+                port = peer.port()
+            ),
+            ConnectionReset => format!(
+                "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
+                 socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
+                 check the port"
+            ),
+            _ => by_kind(step, err),
+        },
+        Step::Receive {
+            proto: Proto::Tcp,
+            peer,
+        } => match kind {
+            WouldBlock | TimedOut => format!(
+                "connected to {peer}, but nothing came back before the timeout (the OS reports an \
+                 expired receive timeout as EAGAIN): the server may still be waiting for the rest \
+                 of the message, or it is busy; try a longer --timeout"
+            ),
+            _ => by_kind(step, err),
+        },
+        Step::Send {
+            proto: Proto::Udp,
+            peer,
+        } if kind == ConnectionRefused => format!(
+            "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
+             connected UDP socket reports it on its next call: no program has that port open"
+        ),
+        Step::Send { .. } if kind == PermissionDenied => "the OS refused to send the packet: \
+             a local firewall rule rejects it, or the address is a broadcast address"
+            .to_string(),
+        _ => by_kind(step, err),
+    }
+}
+
+/// Hints that depend only on what the OS said, whatever the step.
+fn by_kind(step: &Step, err: &io::Error) -> String {
+    use ErrorKind::*;
+    match err.kind() {
+        ConnectionRefused => {
+            "the peer refused: for TCP it answered with a RST, for a connected UDP socket an \
+             ICMP port unreachable came back; nothing is listening on that port"
+                .to_string()
+        }
+        ConnectionReset => "the peer sent a TCP RST: it closed the connection abruptly (it \
+             crashed or was killed, or it closed with data still unread)"
+            .to_string(),
+        BrokenPipe => "the peer had already closed the connection (its FIN or RST arrived) \
+             before this write"
+            .to_string(),
+        ConnectionAborted => "the connection was aborted on this machine before it was \
+             accepted or finished (often a client that gave up and reset)"
+            .to_string(),
+        HostUnreachable | NetworkUnreachable => "no route to that address: a router answered \
+             with an ICMP host or network unreachable, or this machine has no route to it \
+             (check the address, and `ip route`)"
+            .to_string(),
+        UnexpectedEof => {
+            "the peer closed the connection (FIN) before sending everything expected".to_string()
+        }
+        WouldBlock | TimedOut => "the operation gave up because its timeout expired (the OS \
+             reports that as EAGAIN on Unix and WSAETIMEDOUT on Windows)"
+            .to_string(),
+        _ => format!(
+            "the OS said '{err}' at {call}(); `man 2 {call}` lists what that error means there",
+            call = step.syscall()
+        ),
+    }
+}
+
+/// Finds the step and the OS error in an error's cause chain and explains them.
+pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    let io_err = err.chain().find_map(|e| e.downcast_ref::<io::Error>());
+    let step = err.downcast_ref::<Step>();
+    match (step, io_err) {
+        (Some(step), Some(io_err)) => Some(hint(step, io_err)),
+        (None, Some(io_err)) => Some(by_kind(&Step::Accept, io_err)).filter(|_| {
+            // Without a step, only the kinds that explain themselves are worth a hint.
+            !matches!(io_err.kind(), ErrorKind::Other | ErrorKind::InvalidInput)
+        }),
+        _ => None,
+    }
+}
+
+/// Ends a program: exit status 0 on success; otherwise prints `error:` with
+/// the whole cause chain on one line, then `hint:`, and exits with status 1.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if let Some(hint) = hint_for(&err) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn tcp_refused_names_the_rst() {
+        let step = Step::Connect {
+            proto: Proto::Tcp,
+            addr: addr("127.0.0.1:12000"),
+        };
+        let h = hint(&step, &io::Error::from(ErrorKind::ConnectionRefused));
+        assert!(h.contains("answered the SYN with a RST"), "{h}");
+        assert!(h.contains("port 12000"), "{h}");
+    }
+
+    #[test]
+    fn udp_refused_names_the_icmp_port_unreachable() {
+        let step = Step::Receive {
+            proto: Proto::Udp,
+            peer: addr("127.0.0.1:9"),
+        };
+        let h = hint(&step, &io::Error::from(ErrorKind::ConnectionRefused));
+        assert!(h.contains("ICMP port unreachable"), "{h}");
+        assert!(h.contains("connected UDP socket"), "{h}");
+    }
+
+    #[test]
+    fn udp_timeout_lists_the_causes_for_both_timeout_kinds() {
+        let step = Step::Receive {
+            proto: Proto::Udp,
+            peer: addr("127.0.0.1:9"),
+        };
+        for kind in [ErrorKind::WouldBlock, ErrorKind::TimedOut] {
+            let h = hint(&step, &io::Error::from(kind));
+            for cause in [
+                "no server",
+                "wrong host or port",
+                "firewall",
+                "lost datagram",
+            ] {
+                assert!(h.contains(cause), "{kind:?}: {h}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_udp_reset_is_explained_as_port_unreachable() {
+        let step = Step::Receive {
+            proto: Proto::Udp,
+            peer: addr("127.0.0.1:9"),
+        };
+        let h = hint(&step, &io::Error::from(ErrorKind::ConnectionReset));
+        assert!(
+            h.contains("10054") && h.contains("ICMP port unreachable"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn tcp_timeouts_differ_between_connect_and_receive() {
+        let peer = addr("10.0.0.1:80");
+        let connect = hint(
+            &Step::Connect {
+                proto: Proto::Tcp,
+                addr: peer,
+            },
+            &io::Error::from(ErrorKind::TimedOut),
+        );
+        assert!(connect.contains("no answer to the SYN"), "{connect}");
+        let receive = hint(
+            &Step::Receive {
+                proto: Proto::Tcp,
+                peer,
+            },
+            &io::Error::from(ErrorKind::WouldBlock),
+        );
+        assert!(receive.contains("connected to 10.0.0.1:80"), "{receive}");
+    }
+
+    #[test]
+    fn bind_errors() {
+        let step = |a: &str| Step::Bind {
+            proto: Proto::Udp,
+            addr: addr(a),
+        };
+        let in_use = hint(
+            &step("0.0.0.0:12000"),
+            &io::Error::from(ErrorKind::AddrInUse),
+        );
+        assert!(
+            in_use.contains("port 12000") && in_use.contains("ss -ulnp"),
+            "{in_use}"
+        );
+        let not_here = hint(
+            &step("192.0.2.7:12000"),
+            &io::Error::from(ErrorKind::AddrNotAvailable),
+        );
+        assert!(
+            not_here.contains("192.0.2.7 is not an address of this machine"),
+            "{not_here}"
+        );
+        let privileged = hint(
+            &step("0.0.0.0:80"),
+            &io::Error::from(ErrorKind::PermissionDenied),
+        );
+        assert!(privileged.contains("below 1024"), "{privileged}");
+    }
+
+    #[test]
+    fn reset_unreachable_and_resolution() {
+        let peer = addr("127.0.0.1:12000");
+        let step = Step::Send {
+            proto: Proto::Tcp,
+            peer,
+        };
+        let reset = hint(&step, &io::Error::from(ErrorKind::ConnectionReset));
+        assert!(reset.contains("TCP RST"), "{reset}");
+        let unreachable = hint(&step, &io::Error::from(ErrorKind::HostUnreachable));
+        assert!(unreachable.contains("no route"), "{unreachable}");
+        let resolve = Step::Resolve {
+            host: "no-such-host.invalid".into(),
+        };
+        let h = hint(&resolve, &io::Error::other("Name or service not known"));
+        assert!(
+            h.contains("'no-such-host.invalid' could not be turned into an IP address"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn unknown_errors_name_the_syscall() {
+        let step = Step::Accept;
+        let h = hint(&step, &io::Error::from_raw_os_error(24));
+        assert!(h.contains("man 2 accept"), "{h}");
+    }
+
+    #[test]
+    fn hint_for_finds_step_and_os_error_under_more_context() {
+        let err = Err::<(), _>(io::Error::from(ErrorKind::ConnectionRefused))
+            .context(Step::Connect {
+                proto: Proto::Tcp,
+                addr: addr("127.0.0.1:12000"),
+            })
+            .context("tcp_client could not reach the server")
+            .expect_err("an error");
+        let h = hint_for(&err).expect("a hint");
+        assert!(h.contains("RST"), "{h}");
+        assert_eq!(
+            format!("{err:#}"),
+            "tcp_client could not reach the server: failed to connect TCP socket to \
+             127.0.0.1:12000: connection refused"
+        );
+    }
+
+    #[test]
+    fn no_hint_without_an_os_error() {
+        let err = anyhow::anyhow!("invalid port 'abc'");
+        assert_eq!(hint_for(&err), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! A cap on how many connections a server serves at once.
+//!
+//! A server takes a [`Slot`] *before* it calls `accept()`. At the cap it
+//! stops accepting, so new clients finish their handshake with the kernel
+//! and wait in the listen backlog: they are queued, not refused. Dropping a
+//! slot (when its connection's thread ends) lets the accept loop go on.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// How many connections may be served at once, and how many are.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    active: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// The right to serve one connection; gives it back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    limit: Arc<ConnectionLimit>,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Arc<ConnectionLimit> {
+        assert!(
+            max > 0,
+            "a connection limit of zero would never serve anyone"
+        );
+        Arc::new(ConnectionLimit {
+            max,
+            active: Mutex::new(0),
+            freed: Condvar::new(),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// How many slots are taken now.
+    pub fn active(&self) -> usize {
+        *self.lock()
+    }
+
+    /// Takes a slot if one is free now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let mut active = self.lock();
+        if *active < self.max {
+            *active += 1;
+            Some(Slot {
+                limit: Arc::clone(self),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Waits until a slot is free, then takes it.
+    pub fn acquire(self: &Arc<Self>) -> Slot {
+        let mut active = self.lock();
+        while *active >= self.max {
+            active = self
+                .freed
+                .wait(active)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *active += 1;
+        Slot {
+            limit: Arc::clone(self),
+        }
+    }
+
+    // A thread that panicked while holding the lock leaves a count that is
+    // still right (it is changed in one step), so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.limit.lock() -= 1;
+        self.limit.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.try_acquire().expect("first slot");
+        let _b = limit.try_acquire().expect("second slot");
+        assert!(limit.try_acquire().is_none());
+        assert_eq!(limit.active(), 2);
+        drop(a);
+        assert_eq!(limit.active(), 1);
+        assert!(limit.try_acquire().is_some());
+    }
+
+    #[test]
+    fn acquire_waits_for_a_free_slot() {
+        let limit = ConnectionLimit::new(1);
+        let held = limit.acquire();
+        let waiter = {
+            let limit = Arc::clone(&limit);
+            std::thread::spawn(move || drop(limit.acquire()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "acquire returned while the only slot was held"
+        );
+        drop(held);
+        waiter.join().expect("waiter thread");
+        assert_eq!(limit.active(), 0);
+    }
+}

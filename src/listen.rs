@@ -1,0 +1,56 @@
+//! A TCP listening socket set up the way a lab server needs it.
+//!
+//! `std::net::TcpListener::bind` hides two choices a student should see:
+//! `SO_REUSEADDR`, and the backlog passed to `listen(2)`. socket2 makes
+//! both visible.
+
+use std::net::{SocketAddr, TcpListener};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::explain::{Proto, Step};
+
+/// How many completed handshakes the kernel queues for `accept()`. The
+/// classic lab's `listen(1)` makes the kernel drop SYNs as soon as one
+/// client waits; 1024 keeps a thousand simultaneous clients queued
+/// (Linux caps it at `net.core.somaxconn`, 4096 by default).
+pub const BACKLOG: i32 = 1024;
+
+/// Creates, binds and listens on a TCP socket at `addr`.
+pub fn tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let step = || Step::Bind {
+        proto: Proto::Tcp,
+        addr,
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .with_context(step)?;
+    // SO_REUSEADDR lets a restarted server bind its port while connections
+    // of its previous run still sit in TIME_WAIT. (On Windows the option
+    // means "share a port in use", so it is set on Unix only.)
+    if cfg!(unix) {
+        socket.set_reuse_address(true).with_context(step)?;
+    }
+    socket.bind(&addr.into()).with_context(step)?;
+    socket.listen(BACKLOG).with_context(step)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_gets_a_real_port_and_a_second_bind_fails() {
+        let listener = tcp("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        assert_ne!(addr.port(), 0);
+        let err = tcp(addr).expect_err("port is taken");
+        assert!(format!("{err:#}").contains(&format!("failed to bind TCP socket to {addr}")));
+        assert!(
+            crate::explain::hint_for(&err)
+                .expect("hint")
+                .contains("already holds TCP port")
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! One timestamped line per server event, on stdout.
+//!
+//! `2026-11-21T14:02:19.198Z 127.0.0.1:54321 received 5 bytes "hello"`
+//!
+//! The time is UTC (RFC 3339), so lines from two machines can be compared.
+//! Rust's stdout is line-buffered even into a pipe, so each line reaches a
+//! script or a test as soon as it is written.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+/// A server's event log; `--quiet` turns it off.
+#[derive(Debug, Clone, Copy)]
+pub struct Log {
+    quiet: bool,
+}
+
+impl Log {
+    pub fn new(quiet: bool) -> Log {
+        Log { quiet }
+    }
+
+    /// Logs an event that concerns one peer.
+    pub fn peer(&self, peer: SocketAddr, what: impl Display) {
+        if !self.quiet {
+            println!("{}", line(SystemTime::now(), Some(peer), &what));
+        }
+    }
+
+    /// Logs an event of the server as a whole.
+    pub fn note(&self, what: impl Display) {
+        if !self.quiet {
+            println!("{}", line(SystemTime::now(), None, &what));
+        }
+    }
+}
+
+/// Formats one log line.
+pub fn line(time: SystemTime, peer: Option<SocketAddr>, what: &dyn Display) -> String {
+    let time = humantime::format_rfc3339_millis(time);
+    match peer {
+        Some(peer) => format!("{time} {peer} {what}"),
+        None => format!("{time} {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn lines_start_with_a_utc_timestamp() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_763_733_739_198);
+        let peer = "127.0.0.1:54321".parse().ok();
+        assert_eq!(
+            line(time, peer, &"received 5 bytes"),
+            "2025-11-21T14:02:19.198Z 127.0.0.1:54321 received 5 bytes"
+        );
+        assert_eq!(
+            line(time, None, &"stopped"),
+            "2025-11-21T14:02:19.198Z stopped"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Round-trip times and their statistics, computed the way iputils `ping` does.
+//!
+//! `ping` keeps every RTT in whole microseconds and sums them and their
+//! squares in integers; its `mdev` is the integer square root of
+//! `sum(t^2)/n - (sum(t)/n)^2`, the standard deviation, not a mean deviation.
+//! [`Stats::ping_summary`] prints the same three lines:
+//!
+//! ```text
+//! --- 127.0.0.1:12000 ping statistics ---
+//! 10 packets transmitted, 7 received, 30% packet loss, time 9012ms
+//! rtt min/avg/max/mdev = 0.061/0.089/0.120/0.020 ms
+//! ```
+
+use std::time::Duration;
+
+/// Counts of requests sent and replies received, and every RTT measured.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    transmitted: u64,
+    errors: u64,
+    rtts_us: Vec<u64>,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats::default()
+    }
+
+    /// Counts one request sent.
+    pub fn sent(&mut self) {
+        self.transmitted += 1;
+    }
+
+    /// Records the RTT of one reply.
+    pub fn received(&mut self, rtt: Duration) {
+        self.rtts_us
+            .push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a request answered by an error (such as an ICMP port unreachable).
+    pub fn error(&mut self) {
+        self.errors += 1;
+    }
+
+    pub fn transmitted(&self) -> u64 {
+        self.transmitted
+    }
+
+    pub fn received_count(&self) -> u64 {
+        self.rtts_us.len() as u64
+    }
+
+    /// The percentage of requests without a reply, as ping computes it.
+    pub fn loss_percent(&self) -> f32 {
+        if self.transmitted == 0 {
+            return 0.0;
+        }
+        let lost = self.transmitted.saturating_sub(self.received_count());
+        (lost as f64 * 100.0 / self.transmitted as f64) as f32
+    }
+
+    pub fn min(&self) -> Option<Duration> {
+        self.rtts_us
+            .iter()
+            .min()
+            .map(|&us| Duration::from_micros(us))
+    }
+
+    pub fn max(&self) -> Option<Duration> {
+        self.rtts_us
+            .iter()
+            .max()
+            .map(|&us| Duration::from_micros(us))
+    }
+
+    /// The mean, truncated to whole microseconds like ping's `tsum / n`.
+    pub fn avg(&self) -> Option<Duration> {
+        let n = self.rtts_us.len() as u128;
+        (n > 0).then(|| Duration::from_micros((self.sum() / n) as u64))
+    }
+
+    /// ping's mdev: the integer square root of the variance in microseconds.
+    pub fn mdev(&self) -> Option<Duration> {
+        let n = self.rtts_us.len() as u128;
+        if n == 0 {
+            return None;
+        }
+        let sum = self.sum();
+        let sum_sq: u128 = self
+            .rtts_us
+            .iter()
+            .map(|&us| u128::from(us) * u128::from(us))
+            .sum();
+        // ping divides in this order to keep small RTTs from rounding to 0.
+        let variance = (sum_sq - sum * sum / n) / n;
+        Some(Duration::from_micros(integer_sqrt(variance) as u64))
+    }
+
+    /// The `p`th percentile (nearest rank: the smallest RTT that at least
+    /// `p`% of the replies did not exceed).
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        let mut sorted = self.rtts_us.clone();
+        sorted.sort_unstable();
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted
+            .get(rank.clamp(1, sorted.len().max(1)) - 1)
+            .map(|&us| Duration::from_micros(us))
+    }
+
+    /// The three closing lines of iputils `ping`, for `target`, after `elapsed`.
+    pub fn ping_summary(&self, target: &str, elapsed: Duration) -> String {
+        let mut out = format!("--- {target} ping statistics ---\n");
+        out += &format!(
+            "{} packets transmitted, {} received",
+            self.transmitted,
+            self.received_count()
+        );
+        if self.errors > 0 {
+            out += &format!(", +{} errors", self.errors);
+        }
+        out += &format!(
+            ", {}% packet loss",
+            format_g(f64::from(self.loss_percent()))
+        );
+        out += &format!(", time {}ms", (elapsed.as_micros() + 500) / 1000);
+        if let (Some(min), Some(avg), Some(max), Some(mdev)) =
+            (self.min(), self.avg(), self.max(), self.mdev())
+        {
+            out += &format!(
+                "\nrtt min/avg/max/mdev = {}/{}/{}/{} ms",
+                millis(min),
+                millis(avg),
+                millis(max),
+                millis(mdev)
+            );
+        }
+        out
+    }
+
+    /// `p50 0.081 ms, p99 0.140 ms`: the percentiles a load test reports.
+    pub fn percentiles_line(&self) -> Option<String> {
+        Some(format!(
+            "p50 {}, p99 {}",
+            ms(self.percentile(50.0)?),
+            ms(self.percentile(99.0)?)
+        ))
+    }
+
+    fn sum(&self) -> u128 {
+        self.rtts_us.iter().map(|&us| u128::from(us)).sum()
+    }
+}
+
+/// A duration in milliseconds with microsecond digits and its unit: `0.123 ms`.
+pub fn ms(d: Duration) -> String {
+    format!("{} ms", millis(d))
+}
+
+/// Whole microseconds printed as milliseconds, ping's `%ld.%03ld`.
+fn millis(d: Duration) -> String {
+    let us = d.as_micros();
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+/// C's `%g`: six significant digits, trailing zeros removed (`30`, `33.3333`).
+fn format_g(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let exponent = x.abs().log10().floor() as i32;
+    let decimals = (5 - exponent).max(0) as usize;
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// Newton's method on integers, step for step as ping's `llsqrt` (so it
+/// returns n, not n - 1, for n*n - 1).
+fn integer_sqrt(a: u128) -> u128 {
+    if a == 0 {
+        return 0;
+    }
+    let (mut x, mut prev) = (a, u128::MAX);
+    while x < prev {
+        prev = x;
+        x = (x + a / x) / 2;
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(sent: u64, rtts_us: &[u64]) -> Stats {
+        let mut s = Stats::new();
+        (0..sent).for_each(|_| s.sent());
+        rtts_us
+            .iter()
+            .for_each(|&us| s.received(Duration::from_micros(us)));
+        s
+    }
+
+    #[test]
+    fn summary_matches_ping_to_the_digit() {
+        // 10 sent, 7 replies; sum 623 us, sum of squares 57_951 us^2:
+        // avg 623/7 = 89, variance (57951 - 623*623/7)/7 = (57951 - 55447)/7 = 357,
+        // mdev = isqrt(357) = 18.
+        let s = stats(10, &[61, 70, 80, 89, 100, 103, 120]);
+        assert_eq!(
+            s.ping_summary("127.0.0.1:12000", Duration::from_micros(9_011_600)),
+            "--- 127.0.0.1:12000 ping statistics ---\n\
+             10 packets transmitted, 7 received, 30% packet loss, time 9012ms\n\
+             rtt min/avg/max/mdev = 0.061/0.089/0.120/0.018 ms"
+        );
+    }
+
+    #[test]
+    fn loss_is_printed_like_printf_g() {
+        assert_eq!(
+            format_g(f64::from(stats(3, &[1]).loss_percent())),
+            "66.6667"
+        );
+        assert_eq!(
+            format_g(f64::from(stats(3, &[1, 2, 3]).loss_percent())),
+            "0"
+        );
+        assert_eq!(format_g(f64::from(stats(4, &[]).loss_percent())), "100");
+        assert_eq!(
+            format_g(f64::from(stats(11, &[1; 7]).loss_percent())),
+            "36.3636"
+        );
+        assert_eq!(format_g(12.5), "12.5");
+    }
+
+    #[test]
+    fn no_replies_means_no_rtt_line_and_errors_are_counted() {
+        let mut s = stats(4, &[]);
+        s.error();
+        assert_eq!(
+            s.ping_summary("h", Duration::from_millis(3000)),
+            "--- h ping statistics ---\n4 packets transmitted, 0 received, +1 errors, 100% packet loss, time 3000ms"
+        );
+        assert_eq!(s.percentile(50.0), None);
+        assert_eq!(s.percentiles_line(), None);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let s = stats(100, &(1..=100).collect::<Vec<_>>());
+        assert_eq!(s.percentile(50.0), Some(Duration::from_micros(50)));
+        assert_eq!(s.percentile(99.0), Some(Duration::from_micros(99)));
+        assert_eq!(s.percentile(100.0), Some(Duration::from_micros(100)));
+        assert_eq!(s.percentile(0.0), Some(Duration::from_micros(1)));
+        assert_eq!(
+            s.percentiles_line().as_deref(),
+            Some("p50 0.050 ms, p99 0.099 ms")
+        );
+    }
+
+    #[test]
+    fn integer_sqrt_is_pings_llsqrt() {
+        assert_eq!(integer_sqrt(357), 18);
+        assert_eq!(integer_sqrt(256), 16);
+        assert_eq!(integer_sqrt(1), 1);
+        // llsqrt stops one step late when Newton's method oscillates between
+        // n-1 and n, which it does for n*n - 1: ping prints 5 where floor is 4.
+        assert_eq!(integer_sqrt(24), 5);
+    }
+
+    #[test]
+    fn ms_prints_microsecond_digits() {
+        assert_eq!(ms(Duration::from_nanos(1_234_567)), "1.234 ms");
+        assert_eq!(ms(Duration::from_micros(61)), "0.061 ms");
+    }
+}

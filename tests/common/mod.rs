@@ -1,0 +1,238 @@
+//! Test fixtures: start a real lab program, read what it prints, run a
+//! client to completion, all with bounded waits.
+//!
+//! Each integration test file does `mod common;` and uses what it needs, so
+//! some helpers are unused in some files.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A lab server started on port 0; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The address the server printed on its first line, with an unspecified
+    /// IP (0.0.0.0, ::) replaced by loopback so clients can use it directly.
+    pub addr: SocketAddr,
+    lines: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `exe` (an `env!("CARGO_BIN_EXE_<name>")` path) with `args` and
+    /// waits for the first line, which must say `... listening on ADDR ...`.
+    pub fn start(exe: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let seen_by_reader = Arc::clone(&seen);
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                seen_by_reader.lock().expect("lines lock").push(line.clone());
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr_by_reader = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
+                stderr_by_reader.lock().expect("stderr lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut server = Server { child, addr: "0.0.0.0:0".parse().expect("placeholder"), lines, seen, stderr };
+        let first = server.next_line().unwrap_or_else(|| {
+            panic!("{exe} printed no first line; stderr: {}", server.stderr())
+        });
+        server.addr = listening_addr(&first).unwrap_or_else(|| panic!("no address in first line: {first:?}"));
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The next line the server prints, or None if it printed nothing within [`WAIT`].
+    pub fn next_line(&self) -> Option<String> {
+        self.lines.recv_timeout(WAIT).ok()
+    }
+
+    /// Waits (up to [`WAIT`]) for a line containing `needle` and returns it.
+    pub fn expect_line(&self, needle: &str) -> String {
+        self.wait_for_line(needle, WAIT)
+            .unwrap_or_else(|| panic!("no line with {needle:?} within {WAIT:?}; lines: {:#?}", self.lines_so_far()))
+    }
+
+    /// Waits up to `wait` for a line containing `needle`.
+    pub fn wait_for_line(&self, needle: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Every line printed so far (including those already consumed).
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.seen.lock().expect("lines lock").clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// True while the server process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in a line such as `udp_server listening on 0.0.0.0:41234 (UDP)`.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split(" listening on ").nth(1)?;
+    let mut addr: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    Some(addr)
+}
+
+/// What a finished program printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs `exe` with `args`, feeds it `stdin`, and waits up to [`WAIT`] for it to exit.
+pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Output {
+    run_with_env(exe, args, stdin, &[])
+}
+
+/// Like [`run`], with extra environment variables.
+pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let stdin = stdin.to_vec();
+    thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let stdout = read_in_background(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_in_background(child.stderr.take().expect("stderr is piped"));
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{exe} {args:?} did not exit within {WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let stdout_bytes = stdout.recv_timeout(WAIT).expect("stdout reader");
+    let stderr = stderr.recv_timeout(WAIT).expect("stderr reader");
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    rx
+}
+
+/// A TCP port on loopback that nothing listens on (bound, then released).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free TCP port").port()
+}
+
+/// A UDP port on loopback that no socket holds (bound, then released).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free UDP port").port()
+}
+
+/// True if `tool` can be run. A missing tool skips the test on a developer's
+/// machine but fails it under CI (`CI=true`), where `.ci/run` installs it.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is required under CI but is not installed (.ci/run installs it)");
+        }
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// The `error:` and `hint:` lines a failed program must print.
+pub fn assert_error_and_hint(out: &Output, hint_contains: &str) {
+    assert_eq!(out.code(), Some(1), "exit status; stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("error: ")), "no error: line in {:?}", out.stderr);
+    let hint = lines.iter().find(|l| l.starts_with("hint: ")).unwrap_or_else(|| panic!("no hint: line in {:?}", out.stderr));
+    assert!(hint.contains(hint_contains), "hint {hint:?} does not mention {hint_contains:?}");
+    assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
+}
