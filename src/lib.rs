@@ -1,6 +1,7 @@
 //! socketlab's small shared library: only what two or more lab programs need.
 //!
 //! - [`cli`]: the command-line options every server and client shares.
+//! - [`connect`]: a TCP connection to the first of a server's addresses that answers.
 //! - [`explain`]: turns a failed socket call into an `error:` line and a
 //!   `hint:` line that says what happened on the wire.
 //! - [`listen`]: a TCP listening socket with a backlog big enough for a lab.
@@ -11,6 +12,7 @@
 //! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 
 pub mod cli;
+pub mod connect;
 pub mod explain;
 pub mod limit;
 pub mod listen;
