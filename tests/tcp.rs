@@ -48,7 +48,7 @@ fn classic_python_client_gets_the_uppercased_line() {
         out.stdout,
         "Input lowercase sentence:From Server: HELLO FROM PYTHON\n"
     );
-    server.expect_line("closed: received 17 bytes, sent 17");
+    server.expect_line("closed: received 17 bytes in 1 read, sent 17");
 }
 
 #[test]
@@ -115,7 +115,13 @@ fn one_mebibyte_comes_back_byte_exact() {
         reply == expected,
         "the reply differs from the uppercased message"
     );
-    server.expect_line("closed: received 1048576 bytes, sent 1048576");
+    server.expect_line("closed: received 1048576 bytes in ");
+    assert!(
+        server
+            .lines_so_far()
+            .iter()
+            .any(|l| l.ends_with("reads, sent 1048576"))
+    );
 }
 
 #[test]
@@ -128,6 +134,9 @@ fn many_round_trips_on_one_connection() {
         stream.read_exact(&mut reply).expect("reply");
         assert_eq!(reply, word.to_uppercase().as_bytes());
     }
+    stream.shutdown(Shutdown::Write).expect("FIN");
+    // Each write waited for its echo, so each arrived in a read of its own.
+    server.expect_line("closed: received 16 bytes in 3 reads, sent 16");
 }
 
 #[test]

@@ -140,7 +140,7 @@ fn serve_stream(
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(idle))?;
     let mut buf = vec![0u8; buffer];
-    let (mut received, mut sent) = (0u64, 0u64);
+    let (mut received, mut sent, mut reads) = (0u64, 0u64, 0u32);
     loop {
         let n = match stream.read(&mut buf) {
             // A read of 0 bytes: the client sent its FIN, it has no more to say.
@@ -157,6 +157,7 @@ fn serve_stream(
             Err(err) => return Err(err),
         };
         received += n as u64;
+        reads += 1;
         // ASCII a-z only: bytes, not text, because a read can end in the
         // middle of a multi-byte UTF-8 character.
         buf[..n].make_ascii_uppercase();
@@ -165,9 +166,16 @@ fn serve_stream(
     }
     // shutdown(Write) sends our FIN after the last reply byte.
     stream.shutdown(Shutdown::Write)?;
+    // How many reads the bytes took shows that TCP is a stream: it keeps
+    // the bytes and their order, not the sender's write boundaries.
+    let reads = if reads == 1 {
+        "1 read".to_string()
+    } else {
+        format!("{reads} reads")
+    };
     log.peer(
         peer,
-        format_args!("closed: received {received} bytes, sent {sent}"),
+        format_args!("closed: received {received} bytes in {reads}, sent {sent}"),
     );
     Ok(())
 }
