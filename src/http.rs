@@ -451,7 +451,7 @@ impl RequestHead {
             };
         }
         match content_length(&self.headers)? {
-            Some(0) | None => Ok(BodyLength::None),
+            Some(0) | None => Ok(BodyLength::Empty),
             Some(n) => Ok(BodyLength::Length(n)),
         }
     }
@@ -531,7 +531,7 @@ impl ResponseHead {
             || self.status == 304
             || (request_method == "CONNECT" && (200..300).contains(&self.status));
         if bodiless {
-            return Ok(BodyLength::None);
+            return Ok(BodyLength::Empty);
         }
         if self.headers.contains("Transfer-Encoding") {
             if self.version == Version::Http10 {
@@ -547,7 +547,7 @@ impl ResponseHead {
             };
         }
         match content_length(&self.headers)? {
-            Some(0) => Ok(BodyLength::None),
+            Some(0) => Ok(BodyLength::Empty),
             Some(n) => Ok(BodyLength::Length(n)),
             None => Ok(BodyLength::UntilClose),
         }
@@ -612,8 +612,8 @@ fn keep_alive(version: Version, headers: &Headers) -> bool {
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
-    /// No body at all.
-    None,
+    /// No body, or `Content-Length: 0`.
+    Empty,
     /// Exactly this many bytes (`Content-Length`, §6.2).
     Length(u64),
     /// The chunked transfer coding (§7.1).
@@ -712,7 +712,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 /// keep using it afterwards.
 #[derive(Debug)]
 pub enum BodyReader<R> {
-    None,
+    Empty,
     Length(LengthReader<R>),
     Chunked(ChunkedReader<R>),
     UntilClose(R),
@@ -721,7 +721,7 @@ pub enum BodyReader<R> {
 impl<R: BufRead> BodyReader<R> {
     pub fn new(reader: R, length: BodyLength) -> BodyReader<R> {
         match length {
-            BodyLength::None => BodyReader::None,
+            BodyLength::Empty => BodyReader::Empty,
             BodyLength::Length(n) => BodyReader::Length(LengthReader::new(reader, n)),
             BodyLength::Chunked => BodyReader::Chunked(ChunkedReader::new(reader)),
             BodyLength::UntilClose => BodyReader::UntilClose(reader),
@@ -732,7 +732,7 @@ impl<R: BufRead> BodyReader<R> {
 impl<R: BufRead> Read for BodyReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            BodyReader::None => Ok(0),
+            BodyReader::Empty => Ok(0),
             BodyReader::Length(body) => body.read(buf),
             BodyReader::Chunked(body) => body.read(buf),
             BodyReader::UntilClose(body) => body.read(buf),
@@ -1113,10 +1113,8 @@ impl HttpUrl {
         let rest = rest.split('#').next().unwrap_or_default();
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path_and_query) = rest.split_at(authority_end);
-        if authority.contains('@') {
-            return Err(UrlError::UserInfo);
-        }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = parse_authority(authority)?;
+        let port = port.unwrap_or(80);
         let path_and_query = match path_and_query {
             "" => "/".to_string(),
             query if query.starts_with('?') => format!("/{query}"),
@@ -1143,40 +1141,46 @@ impl HttpUrl {
     }
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`; an empty port means 80.
-fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| UrlError::BadHost(authority.to_string()))?;
-        let port = match after {
-            "" => None,
-            after => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| UrlError::BadHost(authority.to_string()))?,
-            ),
-        };
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(UrlError::BadHost(host.to_string()));
+/// Splits an authority, `host`, `host:port`, `[v6]` or `[v6]:port`, into
+/// the host (IPv6 without brackets) and the port, if one is given (an empty
+/// port, `host:`, counts as none). A CONNECT request's target is an
+/// authority that must have a port (RFC 9112 §3.2.3); so is a `Host` field.
+pub fn parse_authority(authority: &str) -> Result<(String, Option<u16>), UrlError> {
+    if !authority.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(UrlError::BadCharacter);
+    }
+    if authority.contains('@') {
+        return Err(UrlError::UserInfo);
+    }
+    let bad_host = || UrlError::BadHost(authority.to_string());
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 address: its colons would be confused with the port's.
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']').ok_or_else(bad_host)?;
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or_else(bad_host)?),
+            };
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad_host());
+            }
+            (host, port)
         }
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
+        None => match authority.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
-        }
+        },
     };
     if host.is_empty() {
         return Err(UrlError::MissingHost);
     }
-    if host.contains(['[', ']', ':', '\\']) && !authority.starts_with('[') {
-        return Err(UrlError::BadHost(host.to_string()));
+    if !authority.starts_with('[') && host.contains(['[', ']', ':', '/', '?', '#', '\\']) {
+        return Err(bad_host());
     }
     let port = match port {
-        None | Some("") => 80,
+        None | Some("") => None,
         Some(text) => match text.parse::<u16>() {
-            Ok(port) if port != 0 && text.bytes().all(|b| b.is_ascii_digit()) => port,
+            Ok(port) if port != 0 && text.bytes().all(|b| b.is_ascii_digit()) => Some(port),
             _ => return Err(UrlError::BadPort(text.to_string())),
         },
     };
