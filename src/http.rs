@@ -305,40 +305,33 @@ fn read_block<R: BufRead + ?Sized>(
                 received => HeadError::Truncated { received },
             });
         }
-        // Take whole lines while looking for the empty one.
+        // Copy what arrived line by line, looking for the empty line.
         let mut used = 0;
         let mut complete = false;
-        while let Some(newline) = available[used..].iter().position(|&b| b == b'\n') {
-            let end = used + newline + 1;
-            block.extend_from_slice(&available[used..end]);
-            used = end;
+        while !complete && used < available.len() && skipped + block.len() <= max {
+            let line_end = match available[used..].iter().position(|&b| b == b'\n') {
+                Some(newline) => used + newline + 1,
+                None => available.len(), // the line's end has not arrived yet
+            };
+            block.extend_from_slice(&available[used..line_end]);
+            used = line_end;
+            if !block.ends_with(b"\n") {
+                continue;
+            }
             let line = &block[line_start..block.len() - 1];
-            if line.is_empty() || line == b"\r" {
-                if line_start == 0 && skip_leading_empty_lines {
-                    skipped += block.len();
-                    block.clear();
-                    if skipped > max {
-                        break;
-                    }
-                    continue;
-                }
+            let empty = line.is_empty() || line == b"\r";
+            if empty && line_start == 0 && skip_leading_empty_lines {
+                skipped += block.len();
+                block.clear();
+            } else if empty {
                 complete = true;
-                break;
-            }
-            line_start = block.len();
-            if block.len() > max {
-                break;
+            } else {
+                line_start = block.len();
             }
         }
-        if !complete {
-            // The rest is the start of a line whose end has not arrived yet.
-            let partial = &available[used..];
-            let room = (max + 1).saturating_sub(block.len() + skipped);
-            block.extend_from_slice(&partial[..partial.len().min(room)]);
-            used += partial.len().min(room);
-        }
+        // Bytes after the empty line stay in the reader for the body.
         reader.consume(used);
-        if block.len() + skipped > max {
+        if skipped + block.len() > max {
             return Err(HeadError::TooLarge);
         }
         if complete {
@@ -635,7 +628,7 @@ pub enum FramingError {
     ConflictingContentLength,
     /// A request whose last transfer coding is not chunked (§6.3 item 4).
     NotChunked,
-    /// `chunked` applied more than once (§7: "MUST NOT").
+    /// `chunked` applied more than once (§6.1: a sender "MUST NOT").
     ChunkedTwice,
     /// `Transfer-Encoding` in an HTTP/1.0 message, which predates it (§6.1).
     TransferEncodingInHttp10,
@@ -839,13 +832,13 @@ impl<R: BufRead> ChunkedReader<R> {
     }
 
     fn read_size_line(&mut self) -> io::Result<u64> {
-        let line = read_line(&mut self.inner, MAX_CHUNK_LINE)?;
+        let line = read_crlf_line(&mut self.inner, MAX_CHUNK_LINE, "a chunk-size line")?;
         parse_chunk_size(&line)
     }
 
     fn read_data_end(&mut self) -> io::Result<()> {
         // The line after the data must be empty: just its CRLF.
-        match read_line(&mut self.inner, 0) {
+        match read_crlf_line(&mut self.inner, 0, "the CRLF after chunk data") {
             Err(err) if err.kind() == ErrorKind::InvalidData => {
                 Err(invalid_data("chunk data is not followed by CRLF"))
             }
@@ -875,6 +868,9 @@ impl<R: BufRead> ChunkedReader<R> {
 
 impl<R: BufRead> Read for ChunkedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             match self.state {
                 ChunkState::Done => return Ok(0),
@@ -886,9 +882,6 @@ impl<R: BufRead> Read for ChunkedReader<R> {
                     size => self.state = ChunkState::Data(size),
                 },
                 ChunkState::Data(remaining) => {
-                    if buf.is_empty() {
-                        return Ok(0);
-                    }
                     let wanted = buf
                         .len()
                         .min(usize::try_from(remaining).unwrap_or(usize::MAX));
@@ -911,9 +904,15 @@ impl<R: BufRead> Read for ChunkedReader<R> {
     }
 }
 
-/// Reads one line of at most `max` bytes (not counting its CRLF or LF) and
-/// returns it without the line ending.
-fn read_line<R: BufRead + ?Sized>(reader: &mut R, max: usize) -> io::Result<Vec<u8>> {
+/// Reads one line of the chunked framing, at most `max` bytes before its
+/// CRLF, and returns it without the CRLF. Unlike in a head, a bare LF is
+/// refused here: two parsers that disagree about where a chunk line ends
+/// disagree about where the body ends, which is request smuggling again.
+fn read_crlf_line<R: BufRead + ?Sized>(
+    reader: &mut R,
+    max: usize,
+    what: &str,
+) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     loop {
         let available = match reader.fill_buf() {
@@ -922,42 +921,47 @@ fn read_line<R: BufRead + ?Sized>(reader: &mut R, max: usize) -> io::Result<Vec<
             Err(err) => return Err(err),
         };
         if available.is_empty() {
-            return Err(unexpected_eof(
-                "peer closed the connection in a chunk-size line",
-            ));
+            return Err(unexpected_eof(&format!(
+                "peer closed the connection in {what}"
+            )));
         }
-        let (taken, found_end) = match available.iter().position(|&b| b == b'\n') {
+        let (taken, found_lf) = match available.iter().position(|&b| b == b'\n') {
             Some(newline) => (newline + 1, true),
             None => (available.len(), false),
         };
         line.extend_from_slice(&available[..taken]);
         reader.consume(taken);
-        if found_end {
-            line.pop(); // the LF
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        if found_lf {
+            return match line.strip_suffix(b"\r\n") {
+                Some(content) if content.len() <= max => Ok(content.to_vec()),
+                Some(_) => Err(invalid_data(&format!("{what} is too long"))),
+                None => Err(invalid_data(&format!("{what} ends in a bare LF"))),
+            };
         }
-        // +1: a CR whose LF has not arrived yet is still allowed.
-        if line.len() > max + usize::from(!found_end) {
-            return Err(invalid_data("chunk-size line too long"));
-        }
-        if found_end {
-            return Ok(line);
+        // + 1: the line's CR may be here with its LF still to come.
+        if line.len() > max + 1 {
+            return Err(invalid_data(&format!("{what} is too long")));
         }
     }
 }
 
 /// `chunk-size [ chunk-ext ]`: hex digits, then optionally whitespace and
-/// `;name=value` extensions, which mean nothing to us and are ignored.
+/// `;name=value` extensions, which mean nothing to us and are ignored (but
+/// may not hide control characters such as a bare CR).
 fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(invalid_data("chunk size is not a hex number"));
     }
-    let rest = trim_ows(&line[digits..]);
-    if !(rest.is_empty() || rest.starts_with(b";")) {
+    let extensions = trim_ows(&line[digits..]);
+    if !(extensions.is_empty() || extensions.starts_with(b";")) {
         return Err(invalid_data("chunk size is not a hex number"));
+    }
+    if extensions
+        .iter()
+        .any(|&b| b.is_ascii_control() && b != b'\t')
+    {
+        return Err(invalid_data("control character in a chunk extension"));
     }
     line[..digits]
         .iter()

@@ -708,14 +708,28 @@ fn chunked_bodies_are_decoded_even_one_byte_per_read() {
 }
 
 #[test]
-fn chunk_extensions_leading_zeros_and_bare_lf_are_accepted() {
-    let input = b"0005;name=value\r\nhello\r\n3 ; a=\"b;c\" ; d\r\nabc\r\n02\nde\n000;last\r\n\r\n";
-    assert_eq!(dechunk(input).expect("decodes"), b"helloabcde");
+fn chunk_extensions_and_leading_zeros_are_accepted() {
+    let input = b"0005;name=value\r\nhello\r\n3 ; a=\"b;c\" ;\td\r\nabc\r\n000;last\r\n\r\n";
+    assert_eq!(dechunk(input).expect("decodes"), b"helloabc");
+}
+
+#[test]
+fn bare_lf_and_bare_cr_in_chunk_lines_are_invalid_data() {
+    for (name, input) in [
+        ("bare LF after the size", &b"5\nhello\r\n0\r\n\r\n"[..]),
+        ("bare LF after the data", b"5\r\nhello\n0\r\n\r\n"),
+        ("bare LF after the last chunk", b"5\r\nhello\r\n0\n\r\n"),
+        ("bare CR in an extension", b"5;a\rb\r\nhello\r\n0\r\n\r\n"),
+        ("NUL in an extension", b"5;a\0\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let err = dechunk(input).expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::InvalidData, "{name}: {err}");
+    }
 }
 
 #[test]
 fn chunked_trailers_are_read_and_kept() {
-    let input = b"3\r\nabc\r\n0\r\nExpires: never\r\nX-Checksum: 42\r\n\r\nNEXT";
+    let input = b"3\r\nabc\r\n0\r\nExpires: never\r\nX-Checksum: 42\n\r\nNEXT";
     let mut reader = one_byte_at_a_time(input);
     let mut body = ChunkedReader::new(&mut reader);
     assert_eq!(rest_of(&mut body), b"abc");
