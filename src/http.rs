@@ -30,6 +30,20 @@
 //! # }
 //! ```
 //!
+//! At a glance:
+//! - [`RequestHead`] / [`ResponseHead`]: `read_from` a `BufRead`, `parse`
+//!   bytes from [`read_head`], `write_to` / `to_bytes` in wire form,
+//!   `body_length` (RFC 9112 §6.3), `keep_alive` (§9.3).
+//! - [`Headers`]: ordered fields with case-insensitive `get`, `get_all`,
+//!   `remove`, `append`, `set`, and `list` / `has_token` for
+//!   comma-separated values.
+//! - [`HeadError`] and [`FramingError`]: what went wrong, and which status
+//!   a server answers it with.
+//! - [`BodyReader`] ([`LengthReader`], [`ChunkedReader`]): a body as a
+//!   `Read`; [`ChunkedWriter`]: the chunked coding as a `Write`.
+//! - [`HttpUrl`] and [`parse_authority`]: `http://host:port/path` and
+//!   `host:port`.
+//!
 //! Parsing the start line and fields is done by the `httparse` crate; reading
 //! across partial reads, the limits, the framing rules and the chunked coding
 //! are written out here, because they are what the labs are about.
@@ -551,6 +565,13 @@ impl ResponseHead {
     pub fn keep_alive(&self) -> bool {
         keep_alive(self.version, &self.headers)
     }
+
+    /// An interim response (1xx other than 101, e.g. `100 Continue` after
+    /// `Expect: 100-continue`): the final response is still to come on the
+    /// same connection (RFC 9110 §15.2).
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status) && self.status != 101
+    }
 }
 
 /// Turns httparse's error into a short reason that names the bad part.
@@ -575,10 +596,18 @@ fn copy_headers(fields: &[httparse::Header<'_>]) -> Headers {
     headers
 }
 
+/// The start line, each field as `Name: value`, then the empty line, all
+/// ended by CRLF (RFC 9112 §2.1).
 fn wire_form(start_line: &str, headers: &Headers) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(start_line.as_bytes());
     out.extend_from_slice(b"\r\n");
+    append_fields(&mut out, headers);
+    out
+}
+
+/// Each field as `Name: value` CRLF, then the empty line that ends them.
+fn append_fields(out: &mut Vec<u8>, headers: &Headers) {
     for field in headers {
         out.extend_from_slice(field.name.as_bytes());
         out.extend_from_slice(b": ");
@@ -586,7 +615,6 @@ fn wire_form(start_line: &str, headers: &Headers) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// RFC 9112 §9.3: `Connection: close` ends it; otherwise HTTP/1.1 persists
@@ -1023,13 +1051,7 @@ impl<W: Write> ChunkedWriter<W> {
     /// Sends the last chunk, then `trailers` as trailer fields (§7.1.2).
     pub fn finish_with_trailers(mut self, trailers: &Headers) -> io::Result<W> {
         let mut end = b"0\r\n".to_vec();
-        for field in trailers {
-            end.extend_from_slice(field.name.as_bytes());
-            end.extend_from_slice(b": ");
-            end.extend_from_slice(&field.value);
-            end.extend_from_slice(b"\r\n");
-        }
-        end.extend_from_slice(b"\r\n");
+        append_fields(&mut end, trailers);
         self.inner.write_all(&end)?;
         self.inner.flush()?;
         Ok(self.inner)

@@ -645,6 +645,14 @@ fn response_bodies_follow_the_request_method_and_status() {
 }
 
 #[test]
+fn interim_responses_are_1xx_except_switching_protocols() {
+    assert!(response("HTTP/1.1 100 Continue\r\n\r\n").is_interim());
+    assert!(response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n").is_interim());
+    assert!(!response("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_interim());
+    assert!(!response("HTTP/1.1 200 OK\r\n\r\n").is_interim());
+}
+
+#[test]
 fn keep_alive_follows_version_and_connection() {
     assert!(request("GET / HTTP/1.1\r\n\r\n").keep_alive());
     assert!(!request("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
