@@ -2,7 +2,7 @@
 //! request smuggling cases, chunked coding in both directions, URLs.
 
 use super::*;
-use std::io::{BufReader, Cursor};
+use std::io::{self, BufReader, Cursor, ErrorKind, Read, Write};
 
 /// A peer whose every `read()` returns one byte: the worst case of TCP
 /// delivering a message in pieces.
