@@ -12,7 +12,7 @@ pub struct HttpUrl {
     /// 80 unless the URL says otherwise.
     pub port: u16,
     /// What goes in an origin-form request line: starts with `/`, never
-    /// has a `#fragment` (fragments are not sent, RFC 9110 §4.2.5).
+    /// has a `#fragment` (fragments are not sent, RFC 9110 §7.1).
     pub path_and_query: String,
 }
 
@@ -100,7 +100,8 @@ impl HttpUrl {
 /// Splits an authority, `host`, `host:port`, `[v6]` or `[v6]:port`, into
 /// the host (IPv6 without brackets) and the port, if one is given (an empty
 /// port, `host:`, counts as none). A CONNECT request's target is an
-/// authority that must have a port (RFC 9112 §3.2.3); so is a `Host` field.
+/// authority that must have a port (RFC 9112 §3.2.3); a `Host` field may
+/// leave it out (RFC 9110 §7.2).
 pub fn parse_authority(authority: &str) -> Result<(String, Option<u16>), UrlError> {
     if !authority.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(UrlError::BadCharacter);
