@@ -22,7 +22,8 @@ pub enum HeadError {
     /// The head is not HTTP/1.x; says which part is wrong, never echoes it.
     Malformed(&'static str),
     /// The read itself failed: a reset, or a read timeout
-    /// (see `explain::is_timeout`).
+    /// (see `explain::is_timeout`). The OS error is this error's `source()`,
+    /// not part of its text: print the chain (anyhow's `{:#}`) or match it.
     Io(io::Error),
 }
 
