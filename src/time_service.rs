@@ -19,8 +19,8 @@ pub const P: u32 = 257;
 pub const G: u32 = 11;
 /// The longest frame payload either side accepts, in bytes.
 pub const MAX_FRAME: usize = 1024;
-/// The longest handshake line the server reads, in bytes.
-pub const MAX_LINE: u64 = 64;
+/// The longest handshake line either side reads, in bytes.
+pub const MAX_LINE: u64 = 256;
 
 /// `base^exp mod m` by square-and-multiply. Every intermediate value is
 /// below `m * m`, which fits a u32 for m = 257.
@@ -351,13 +351,26 @@ mod tests {
         assert_eq!(Hello::parse("KEY 256\r\n"), Ok(Hello::Key(256)));
         assert_eq!(Hello::parse("PLAIN\n"), Ok(Hello::Plain));
         assert_eq!(Hello::Key(97).to_string(), "KEY 97");
-        for bad in ["KEY 0", "KEY 257", "KEY -1", "KEY abc", "KEY ", "KEY 99999999999"] {
+        for bad in [
+            "KEY 0",
+            "KEY 257",
+            "KEY -1",
+            "KEY abc",
+            "KEY ",
+            "KEY 99999999999",
+        ] {
             let err = Hello::parse(bad).expect_err(bad);
-            assert!(err.contains("is not a number from 1 to 256"), "{bad}: {err}");
+            assert!(
+                err.contains("is not a number from 1 to 256"),
+                "{bad}: {err}"
+            );
         }
         for bad in ["HELLO", "key 5", "", "\u{0}\u{ff}"] {
             let err = Hello::parse(bad).expect_err(bad);
-            assert!(err.starts_with("expected 'KEY <public key>' or 'PLAIN'"), "{bad}: {err}");
+            assert!(
+                err.starts_with("expected 'KEY <public key>' or 'PLAIN'"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -376,12 +389,25 @@ mod tests {
         stream.extend(encode_frame(key, "6.0 \u{b0}C (simulated)".as_bytes()));
         stream.extend(encode_frame(key, b""));
         for chunk in 1..=stream.len() {
-            let mut reader = Trickle { data: &stream, chunk };
-            let first = read_frame(&mut reader, key).expect("first").expect("a frame");
-            let second = read_frame(&mut reader, key).expect("second").expect("a frame");
-            let third = read_frame(&mut reader, key).expect("third").expect("a frame");
+            let mut reader = Trickle {
+                data: &stream,
+                chunk,
+            };
+            let first = read_frame(&mut reader, key)
+                .expect("first")
+                .expect("a frame");
+            let second = read_frame(&mut reader, key)
+                .expect("second")
+                .expect("a frame");
+            let third = read_frame(&mut reader, key)
+                .expect("third")
+                .expect("a frame");
             assert_eq!(first, b"TIME", "chunk {chunk}");
-            assert_eq!(second, "6.0 \u{b0}C (simulated)".as_bytes(), "chunk {chunk}");
+            assert_eq!(
+                second,
+                "6.0 \u{b0}C (simulated)".as_bytes(),
+                "chunk {chunk}"
+            );
             assert_eq!(third, b"", "chunk {chunk}");
             assert!(read_frame(&mut reader, key).expect("end").is_none());
         }

@@ -121,8 +121,12 @@ fn connect(client: &ClientArgs) -> anyhow::Result<TcpStream> {
 
 /// The client's side of the key exchange (labs/time-protocol.md).
 fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
-    let server = stream.peer_addr().context("failed to read the peer address")?;
-    let mut writer = stream.try_clone().context("failed to duplicate the socket")?;
+    let server = stream
+        .peer_addr()
+        .context("failed to read the peer address")?;
+    let mut writer = stream
+        .try_clone()
+        .context("failed to duplicate the socket")?;
     let mut reader = BufReader::new(stream);
     let send = |writer: &mut TcpStream, hello: Hello| {
         writer
@@ -137,7 +141,12 @@ fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
         if let Hello::Key(_) = server_line(&mut reader, server, cli.client.timeout)? {
             bail!("the server sent a public key: it encrypts, so run time_client without --plain");
         }
-        return Ok(Session { reader, writer, server, key: 0 });
+        return Ok(Session {
+            reader,
+            writer,
+            server,
+            key: 0,
+        });
     }
     let mut rng = Rng::from_entropy();
     loop {
@@ -145,7 +154,9 @@ fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
         send(&mut writer, Hello::Key(pair.public))?;
         let Hello::Key(server_public) = server_line(&mut reader, server, cli.client.timeout)?
         else {
-            bail!("the server answered PLAIN: it runs --plain, so run time_client with --plain too");
+            bail!(
+                "the server answered PLAIN: it runs --plain, so run time_client with --plain too"
+            );
         };
         let secret = pair.shared_secret(server_public);
         let key = caesar_key(secret);
@@ -160,7 +171,12 @@ fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
             );
         }
         if key != 0 {
-            return Ok(Session { reader, writer, server, key });
+            return Ok(Session {
+                reader,
+                writer,
+                server,
+                key,
+            });
         }
         // Key 0 would shift nothing; the server sees the same and waits for a new key.
         if cli.verbose {
@@ -181,7 +197,10 @@ fn server_line(
     };
     // fill_buf() waits for data without consuming it, so nothing is lost
     // when the first, short wait times out.
-    reader.get_ref().set_read_timeout(Some(BUSY_AFTER)).with_context(step)?;
+    reader
+        .get_ref()
+        .set_read_timeout(Some(BUSY_AFTER))
+        .with_context(step)?;
     match reader.fill_buf() {
         Ok(_) => {}
         Err(err) if is_timeout(&err) => {
@@ -194,7 +213,10 @@ fn server_line(
         }
         Err(err) => return Err(err).with_context(step),
     }
-    reader.get_ref().set_read_timeout(Some(timeout)).with_context(step)?;
+    reader
+        .get_ref()
+        .set_read_timeout(Some(timeout))
+        .with_context(step)?;
     let Some(line) = read_line(reader).with_context(step)? else {
         bail!("the server closed the connection during the key exchange");
     };
@@ -223,7 +245,11 @@ fn menu(mut session: Session) -> anyhow::Result<()> {
         println!("3. Request temperature from the server.");
         println!("4. Exit");
         let mut choice = String::new();
-        if stdin.read_line(&mut choice).context("failed to read stdin")? == 0 {
+        if stdin
+            .read_line(&mut choice)
+            .context("failed to read stdin")?
+            == 0
+        {
             break;
         }
         let request = match choice.trim() {
@@ -256,7 +282,10 @@ fn ask_repeatedly(mut session: Session, request: Request, cli: &Cli) -> anyhow::
     }
     if cli.count > 1 {
         println!();
-        println!("{}", stats.ping_summary(&session.server.to_string(), started.elapsed()));
+        println!(
+            "{}",
+            stats.ping_summary(&session.server.to_string(), started.elapsed())
+        );
     }
     Ok(())
 }
@@ -266,15 +295,21 @@ fn ask_repeatedly(mut session: Session, request: Request, cli: &Cli) -> anyhow::
 fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Duration)> {
     let peer = session.server;
     let started = Instant::now();
-    write_frame(&mut session.writer, session.key, request.as_str().as_bytes()).context(
-        Step::Send {
-            proto: Proto::Tcp,
-            peer,
-        },
-    )?;
+    write_frame(
+        &mut session.writer,
+        session.key,
+        request.as_str().as_bytes(),
+    )
+    .context(Step::Send {
+        proto: Proto::Tcp,
+        peer,
+    })?;
     let answer = match read_frame(&mut session.reader, session.key) {
         Ok(Some(answer)) => answer,
-        Ok(None) => bail!("the server closed the connection before answering {}", request.as_str()),
+        Ok(None) => bail!(
+            "the server closed the connection before answering {}",
+            request.as_str()
+        ),
         Err(FrameError::Io(err)) => {
             return Err(err).context(Step::Receive {
                 proto: Proto::Tcp,

@@ -126,9 +126,9 @@ fn serve(listener: &TcpListener, pool: &ThreadPool, service: Arc<Service>) -> an
             // A client that reset before accept(), or a full file table:
             // one connection's problem, not the server's.
             Err(err) => {
-                service.log.note(format_args!(
-                    "accept failed: {err} (still serving)"
-                ));
+                service
+                    .log
+                    .note(format_args!("accept failed: {err} (still serving)"));
                 continue;
             }
         };
@@ -146,7 +146,9 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, service: &Service) {
     service.log.peer(peer, "connection open");
     match converse(stream, peer, service) {
         Ok(()) => service.log.peer(peer, "connection closed"),
-        Err(err) => service.log.peer(peer, format_args!("connection closed: {err:#}")),
+        Err(err) => service
+            .log
+            .peer(peer, format_args!("connection closed: {err:#}")),
     }
 }
 
