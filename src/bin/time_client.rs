@@ -209,7 +209,10 @@ fn server_line(
                  so all its workers are busy and this connection waits in its listen backlog (Ctrl-C gives up)",
                 humantime::format_duration(BUSY_AFTER)
             );
+            // No limit now: a worker frees up when a client leaves, which
+            // may take minutes (a person at a menu).
             reader.get_ref().set_read_timeout(None).with_context(step)?;
+            reader.fill_buf().with_context(step)?;
         }
         Err(err) => return Err(err).with_context(step),
     }
