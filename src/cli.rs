@@ -11,7 +11,7 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use crate::explain::Step;
@@ -76,7 +76,12 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     let step = || Step::Resolve {
         host: host.to_string(),
     };
-    let mut addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().with_context(step)?.collect();
+    // `[::1]` is how an IPv6 address is written next to a port; accept it alone too.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut addrs: Vec<SocketAddr> = (bare, port).to_socket_addrs().with_context(step)?.collect();
     if addrs.is_empty() {
         return Err(std::io::Error::other(
             "the name has no IPv4 or IPv6 address",
@@ -106,24 +111,33 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
 
 /// Joins the message words given on the command line, or, with none, prompts
 /// like the classic lab (`Input lowercase sentence:`) and reads one line.
-pub fn message_or_prompt(words: &[String]) -> anyhow::Result<String> {
+/// The line is bytes, not text: the servers transform bytes, so a line that
+/// is not UTF-8 is sent as it is.
+pub fn message_or_prompt(words: &[String]) -> anyhow::Result<Vec<u8>> {
     use std::io::{BufRead, Write};
     if !words.is_empty() {
-        return Ok(words.join(" "));
+        return Ok(words.join(" ").into_bytes());
     }
     print!("Input lowercase sentence:");
     std::io::stdout()
         .flush()
         .context("failed to write the prompt")?;
-    let mut line = String::new();
+    let mut line = Vec::new();
     let read = std::io::stdin()
         .lock()
-        .read_line(&mut line)
+        .read_until(b'\n', &mut line)
         .context("failed to read a line from stdin")?;
     if read == 0 {
-        bail!("no message: stdin ended before a line was typed (give the message as an argument)");
+        println!(); // end the prompt's line, so the error starts on its own
+        return Err(crate::explain::hinted(
+            "no message: stdin ended before a line was typed",
+            "type a line and press Enter, or give the message as arguments: udp_client hello world",
+        ));
     }
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        line.pop();
+    }
+    Ok(line)
 }
 
 #[cfg(test)]
@@ -179,6 +193,16 @@ mod tests {
     fn localhost_resolves_ipv4_first() {
         let addrs = resolve("localhost", 12000).expect("localhost resolves");
         assert_eq!(addrs[0], "127.0.0.1:12000".parse().expect("address"));
+    }
+
+    #[test]
+    fn ipv6_addresses_work_with_or_without_brackets() {
+        for host in ["::1", "[::1]"] {
+            assert_eq!(
+                resolve(host, 80).expect("resolves")[0],
+                "[::1]:80".parse().expect("address")
+            );
+        }
     }
 
     #[test]

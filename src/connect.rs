@@ -3,49 +3,29 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::explain::{Proto, Step};
 
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
 /// `timeout`: a host name can resolve to several addresses (`localhost` to
-/// 127.0.0.1 and ::1), and a server may listen on only one of them. The
-/// error, if every address fails, is the last address's.
+/// 127.0.0.1 and ::1), and a server may listen on only one of them. If every
+/// address fails, the error is the first address's (IPv4 comes first, see
+/// [`crate::cli::resolve`]), the one a student expects to hear about.
 pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream> {
-    let mut last_error = None;
+    let mut first_error = None;
     for &addr in addrs {
         // connect_timeout sends the SYN and waits up to `timeout` for the SYN-ACK.
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
-                last_error = Some(anyhow::Error::new(err).context(Step::Connect {
+                let err = anyhow::Error::new(err).context(Step::Connect {
                     proto: Proto::Tcp,
                     addr,
-                }))
+                });
+                first_error.get_or_insert(err);
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no address to connect to")))
-}
-
-/// Reads everything until the peer's FIN, bounded by the stream's read
-/// timeout. A reset that comes *after* some data is not an error here: it is
-/// how a server that closes with unread data ends (the kernel answers the
-/// close with a RST instead of a FIN), and the data before it is the reply.
-/// Returns the bytes and whether the connection ended with a reset.
-pub fn read_reply(stream: &mut TcpStream, peer: SocketAddr) -> anyhow::Result<(Vec<u8>, bool)> {
-    use std::io::{ErrorKind, Read};
-    let mut reply = Vec::new();
-    match stream.read_to_end(&mut reply) {
-        Ok(_) => Ok((reply, false)),
-        Err(err) if err.kind() == ErrorKind::ConnectionReset && !reply.is_empty() => {
-            Ok((reply, true))
-        }
-        Err(err) => Err(err).context(Step::Receive {
-            proto: Proto::Tcp,
-            peer,
-        }),
-    }
+    Err(first_error.unwrap_or_else(|| anyhow::anyhow!("no address to connect to")))
 }
 
 #[cfg(test)]
@@ -62,6 +42,28 @@ mod tests {
             .expect("free port");
         let stream = tcp(&[closed, good], Duration::from_secs(2)).expect("second address accepts");
         assert_eq!(stream.peer_addr().expect("peer"), good);
+    }
+
+    /// A port that refuses: bound (so no other test can take it) but not listening.
+    fn refusing_port() -> (socket2::Socket, SocketAddr) {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        let addr = socket
+            .local_addr()
+            .expect("address")
+            .as_socket()
+            .expect("an IP address");
+        (socket, addr)
+    }
+
+    #[test]
+    fn when_all_fail_the_first_address_is_reported() {
+        let ((_a, a), (_b, b)) = (refusing_port(), refusing_port());
+        let err = tcp(&[a, b], Duration::from_secs(2)).expect_err("nothing listens");
+        assert!(format!("{err:#}").contains(&a.to_string()), "{err:#}");
     }
 
     #[test]

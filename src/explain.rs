@@ -123,7 +123,8 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             PermissionDenied if addr.port() < 1024 && addr.port() != 0 => format!(
                 "ports below 1024 are privileged: binding port {port} needs root (or \
-                 CAP_NET_BIND_SERVICE); use a port of 1024 or more",
+                 CAP_NET_BIND_SERVICE, or a lower net.ipv4.ip_unprivileged_port_start); use a \
+                 port of 1024 or more",
                 port = addr.port()
             ),
             _ => by_kind(step, err),
@@ -140,7 +141,8 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             TimedOut | WouldBlock => format!(
                 "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
-                 the packets (a firewall that rejects them would have made this 'refused')",
+                 the packets (a firewall that rejects them would have made this 'refused'), \
+                 or --timeout is too short for this path",
                 ip = addr.ip()
             ),
             _ => by_kind(step, err),
@@ -229,18 +231,40 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
     }
 }
 
-/// Finds the step and the OS error in an error's cause chain and explains them.
-pub fn hint_for(err: &anyhow::Error) -> Option<String> {
-    let io_err = err.chain().find_map(|e| e.downcast_ref::<io::Error>());
-    let step = err.downcast_ref::<Step>();
-    match (step, io_err) {
-        (Some(step), Some(io_err)) => Some(hint(step, io_err)),
-        (None, Some(io_err)) => Some(by_kind(&Step::Accept, io_err)).filter(|_| {
-            // Without a step, only the kinds that explain themselves are worth a hint.
-            !matches!(io_err.kind(), ErrorKind::Other | ErrorKind::InvalidInput)
-        }),
-        _ => None,
+/// A failure that is not an OS error (a message too long for UDP, stdin
+/// that ended early, a peer speaking the wrong protocol), with its own hint.
+#[derive(Debug)]
+pub struct Hinted {
+    message: String,
+    hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
+}
+
+impl std::error::Error for Hinted {}
+
+/// An error whose `error:` line is `message` and whose `hint:` line is `hint`.
+pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hinted {
+        message: message.into(),
+        hint: hint.into(),
+    })
+}
+
+/// Finds the step and the OS error in an error's cause chain and explains
+/// them. An OS error with no step (writing to a closed stdout, say) gets no
+/// hint: its own words are all that is known.
+pub fn hint_for(err: &anyhow::Error) -> Option<String> {
+    if let Some(hinted) = err.chain().find_map(|e| e.downcast_ref::<Hinted>()) {
+        return Some(hinted.hint.clone());
+    }
+    let step = err.downcast_ref::<Step>()?;
+    let io_err = err.chain().find_map(|e| e.downcast_ref::<io::Error>())?;
+    Some(hint(step, io_err))
 }
 
 /// Ends a program: exit status 0 on success; otherwise prints `error:` with
@@ -418,8 +442,22 @@ mod tests {
     }
 
     #[test]
-    fn no_hint_without_an_os_error() {
+    fn no_hint_without_a_step_or_an_own_hint() {
         let err = anyhow::anyhow!("invalid port 'abc'");
         assert_eq!(hint_for(&err), None);
+        // Writing to a closed stdout is not a peer closing a connection.
+        let err = anyhow::Error::new(io::Error::from(ErrorKind::BrokenPipe))
+            .context("failed to write to stdout");
+        assert_eq!(hint_for(&err), None);
+    }
+
+    #[test]
+    fn a_program_can_give_its_own_hint() {
+        let err = hinted("message of 70000 bytes is too long", "send less").context("udp_client");
+        assert_eq!(hint_for(&err).as_deref(), Some("send less"));
+        assert_eq!(
+            format!("{err:#}"),
+            "udp_client: message of 70000 bytes is too long"
+        );
     }
 }

@@ -47,12 +47,10 @@ impl Rng {
     /// A number uniform in `low..=high`.
     pub fn in_range(&mut self, low: u64, high: u64) -> u64 {
         assert!(low <= high, "in_range needs low <= high");
-        let span = high - low + 1;
         // The modulo bias is below 2^-50 for the small spans the labs use.
-        low + if span == 0 {
-            self.next_u64()
-        } else {
-            self.next_u64() % span
+        match (high - low).checked_add(1) {
+            Some(span) => low + self.next_u64() % span,
+            None => self.next_u64(), // the whole u64 range
         }
     }
 }
@@ -90,5 +88,6 @@ mod tests {
             assert!((2..=255).contains(&r.in_range(2, 255)));
         }
         assert_eq!(r.in_range(5, 5), 5);
+        r.in_range(0, u64::MAX); // the whole range must not overflow
     }
 }

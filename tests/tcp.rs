@@ -19,7 +19,7 @@ fn tcp_server(extra: &[&str]) -> Server {
 }
 
 fn connect(server: &Server) -> TcpStream {
-    let stream = TcpStream::connect(server.addr).expect("connect");
+    let stream = TcpStream::connect_timeout(&server.addr, WAIT).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     stream
 }
@@ -36,6 +36,9 @@ fn exchange(server: &Server, message: &[u8]) -> Vec<u8> {
 
 #[test]
 fn classic_python_client_gets_the_uppercased_line() {
+    if !have_tool("python3") {
+        return;
+    }
     let server = tcp_server(&[]);
     let port = server.port().to_string();
     let out = run(
@@ -53,6 +56,9 @@ fn classic_python_client_gets_the_uppercased_line() {
 
 #[test]
 fn tcp_client_works_against_the_classic_python_server() {
+    if !have_tool("python3") {
+        return;
+    }
     let server = Server::start("python3", &["tests/classic/TCPServer.py", "0"]);
     let port = server.port().to_string();
     let out = run(CLIENT, &["--port", &port, "hello", "python", "server"], b"");
@@ -146,7 +152,7 @@ fn a_hundred_concurrent_clients_each_get_their_own_reply() {
     let clients: Vec<_> = (0..100)
         .map(|i| {
             thread::spawn(move || {
-                let mut stream = TcpStream::connect(addr).expect("connect");
+                let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
                 stream.set_read_timeout(Some(WAIT)).expect("timeout");
                 let message = format!("client number {i} says hi");
                 stream.write_all(message.as_bytes()).expect("send");
@@ -253,7 +259,9 @@ fn at_max_clients_the_next_client_waits_in_the_backlog() {
     let mut second = connect(&server);
     second.write_all(b"waiting").expect("send");
     second.shutdown(Shutdown::Write).expect("FIN");
-    server.expect_line("1 clients connected (--max-clients): new ones wait in the listen backlog");
+    server.expect_line(
+        "all 1 connection slots in use (--max-clients): new clients wait in the listen backlog",
+    );
     second
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -303,6 +311,74 @@ fn idle_connections_are_closed() {
     let mut buf = [0u8; 1];
     assert_eq!(stream.read(&mut buf).expect("the server's FIN"), 0);
     server.expect_line("idle for 200ms: closing");
+}
+
+#[test]
+fn once_closes_an_idle_client_as_idle() {
+    let server = tcp_server(&["--once", "--idle-timeout", "200ms"]);
+    let mut stream = connect(&server);
+    let mut buf = [0u8; 1];
+    assert_eq!(stream.read(&mut buf).expect("the server's FIN"), 0);
+    server.expect_line("idle for 200ms: closing");
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_closed() {
+    let server = tcp_server(&["--idle-timeout", "300ms"]);
+    let mut stream = connect(&server);
+    // Send far more than the socket buffers hold and never read: the
+    // server's writes block until its write timeout.
+    stream.set_write_timeout(Some(WAIT)).expect("timeout");
+    let chunk = vec![b'x'; 65_536];
+    for _ in 0..400 {
+        if stream.write_all(&chunk).is_err() {
+            break; // the server closed on us: what this test waits for
+        }
+        if server
+            .wait_for_line("has not read its replies", Duration::ZERO)
+            .is_some()
+        {
+            break;
+        }
+    }
+    server.expect_line("has not read its replies for 300ms: closing");
+    assert_eq!(exchange(&server, b"next"), b"NEXT");
+}
+
+#[test]
+fn a_reply_without_a_fin_is_printed_with_a_note() {
+    // A peer that answers but keeps the connection open, unlike tcp_server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port().to_string();
+    let peer = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut message = Vec::new();
+        stream
+            .read_to_end(&mut message)
+            .expect("the client's message and FIN");
+        stream
+            .write_all(&message.to_ascii_uppercase())
+            .expect("reply");
+        thread::sleep(Duration::from_secs(2)); // holds the connection past the client's timeout
+    });
+    let out = run(
+        CLIENT,
+        &["--port", &port, "--timeout", "300ms", "no fin"],
+        b"",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("From Server: NO FIN\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("note: the server sent this but did not close the connection (no FIN)"),
+        "{}",
+        out.stdout
+    );
+    peer.join().expect("peer");
 }
 
 #[test]

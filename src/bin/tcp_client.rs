@@ -11,8 +11,8 @@
 //! Terminal 2: `cargo run --bin tcp_client -- hello`
 //! Worksheet:  labs/01-udp-tcp.md
 
-use std::io::{self, Write};
-use std::net::Shutdown;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -50,22 +50,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .local_addr()
         .context("failed to read the local address")?;
     let message = cli::message_or_prompt(&cli.message)?;
+    // Both directions are bounded: a server that never reads would
+    // otherwise block a long send for ever once its buffers are full.
+    stream
+        .set_write_timeout(Some(timeout))
+        .context("failed to set the send timeout")?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .context("failed to set the receive timeout")?;
 
     let started = Instant::now();
     let send_step = || Step::Send {
         proto: Proto::Tcp,
         peer,
     };
-    stream
-        .write_all(message.as_bytes())
-        .with_context(send_step)?;
+    stream.write_all(&message).with_context(send_step)?;
     // shutdown(Write) sends a FIN: "that was all", so the server's read
     // returns 0 and it can finish its reply.
     stream.shutdown(Shutdown::Write).with_context(send_step)?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .context("failed to set the receive timeout")?;
-    let (reply, reset) = connect::read_reply(&mut stream, peer)?;
+    let (reply, end) = read_reply(&mut stream, peer)?;
     let rtt = started.elapsed();
 
     let mut stdout = io::stdout().lock();
@@ -85,12 +88,51 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         reply.len()
     )
     .context("failed to write to stdout")?;
-    if reset {
-        writeln!(
-            stdout,
-            "note: the server ended the connection with a RST, not a FIN: it closed with part of the message unread"
-        )
-        .context("failed to write to stdout")?;
-    }
+    let note = match end {
+        End::Fin => return Ok(()),
+        End::Reset => {
+            "the server ended the connection with a RST, not a FIN: it closed with part of the message unread"
+        }
+        End::Timeout => {
+            "the server sent this but did not close the connection (no FIN) within --timeout"
+        }
+    };
+    writeln!(stdout, "note: {note}").context("failed to write to stdout")?;
     Ok(())
+}
+
+/// How the server ended its reply.
+enum End {
+    /// Its FIN: a read returned 0, the normal end.
+    Fin,
+    /// A RST after some data: it closed with our bytes still unread, and its
+    /// kernel answered the close with a reset (RFC 1122 §4.2.2.13).
+    Reset,
+    /// Nothing more, but no FIN either, before the read timeout.
+    Timeout,
+}
+
+/// Reads the reply until the server's FIN. A reset or a timeout *after*
+/// some data still leaves a reply to print; before any data they are errors.
+fn read_reply(stream: &mut TcpStream, peer: SocketAddr) -> anyhow::Result<(Vec<u8>, End)> {
+    let mut reply = Vec::new();
+    // read_to_end keeps what it read before an error in `reply`.
+    let end = match stream.read_to_end(&mut reply) {
+        Ok(_) => End::Fin,
+        Err(err) if reply.is_empty() => {
+            return Err(err).context(Step::Receive {
+                proto: Proto::Tcp,
+                peer,
+            });
+        }
+        Err(err) if err.kind() == ErrorKind::ConnectionReset => End::Reset,
+        Err(err) if explain::is_timeout(&err) => End::Timeout,
+        Err(err) => {
+            return Err(err).context(Step::Receive {
+                proto: Proto::Tcp,
+                peer,
+            });
+        }
+    };
+    Ok((reply, end))
 }

@@ -87,7 +87,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn wait_for_slot(limit: &Arc<ConnectionLimit>, log: Log) -> Slot {
     limit.try_acquire().unwrap_or_else(|| {
         log.note(format_args!(
-            "{} clients connected (--max-clients): new ones wait in the listen backlog",
+            "all {} connection slots in use (--max-clients): new clients wait in the listen backlog",
             limit.max()
         ));
         limit.acquire()
@@ -128,9 +128,12 @@ fn serve_stream(
     peer: SocketAddr,
     log: Log,
 ) -> io::Result<()> {
+    // Both directions time out: a client that neither sends nor reads its
+    // replies must not hold a connection slot for ever.
     stream.set_read_timeout(Some(idle))?;
+    stream.set_write_timeout(Some(idle))?;
     let mut buf = vec![0u8; buffer];
-    let (mut received, mut sent, mut reads) = (0u64, 0u64, 0u32);
+    let (mut received, mut sent, mut reads) = (0u64, 0u64, 0u64);
     loop {
         let n = match stream.read(&mut buf) {
             // A read of 0 bytes: the client sent its FIN, it has no more to say.
@@ -151,8 +154,19 @@ fn serve_stream(
         // ASCII a-z only: bytes, not text, because a read can end in the
         // middle of a multi-byte UTF-8 character.
         buf[..n].make_ascii_uppercase();
-        stream.write_all(&buf[..n])?;
-        sent += n as u64;
+        match stream.write_all(&buf[..n]) {
+            Ok(()) => sent += n as u64,
+            // Its receive buffer and our send buffer are full: it stopped reading.
+            Err(err) if explain::is_timeout(&err) => {
+                let idle = humantime::format_duration(idle);
+                log.peer(
+                    peer,
+                    format_args!("has not read its replies for {idle}: closing"),
+                );
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        }
     }
     // shutdown(Write) sends our FIN after the last reply byte.
     stream.shutdown(Shutdown::Write)?;
@@ -179,8 +193,19 @@ fn serve_once(
     log: Log,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(idle))?;
+    stream.set_write_timeout(Some(idle))?;
     let mut buf = vec![0u8; buffer];
-    let n = stream.read(&mut buf)?;
+    let n = match stream.read(&mut buf) {
+        Ok(n) => n,
+        Err(err) if explain::is_timeout(&err) => {
+            log.peer(
+                peer,
+                format_args!("idle for {}: closing", humantime::format_duration(idle)),
+            );
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
     buf[..n].make_ascii_uppercase();
     stream.write_all(&buf[..n])?;
     let unread = has_unread_data(&stream);

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::{self, ClientArgs};
 use socketlab::explain::{self, Proto, Step};
@@ -47,9 +47,10 @@ struct Cli {
     #[arg(long, conflicts_with = "message", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
 
-    /// Time from one ping to the next (with --count)
-    #[arg(long, default_value = "1s", value_parser = cli::duration)]
-    interval: Duration,
+    /// Time from one ping to the next, with --count [default: 1s]
+    // No clap default: clap skips `requires` for an argument that has one.
+    #[arg(long, value_parser = cli::duration, requires = "count", conflicts_with = "message")]
+    interval: Option<Duration>,
 
     /// Send from this local port instead of one the OS picks (K&R P29)
     #[arg(long)]
@@ -79,12 +80,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(count) => ping(&socket, server, cli, count),
         None => {
             let message = cli::message_or_prompt(&cli.message)?;
-            send_and_print_reply(&socket, server, cli.connect, message.as_bytes())
+            send_and_print_reply(&socket, server, cli.connect, &message)
         }
     }
 }
 
-/// A UDP socket bound to `port` on every local address (0: the OS picks a port).
+/// A UDP socket bound to `port` on every local address. The classic Python
+/// client never calls `bind()`: its first `sendto()` binds the socket to a
+/// port the OS picks. Binding port 0 here does the same, out in the open, and
+/// `--bind-port` chooses the port instead (K&R P29).
 fn open_socket(server: SocketAddr, port: Option<u16>) -> anyhow::Result<UdpSocket> {
     let any = if server.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
@@ -115,10 +119,14 @@ fn send_and_print_reply(
     message: &[u8],
 ) -> anyhow::Result<()> {
     if message.len() > MAX_DATAGRAM {
-        bail!(
-            "message of {} bytes is longer than the largest UDP datagram ({MAX_DATAGRAM} bytes)",
-            message.len()
-        );
+        return Err(explain::hinted(
+            format!(
+                "message of {} bytes is longer than the largest UDP datagram ({MAX_DATAGRAM} bytes)",
+                message.len()
+            ),
+            "one UDP datagram carries at most 65507 bytes over IPv4 (65535 minus the IP and UDP headers): \
+             send less, or use tcp_client, whose byte stream carries any length",
+        ));
     }
     let started = Instant::now();
     send(socket, server, connected, message)?;
@@ -182,9 +190,10 @@ enum Outcome {
 fn ping(socket: &UdpSocket, server: SocketAddr, cli: &Cli, count: u32) -> anyhow::Result<()> {
     let timeout = humantime::format_duration(cli.server.timeout);
     println!(
-        "PING {server} ({}): {count} UDP datagrams, timeout {timeout}",
+        "PING {} ({server}): {count} UDP datagrams, timeout {timeout}",
         cli.server.host
     );
+    let interval = cli.interval.unwrap_or(Duration::from_secs(1));
     let mut stats = Stats::new();
     let started = Instant::now();
     for seq in 1..=count {
@@ -209,7 +218,7 @@ fn ping(socket: &UdpSocket, server: SocketAddr, cli: &Cli, count: u32) -> anyhow
             }
         }
         if seq < count {
-            thread::sleep(cli.interval.saturating_sub(sent_at.elapsed()));
+            thread::sleep(interval.saturating_sub(sent_at.elapsed()));
         }
     }
     println!(
@@ -253,7 +262,10 @@ fn wait_for_reply(
             .set_read_timeout(Some(left))
             .context("failed to set the receive timeout")?;
         match socket.recv_from(&mut buf) {
-            Ok((len, from)) if buf[..len].starts_with(expected.as_bytes()) => {
+            // udp_server uppercases "Ping 3 ..." to "PING 3 ..."; a plain echo server does not.
+            Ok((len, from))
+                if buf[..len.min(expected.len())].eq_ignore_ascii_case(expected.as_bytes()) =>
+            {
                 return Ok(Outcome::Reply {
                     len,
                     from,

@@ -64,7 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let log = cli.server.log();
     if cli.drop > 0.0 {
         log.note(format_args!(
-            "dropping {:.0}% of datagrams (seed {})",
+            "dropping {:.1}% of datagrams (seed {})",
             cli.drop * 100.0,
             cli.seed
         ));
@@ -75,15 +75,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// The receive loop: one reply datagram per datagram, forever.
 fn serve(socket: &UdpSocket, cli: &Cli, log: Log) -> anyhow::Result<()> {
     let mut rng = Rng::seeded(cli.seed);
+    let max_len = cli.buffer as usize;
     // One byte more than --buffer: if the kernel fills it, the datagram was
     // longer than --buffer, which a plain recvfrom(buffer) would hide.
-    let mut buf = vec![0u8; cli.buffer as usize + 1];
+    let mut buf = vec![0u8; max_len + 1];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
-            // An ICMP error for an earlier reply (the client had gone) is
-            // reported on this socket by some systems: it concerns one
-            // client, not the server, so log it and go on.
+            // Windows reports an ICMP port unreachable for an earlier reply
+            // (its client had gone) on the next recvfrom(), as WSAECONNRESET
+            // 10054. It concerns one client, not the server: log and go on.
             Err(err) => {
                 log.note(format_args!(
                     "receive failed: {err} (an error about an earlier reply; still serving)"
@@ -91,39 +92,33 @@ fn serve(socket: &UdpSocket, cli: &Cli, log: Log) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let limit = cli.buffer as usize;
-        let message = &mut buf[..len.min(limit)];
-        if len > limit {
-            log.peer(
-                peer,
-                format_args!("sent a datagram longer than --buffer {limit}: only the first {limit} bytes were read, the rest was discarded"),
-            );
-        }
-        if rng.chance(cli.drop) {
+        let message = &mut buf[..len.min(max_len)];
+        if len > max_len {
             log.peer(
                 peer,
                 format_args!(
-                    "dropped {} bytes {} (simulated loss)",
-                    message.len(),
-                    printable::quoted(message, 60)
+                    "sent a datagram longer than --buffer {max_len}: only the first {max_len} bytes were read, the rest was discarded"
                 ),
+            );
+        }
+        let shown = printable::quoted(message, 60);
+        if rng.chance(cli.drop) {
+            log.peer(
+                peer,
+                format_args!("dropped {} bytes {shown} (simulated loss)", message.len()),
             );
             continue;
         }
+        log.peer(
+            peer,
+            format_args!("received {} bytes {shown}", message.len()),
+        );
         reply(socket, peer, message, log);
     }
 }
 
 /// Uppercases the datagram in place and sends it back to `peer`.
 fn reply(socket: &UdpSocket, peer: SocketAddr, message: &mut [u8], log: Log) {
-    log.peer(
-        peer,
-        format_args!(
-            "received {} bytes {}",
-            message.len(),
-            printable::quoted(message, 60)
-        ),
-    );
     // ASCII a-z only: every other byte, including each byte of a multi-byte
     // UTF-8 character, passes through unchanged.
     message.make_ascii_uppercase();

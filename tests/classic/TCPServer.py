@@ -1,5 +1,6 @@
-# The K&R TCPServer from the seeds (002, 004), in Python 3. The only change:
-# the port comes from argv (0 = any free one), and the ready line names the
+# The K&R TCPServer from the seeds (002, 004), in Python 3. The changes:
+# the port comes from argv (0 = any free one), it binds 127.0.0.1 instead of
+# '' (tests stay on loopback), and the ready line names the
 # address, so a test can find it.
 import sys
 from socket import *
