@@ -373,8 +373,15 @@ fn seed_003s_empty_line_ends_the_head_before_the_user_agent() {
 #[test]
 fn refused_unresolvable_silent_truncated_and_not_http() {
     let port = common::free_tcp_port();
-    let out = get(&[&format!("http://127.0.0.1:{port}/")]);
+    // localhost is 127.0.0.1 and ::1: the error names the first address tried.
+    let out = get(&[&format!("http://localhost:{port}/")]);
     common::assert_error_and_hint(&out, "answered the SYN with a RST");
+    assert!(
+        out.stderr
+            .contains(&format!("failed to connect TCP socket to 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
 
     let out = get(&["http://no-such-host.invalid/"]);
     common::assert_error_and_hint(&out, "could not be turned into an IP address");

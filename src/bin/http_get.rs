@@ -90,8 +90,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             (head.to_bytes(), head.method)
         }
     };
+    let addrs = cli::resolve(&cli.url.host, cli.url.port)?;
+    // The times are measured from here: name resolution is not counted.
     let start = Instant::now();
-    let (stream, peer) = connect(&cli.url, cli.timeout)?;
+    let (stream, peer) = connect(&addrs, cli.timeout)?;
     let connected = start.elapsed();
     if cli.show_request {
         println!("--- request: {} bytes sent to {peer} ---", request.len());
@@ -152,21 +154,24 @@ fn build_request(cli: &Cli) -> RequestHead {
     request
 }
 
-/// Resolves the host and `connect()`s to its addresses in turn (IPv4 first).
-fn connect(url: &HttpUrl, timeout: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
-    let mut failure = None;
-    for addr in cli::resolve(&url.host, url.port)? {
+/// `connect()`s to the host's addresses in turn (IPv4 first), each given
+/// `timeout` for the handshake. If all fail, the first failure is reported:
+/// `localhost` is 127.0.0.1 before it is ::1.
+fn connect(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    let mut first_failure = None;
+    for &addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok((stream, addr)),
             Err(err) => {
-                failure = Some(anyhow::Error::new(err).context(Step::Connect {
+                let step = Step::Connect {
                     proto: Proto::Tcp,
                     addr,
-                }));
+                };
+                first_failure.get_or_insert(anyhow::Error::new(err).context(step));
             }
         }
     }
-    Err(failure.expect("resolve returns at least one address"))
+    Err(first_failure.expect("resolve returns at least one address"))
 }
 
 /// Reads one response: prints its head exactly as received, then its body
