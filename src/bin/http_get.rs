@@ -12,8 +12,8 @@
 //!
 //! `--show-request` prints the bytes sent, as Wireshark's Follow TCP Stream
 //! shows them; `--raw-request` sends any text instead, such as seed 003's
-//! request with its stray empty line, and prints every response that comes
-//! back.
+//! request with its stray empty line, and after the first response prints
+//! whatever else the server sends.
 //!
 //! Terminal 1: `python3 -m http.server --bind 127.0.0.1 8000`
 //! Terminal 2: `cargo run --bin http_get -- http://127.0.0.1:8000/ --show-request`
@@ -37,6 +37,9 @@ use socketlab::rtt::ms;
 /// With `--raw-request`, how long to wait for more after a complete
 /// response (seed 003's request makes the server answer twice).
 const MORE_RESPONSES_WAIT: Duration = Duration::from_secs(1);
+
+/// ...and how much of it to keep, at most.
+const MORE_RESPONSES_MAX: usize = 1024 * 1024;
 
 /// Fetch an http:// URL with a GET request written by hand on a TCP socket (seed 003)
 #[derive(Parser, Debug)]
@@ -63,11 +66,11 @@ struct Cli {
     show_request: bool,
 
     /// Write the body, byte for byte, to this file instead of printing it
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Send exactly this text as the request (\r \n \t \\ are escapes), and
-    /// print every response the server sends back
+    /// Send exactly this text as the request (\r \n \t \\ are escapes); after
+    /// the response, print whatever else the server sends
     #[arg(long, value_name = "TEXT", value_parser = unescape,
           conflicts_with_all = ["user_agent", "headers", "head"])]
     raw_request: Option<RawRequest>,
@@ -276,8 +279,8 @@ fn print_body(body: &[u8]) -> anyhow::Result<String> {
 }
 
 /// `--raw-request`: prints whatever the server sends after the response,
-/// exactly as it arrives, until it closes the connection or stays quiet
-/// for [`MORE_RESPONSES_WAIT`]. A server that found a second request in
+/// exactly as it arrives, until it closes the connection, stays quiet for
+/// [`MORE_RESPONSES_WAIT`], or has sent [`MORE_RESPONSES_MAX`] bytes. A server that found a second request in
 /// what was sent (seed 003's stray empty line) answers that one too.
 fn print_rest_of_stream(
     stream: &TcpStream,
@@ -293,7 +296,12 @@ fn print_rest_of_stream(
         // BufReader hands out what it already holds first, then read()s.
         match reader.read(&mut buf) {
             Ok(0) => break "the server closed the connection".to_string(),
-            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                rest.extend_from_slice(&buf[..n]);
+                if rest.len() >= MORE_RESPONSES_MAX {
+                    break format!("stopped reading after {MORE_RESPONSES_MAX} bytes");
+                }
+            }
             Err(err) if explain::is_timeout(&err) => {
                 break format!(
                     "nothing more within {}; the connection is still open",
@@ -436,6 +444,9 @@ struct Recorder<R> {
 }
 
 impl<R> Recorder<R> {
+    /// How many of the first bytes are kept.
+    const KEPT: usize = 256;
+
     fn new(inner: R) -> Recorder<R> {
         Recorder {
             inner,
@@ -451,8 +462,8 @@ impl<R: Read> Read for Recorder<R> {
         if n > 0 && self.first_byte.is_none() {
             self.first_byte = Some(Instant::now());
         }
-        let keep = n.min(256 - self.first_bytes.len().min(256));
-        self.first_bytes.extend_from_slice(&buf[..keep]);
+        let room = Recorder::<R>::KEPT.saturating_sub(self.first_bytes.len());
+        self.first_bytes.extend_from_slice(&buf[..n.min(room)]);
         Ok(n)
     }
 }
