@@ -272,6 +272,30 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
 }
 
 #[test]
+fn an_interim_103_is_followed_by_the_final_response() {
+    let origin = origin();
+    let out = ok(&[&format!("http://{}/early-hints", origin.addr)]);
+    assert!(
+        out.stdout.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("(an interim 103 response: the final response follows)\nHTTP/1.1 200 OK\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "\r\n\r\nafter the hints\nbody: 16 bytes (its length was the Content-Length)"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn the_origin_sees_our_user_agent_host_and_extra_headers() {
     let origin = origin();
     let url = format!("http://localhost:{}/echo", origin.port());

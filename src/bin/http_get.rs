@@ -113,7 +113,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("failed to set the read timeout")?;
 
     let mut reader = BufReader::new(Recorder::new(&stream));
-    let body = read_response(&mut reader, &method, peer, cli.output.as_ref())?;
+    let body = loop {
+        if let Response::Final(body) =
+            read_response(&mut reader, &method, peer, cli.output.as_ref())?
+        {
+            break body;
+        }
+    };
     let first_byte = reader.get_ref().first_byte.map(|at| at - start);
     let total = start.elapsed();
     println!("{body}");
@@ -177,19 +183,36 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<(TcpStream
     Err(first_failure.expect("resolve returns at least one address"))
 }
 
+/// One response read by [`read_response`].
+enum Response {
+    /// A 1xx interim response: the final one follows (RFC 9110 §15.2).
+    Interim,
+    /// The final response, with a line that says how its body was framed.
+    Final(String),
+}
+
 /// Reads one response: prints its head exactly as received, then its body
-/// (or saves it to `output`). Returns a line that says how the body was framed.
+/// (or saves it to `output`).
 fn read_response(
     reader: &mut BufReader<Recorder<&TcpStream>>,
     method: &str,
     peer: SocketAddr,
     output: Option<&PathBuf>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Response> {
     let head_bytes = http::read_head(reader)
         .map_err(|err| head_error(err, &reader.get_ref().first_bytes, peer))?;
     write_stdout(&head_bytes)?;
     let head = ResponseHead::parse(&head_bytes)
         .map_err(|err| head_error(err, &reader.get_ref().first_bytes, peer))?;
+    // 1xx (but 101, which switches to another protocol) has no body, and
+    // the real response follows on the same connection.
+    if (100..200).contains(&head.status) && head.status != 101 {
+        println!(
+            "(an interim {} response: the final response follows)",
+            head.status
+        );
+        return Ok(Response::Interim);
+    }
     let length = head
         .body_length(method)
         .with_context(|| format!("the response from {peer} frames its body ambiguously"))?;
@@ -227,7 +250,9 @@ fn read_response(
             println!("trailer after the last chunk: {}: {value}", field.name);
         }
     }
-    Ok(format!("body: {size} bytes ({framing}){shown}"))
+    Ok(Response::Final(format!(
+        "body: {size} bytes ({framing}){shown}"
+    )))
 }
 
 /// Moves the body from the socket to `sink`; returns its length.
