@@ -204,9 +204,8 @@ fn read_response(
     write_stdout(&head_bytes)?;
     let head = ResponseHead::parse(&head_bytes)
         .map_err(|err| head_error(err, &reader.get_ref().first_bytes, peer))?;
-    // 1xx (but 101, which switches to another protocol) has no body, and
-    // the real response follows on the same connection.
-    if (100..200).contains(&head.status) && head.status != 101 {
+    // A 1xx has no body, and the real response follows on the same connection.
+    if head.is_interim() {
         println!(
             "(an interim {} response: the final response follows)",
             head.status
@@ -217,11 +216,11 @@ fn read_response(
         .body_length(method)
         .with_context(|| format!("the response from {peer} frames its body ambiguously"))?;
     let framing = match length {
-        BodyLength::None if method == "HEAD" => "none: a response to HEAD has no body",
-        BodyLength::None if head.status == 204 || head.status == 304 => {
+        BodyLength::Empty if method == "HEAD" => "none: a response to HEAD has no body",
+        BodyLength::Empty if head.status == 204 || head.status == 304 => {
             "none: a 204 or 304 response has no body"
         }
-        BodyLength::None => "Content-Length: 0",
+        BodyLength::Empty => "Content-Length: 0",
         BodyLength::Length(_) => "its length was the Content-Length",
         BodyLength::Chunked => "chunked: decoded from its chunks",
         BodyLength::UntilClose => "no length given: read until the server closed the connection",
