@@ -1,6 +1,7 @@
 //! socketlab's small shared library: only what two or more lab programs need.
 //!
 //! - [`cli`]: the command-line options every server and client shares.
+//! - [`connect`]: a TCP connection to the first of a server's addresses that answers.
 //! - [`explain`]: turns a failed socket call into an `error:` line and a
 //!   `hint:` line that says what happened on the wire.
 //! - [`http`]: reading HTTP/1.1 heads and bodies from a byte stream (framing, chunked).
@@ -9,14 +10,19 @@
 //! - [`log`]: one timestamped line per server event.
 //! - [`random`]: a tiny seedable random number generator.
 //! - [`rtt`]: round-trip times and ping-style statistics.
+//! - [`pool`]: a fixed pool of worker threads (the Rust Book's `ThreadPool`).
+//! - [`time_service`]: the time service's key exchange, Caesar shift and frames.
 //! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 
 pub mod cli;
+pub mod connect;
 pub mod explain;
 pub mod http;
 pub mod limit;
 pub mod listen;
 pub mod log;
+pub mod pool;
 pub mod printable;
 pub mod random;
 pub mod rtt;
+pub mod time_service;

@@ -46,6 +46,11 @@ impl Stats {
         self.transmitted
     }
 
+    /// How many requests were answered by an error.
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+
     pub fn received_count(&self) -> u64 {
         self.rtts_us.len() as u64
     }

@@ -1,0 +1,96 @@
+//! tcp_client: sends a line to tcp_server over TCP and prints the reply.
+//!
+//! The K&R TCPClient lab. Before any data moves, `connect()` runs TCP's
+//! three-way handshake (SYN, SYN-ACK, ACK); if no program listens on the
+//! port, the server's host answers the SYN with a RST and `connect()` fails
+//! at once with "connection refused". Once connected, the client sends its
+//! line, then `shutdown(Write)`: a FIN that tells the server the message is
+//! complete. It reads the reply until the server's own FIN.
+//!
+//! Terminal 1: `cargo run --bin tcp_server`
+//! Terminal 2: `cargo run --bin tcp_client -- hello`
+//! Worksheet:  labs/01-udp-tcp.md
+
+use std::io::{self, Write};
+use std::net::Shutdown;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use socketlab::cli::{self, ClientArgs};
+use socketlab::connect;
+use socketlab::explain::{self, Proto, Step};
+use socketlab::rtt;
+
+/// Send a line over TCP and print the server's reply (K&R TCPClient)
+#[derive(Parser, Debug)]
+#[command(name = "tcp_client", version)]
+struct Cli {
+    /// The message to send (words are joined by spaces); with none, prompt for a line on stdin
+    message: Vec<String>,
+
+    #[command(flatten)]
+    server: ClientArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    explain::report(run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let timeout = cli.server.timeout;
+    // Like the classic client: connect first, then ask for the sentence.
+    let mut stream = connect::tcp(&cli.server.resolve()?, timeout)?;
+    let peer = stream
+        .peer_addr()
+        .context("failed to read the server's address")?;
+    let local = stream
+        .local_addr()
+        .context("failed to read the local address")?;
+    let message = cli::message_or_prompt(&cli.message)?;
+
+    let started = Instant::now();
+    let send_step = || Step::Send {
+        proto: Proto::Tcp,
+        peer,
+    };
+    stream
+        .write_all(message.as_bytes())
+        .with_context(send_step)?;
+    // shutdown(Write) sends a FIN: "that was all", so the server's read
+    // returns 0 and it can finish its reply.
+    stream.shutdown(Shutdown::Write).with_context(send_step)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .context("failed to set the receive timeout")?;
+    let (reply, reset) = connect::read_reply(&mut stream, peer)?;
+    let rtt = started.elapsed();
+
+    let mut stdout = io::stdout().lock();
+    // The reply is printed as the bytes that arrived: the server changes
+    // bytes, not text.
+    stdout
+        .write_all(b"From Server: ")
+        .context("failed to write to stdout")?;
+    stdout
+        .write_all(&reply)
+        .and_then(|()| writeln!(stdout))
+        .context("failed to write to stdout")?;
+    writeln!(
+        stdout,
+        "RTT {} ({} bytes from {peer} to local address {local})",
+        rtt::ms(rtt),
+        reply.len()
+    )
+    .context("failed to write to stdout")?;
+    if reset {
+        writeln!(
+            stdout,
+            "note: the server ended the connection with a RST, not a FIN: it closed with part of the message unread"
+        )
+        .context("failed to write to stdout")?;
+    }
+    Ok(())
+}

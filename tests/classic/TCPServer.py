@@ -1,0 +1,16 @@
+# The K&R TCPServer from the seeds (002, 004), in Python 3. The only change:
+# the port comes from argv (0 = any free one), and the ready line names the
+# address, so a test can find it.
+import sys
+from socket import *
+serverPort = int(sys.argv[1]) if len(sys.argv) > 1 else 12000
+serverSocket = socket(AF_INET, SOCK_STREAM)
+serverSocket.bind(('127.0.0.1', serverPort))
+serverSocket.listen(1)
+print("The server is ready to receive, listening on %s:%d" % serverSocket.getsockname(), flush=True)
+while True:
+    connectionSocket, addr = serverSocket.accept()
+    sentence = connectionSocket.recv(1024).decode()
+    capitalizedSentence = sentence.upper()
+    connectionSocket.send(capitalizedSentence.encode())
+    connectionSocket.close()

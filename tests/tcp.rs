@@ -1,0 +1,322 @@
+//! tcp_server and tcp_client: the K&R TCP lab, the byte stream, and bad peers.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::{Server, WAIT, assert_error_and_hint, free_tcp_port, have_tool, run};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_tcp_server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_tcp_client");
+
+fn tcp_server(extra: &[&str]) -> Server {
+    let mut args = vec!["--bind", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(extra);
+    Server::start(SERVER, &args)
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
+
+/// Sends `message`, half-closes, and reads the whole reply.
+fn exchange(server: &Server, message: &[u8]) -> Vec<u8> {
+    let mut stream = connect(server);
+    stream.write_all(message).expect("send");
+    stream.shutdown(Shutdown::Write).expect("FIN");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("reply until FIN");
+    reply
+}
+
+#[test]
+fn classic_python_client_gets_the_uppercased_line() {
+    let server = tcp_server(&[]);
+    let port = server.port().to_string();
+    let out = run(
+        "python3",
+        &["tests/classic/TCPClient.py", "127.0.0.1", &port],
+        b"hello from python\n",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Input lowercase sentence:From Server: HELLO FROM PYTHON\n"
+    );
+    server.expect_line("closed: received 17 bytes in 1 read, sent 17");
+}
+
+#[test]
+fn tcp_client_works_against_the_classic_python_server() {
+    let server = Server::start("python3", &["tests/classic/TCPServer.py", "0"]);
+    let port = server.port().to_string();
+    let out = run(CLIENT, &["--port", &port, "hello", "python", "server"], b"");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("From Server: HELLO PYTHON SERVER"));
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("RTT ") && l.contains("19 bytes from 127.0.0.1:"))
+    );
+}
+
+#[test]
+fn tcp_client_prompts_like_the_classic_lab_and_resolves_localhost() {
+    let server = Server::start(SERVER, &["--bind", "0.0.0.0", "--port", "0"]);
+    let port = server.port().to_string();
+    let out = run(
+        CLIENT,
+        &["--host", "localhost", "--port", &port],
+        b"typed line\n",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("Input lowercase sentence:From Server: TYPED LINE\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn only_ascii_letters_change_and_other_bytes_pass_through() {
+    let server = tcp_server(&[]);
+    assert_eq!(
+        exchange(&server, b"caf\xc3\xa9 \xff\x00 abc-123 &*!"),
+        b"CAF\xc3\xa9 \xff\x00 ABC-123 &*!"
+    );
+}
+
+#[test]
+fn one_mebibyte_comes_back_byte_exact() {
+    let server = tcp_server(&[]);
+    let message: Vec<u8> = (0..1_048_576u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut expected = message.clone();
+    expected.make_ascii_uppercase();
+    let mut stream = connect(&server);
+    // Write from another thread while this one reads: the server echoes as
+    // it reads, so a writer that never reads would fill both buffers and stall.
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = thread::spawn(move || {
+        writer.write_all(&message).expect("send 1 MiB");
+        writer.shutdown(Shutdown::Write).expect("FIN");
+    });
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("reply until FIN");
+    sender.join().expect("sender");
+    assert_eq!(reply.len(), expected.len());
+    assert!(
+        reply == expected,
+        "the reply differs from the uppercased message"
+    );
+    server.expect_line("closed: received 1048576 bytes in ");
+    assert!(
+        server
+            .lines_so_far()
+            .iter()
+            .any(|l| l.ends_with("reads, sent 1048576"))
+    );
+}
+
+#[test]
+fn many_round_trips_on_one_connection() {
+    let server = tcp_server(&[]);
+    let mut stream = connect(&server);
+    for word in ["first", "second", "third"] {
+        stream.write_all(word.as_bytes()).expect("send");
+        let mut reply = vec![0u8; word.len()];
+        stream.read_exact(&mut reply).expect("reply");
+        assert_eq!(reply, word.to_uppercase().as_bytes());
+    }
+    stream.shutdown(Shutdown::Write).expect("FIN");
+    // Each write waited for its echo, so each arrived in a read of its own.
+    server.expect_line("closed: received 16 bytes in 3 reads, sent 16");
+}
+
+#[test]
+fn a_hundred_concurrent_clients_each_get_their_own_reply() {
+    let server = tcp_server(&[]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                stream.set_read_timeout(Some(WAIT)).expect("timeout");
+                let message = format!("client number {i} says hi");
+                stream.write_all(message.as_bytes()).expect("send");
+                stream.shutdown(Shutdown::Write).expect("FIN");
+                let mut reply = String::new();
+                stream.read_to_string(&mut reply).expect("reply");
+                assert_eq!(reply, message.to_uppercase());
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every client got its own reply");
+    }
+}
+
+#[test]
+fn client_before_server_is_refused_with_a_rst_hint() {
+    let port = free_tcp_port().to_string();
+    let out = run(CLIENT, &["--port", &port, "hello"], b"");
+    assert_error_and_hint(&out, "answered the SYN with a RST");
+    assert!(
+        out.stderr
+            .contains(&format!("failed to connect TCP socket to 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no prompt before the connection fails: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn wrong_port_is_refused_and_the_server_sees_nothing() {
+    let server = tcp_server(&[]);
+    let wrong = free_tcp_port().to_string();
+    let out = run(CLIENT, &["--port", &wrong, "hello"], b"");
+    assert_error_and_hint(
+        &out,
+        &format!("no program is listening on TCP port {wrong}"),
+    );
+    assert_eq!(exchange(&server, b"marker"), b"MARKER");
+    assert!(
+        !server
+            .lines_so_far()
+            .iter()
+            .any(|l| l.contains("received 5 bytes")),
+        "{:?}",
+        server.lines_so_far()
+    );
+}
+
+#[test]
+fn an_unresolvable_host_is_explained() {
+    let out = run(CLIENT, &["--host", "no-such-host.invalid", "hello"], b"");
+    assert_error_and_hint(&out, "could not be turned into an IP address");
+}
+
+#[test]
+fn once_reads_1024_bytes_of_a_3000_byte_message_and_resets() {
+    let server = tcp_server(&["--once"]);
+    let port = server.port().to_string();
+    let message = "a".repeat(3000);
+    let out = run(CLIENT, &["--port", &port, &message], b"");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let reply = out.stdout.lines().next().expect("reply line");
+    assert_eq!(reply, format!("From Server: {}", "A".repeat(1024)));
+    server.expect_line("closed after one read: received 1024 bytes (--buffer 1024), sent 1024; more bytes were waiting unread");
+}
+
+#[test]
+fn once_with_a_short_message_closes_cleanly() {
+    let server = tcp_server(&["--once"]);
+    assert_eq!(exchange(&server, b"short"), b"SHORT");
+    let line = server.expect_line("closed after one read: received 5 bytes");
+    assert!(!line.contains("unread"), "{line}");
+}
+
+#[test]
+fn a_client_that_resets_mid_stream_does_not_disturb_the_server() {
+    let server = tcp_server(&[]);
+    let stream = connect(&server);
+    (&stream).write_all(b"partial message").expect("send");
+    let mut echo = [0u8; 15];
+    (&stream).read_exact(&mut echo).expect("echo");
+    // SO_LINGER with a zero timeout makes close() send a RST, not a FIN.
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(stream);
+    server.expect_line("connected");
+    server.expect_line("error: Connection reset by peer");
+    assert_eq!(exchange(&server, b"still serving"), b"STILL SERVING");
+}
+
+#[test]
+fn at_max_clients_the_next_client_waits_in_the_backlog() {
+    let server = tcp_server(&["--max-clients", "1"]);
+    let first = connect(&server);
+    server.expect_line("connected");
+    // The kernel completes the second handshake from the backlog, but the
+    // server does not accept() it while the only slot is taken.
+    let mut second = connect(&server);
+    second.write_all(b"waiting").expect("send");
+    second.shutdown(Shutdown::Write).expect("FIN");
+    server.expect_line("1 clients connected (--max-clients): new ones wait in the listen backlog");
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let early = second.read(&mut buf);
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "{early:?}"
+    );
+    drop(first);
+    second.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut reply = Vec::new();
+    second
+        .read_to_end(&mut reply)
+        .expect("served once the first left");
+    assert_eq!(reply, b"WAITING");
+}
+
+#[test]
+fn bad_arguments_and_a_taken_port_fail_clearly() {
+    for args in [
+        vec!["--buffer", "0"],
+        vec!["--max-clients", "0"],
+        vec!["--idle-timeout", "0s"],
+        vec!["--port", "-1"],
+    ] {
+        let out = run(SERVER, &args, b"");
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+    }
+    let server = tcp_server(&[]);
+    let port = server.port().to_string();
+    let out = run(SERVER, &["--bind", "127.0.0.1", "--port", &port], b"");
+    assert_error_and_hint(
+        &out,
+        &format!("another socket already holds TCP port {port}"),
+    );
+    let out = run(SERVER, &["--bind", "192.0.2.1", "--port", "0"], b"");
+    assert_error_and_hint(&out, "192.0.2.1 is not an address of this machine");
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let server = tcp_server(&["--idle-timeout", "200ms"]);
+    let mut stream = connect(&server);
+    let mut buf = [0u8; 1];
+    assert_eq!(stream.read(&mut buf).expect("the server's FIN"), 0);
+    server.expect_line("idle for 200ms: closing");
+}
+
+#[test]
+fn ncat_is_a_tcp_client_of_tcp_server() {
+    if !have_tool("ncat") {
+        return;
+    }
+    let server = tcp_server(&[]);
+    // ncat half-closes when its stdin ends, then prints the reply until our FIN.
+    let out = run(
+        "ncat",
+        &["127.0.0.1", &server.port().to_string()],
+        b"typed into ncat\n",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "TYPED INTO NCAT\n");
+}
