@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use socketlab::cli;
 use socketlab::explain::{self, Proto, Step};
 use socketlab::http::{self, BodyLength, BodyReader, HttpUrl, RequestHead, ResponseHead};
 use socketlab::printable;
 use socketlab::rtt::ms;
+use socketlab::{cli, connect};
 
 /// With `--raw-request`, how long to wait for more after a complete
 /// response (seed 003's request makes the server answer twice).
@@ -96,7 +96,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let addrs = cli::resolve(&cli.url.host, cli.url.port)?;
     // The times are measured from here: name resolution is not counted.
     let start = Instant::now();
-    let (stream, peer) = connect(&addrs, cli.timeout)?;
+    let stream = connect::tcp(&addrs, cli.timeout)?;
+    let peer = stream
+        .peer_addr()
+        .context("failed to read the server's address")?;
     let connected = start.elapsed();
     if cli.show_request {
         println!("--- request: {} bytes sent to {peer} ---", request.len());
@@ -161,26 +164,6 @@ fn build_request(cli: &Cli) -> RequestHead {
         request.headers.append(name.as_str(), value.as_str());
     }
     request
-}
-
-/// `connect()`s to the host's addresses in turn (IPv4 first), each given
-/// `timeout` for the handshake. If all fail, the first failure is reported:
-/// `localhost` is 127.0.0.1 before it is ::1.
-fn connect(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
-    let mut first_failure = None;
-    for &addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return Ok((stream, addr)),
-            Err(err) => {
-                let step = Step::Connect {
-                    proto: Proto::Tcp,
-                    addr,
-                };
-                first_failure.get_or_insert(anyhow::Error::new(err).context(step));
-            }
-        }
-    }
-    Err(first_failure.expect("resolve returns at least one address"))
 }
 
 /// One response read by [`read_response`].
