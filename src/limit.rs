@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::log::Log;
+
 /// How many connections may be served at once, and how many are.
 #[derive(Debug)]
 pub struct ConnectionLimit {
@@ -69,6 +71,23 @@ impl ConnectionLimit {
         Slot {
             limit: Arc::clone(self),
         }
+    }
+
+    /// Takes a slot for the next connection: at once if one is free,
+    /// otherwise after logging that the server is at its cap (so new clients
+    /// wait in the listen backlog) and waiting until a connection finishes.
+    pub fn acquire_logged(self: &Arc<Self>, log: Log) -> Slot {
+        if let Some(slot) = self.try_acquire() {
+            return slot;
+        }
+        log.note(format_args!(
+            "at the cap: {max} connections are being served (--max-clients {max}); \
+             new clients wait in the listen backlog",
+            max = self.max
+        ));
+        let slot = self.acquire();
+        log.note("a connection finished: accepting again");
+        slot
     }
 
     // A thread that panicked while holding the lock leaves a count that is

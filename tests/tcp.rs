@@ -260,7 +260,7 @@ fn at_max_clients_the_next_client_waits_in_the_backlog() {
     second.write_all(b"waiting").expect("send");
     second.shutdown(Shutdown::Write).expect("FIN");
     server.expect_line(
-        "all 1 connection slots in use (--max-clients): new clients wait in the listen backlog",
+        "at the cap: 1 connections are being served (--max-clients 1); new clients wait in the listen backlog",
     );
     second
         .set_read_timeout(Some(Duration::from_millis(300)))

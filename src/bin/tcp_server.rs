@@ -22,7 +22,6 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -72,7 +71,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let limit = ConnectionLimit::new(cli.max_clients as usize);
     let log = cli.server.log();
     loop {
-        let slot = wait_for_slot(&limit, log);
+        let slot = limit.acquire_logged(log);
         match listener.accept() {
             Ok((stream, peer)) => spawn_connection(stream, peer, slot, cli, log),
             Err(err) => {
@@ -81,17 +80,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// Takes a connection slot, waiting (and saying so) while all are in use.
-fn wait_for_slot(limit: &Arc<ConnectionLimit>, log: Log) -> Slot {
-    limit.try_acquire().unwrap_or_else(|| {
-        log.note(format_args!(
-            "all {} connection slots in use (--max-clients): new clients wait in the listen backlog",
-            limit.max()
-        ));
-        limit.acquire()
-    })
 }
 
 /// Serves one connection on its own thread; the slot is given back when it ends.

@@ -114,7 +114,7 @@ fn thread_per_connection(listener: &TcpListener, service: &Arc<Service>, max: us
     loop {
         // The slot is taken *before* accept(): at the cap the server stops
         // accepting, and the kernel queues the new handshakes.
-        let slot = take_slot(&limit, log);
+        let slot = limit.acquire_logged(log);
         let Some((stream, peer)) = accept(listener, log) else {
             continue;
         };
@@ -142,21 +142,6 @@ fn one_at_a_time(listener: &TcpListener, service: &Service) -> ! {
             converse_and_log(stream, peer, service);
         }
     }
-}
-
-/// Takes a free slot, or logs that the server is at its cap and waits for one.
-fn take_slot(limit: &Arc<ConnectionLimit>, log: Log) -> Slot {
-    if let Some(slot) = limit.try_acquire() {
-        return slot;
-    }
-    log.note(format_args!(
-        "at the cap: {max} connections are being served (--max-clients {max}); \
-         new clients wait in the listen backlog",
-        max = limit.max()
-    ));
-    let slot = limit.acquire();
-    log.note("a connection finished: accepting again");
-    slot
 }
 
 /// `accept()`: the next connection whose handshake the kernel completed.

@@ -52,7 +52,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let peer = cli.client.resolve()?[0];
     let message = cli::message_or_prompt(&cli.message)?;
     let socket = unconnected_socket(peer)?;
-    send(&socket, peer, message.as_bytes())?;
+    send(&socket, peer, &message)?;
     let replies = print_replies(&socket, peer, cli.client.timeout)?;
     if replies == 0 {
         // Report the silence as the recvfrom() timeout it was (EAGAIN), so
