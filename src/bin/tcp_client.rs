@@ -61,11 +61,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .with_context(send_step)?;
     // shutdown(Write) sends a FIN: "that was all", so the server's read
     // returns 0 and it can finish its reply.
-    stream.shutdown(Shutdown::Write).with_context(send_step)?;
+    let reset_already = match stream.shutdown(Shutdown::Write) {
+        // ENOTCONN: the server's RST arrived before our FIN could leave (a
+        // server that closed with part of the message unread, such as
+        // `tcp_server --once`). What it sent before the RST can still be read.
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => true,
+        done => {
+            done.with_context(send_step)?;
+            false
+        }
+    };
     stream
         .set_read_timeout(Some(timeout))
         .context("failed to set the receive timeout")?;
     let (reply, reset) = connect::read_reply(&mut stream, peer)?;
+    let reset = reset || reset_already;
     let rtt = started.elapsed();
 
     let mut stdout = io::stdout().lock();
