@@ -175,6 +175,18 @@ impl Program {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Waits (at most [`WAIT`]) until the reader threads have drained the
+    /// pipes of a program that has exited: each holds its own reference to
+    /// what it collects until end of file.
+    fn wait_for_readers(&self) {
+        let deadline = Instant::now() + WAIT;
+        while (Arc::strong_count(&self.seen) > 1 || Arc::strong_count(&self.stderr) > 1)
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The exit status if the program ends within `wait`, None if it is still running.
     pub fn exit_within(&mut self, wait: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + wait;
@@ -189,10 +201,14 @@ impl Program {
         }
     }
 
-    /// Waits up to `wait` for the program to end; still running is an error.
+    /// Waits up to `wait` for the program to end, and for its last output
+    /// to be read; still running is an error.
     pub fn wait_for_exit(&mut self, wait: Duration) -> anyhow::Result<ExitStatus> {
         match self.exit_within(wait) {
-            Some(status) => Ok(status),
+            Some(status) => {
+                self.wait_for_readers();
+                Ok(status)
+            }
             None => bail!(
                 "{} did not exit within {}",
                 self.name,
@@ -252,29 +268,16 @@ pub fn run_with_stdin(name: &str, args: &[&str], input: &[u8]) -> anyhow::Result
     }
     let status = program.wait_for_exit(WAIT)?;
     let elapsed = started.elapsed();
-    // The reader threads end at end of file, right after the exit.
-    let mut stdout = String::new();
-    while let Ok(line) = program.lines.recv_timeout(WAIT) {
-        stdout.push_str(&line);
+    let mut stdout = program.lines_so_far().join("\n");
+    if !stdout.is_empty() {
         stdout.push('\n');
     }
     Ok(Finished {
         status,
         stdout,
-        stderr: stderr_after_exit(&program),
+        stderr: program.stderr(),
         elapsed,
     })
-}
-
-/// The stderr of a program that has exited, once its reader thread has
-/// drained the pipe (bounded: at most [`WAIT`]).
-fn stderr_after_exit(program: &Program) -> String {
-    let deadline = Instant::now() + WAIT;
-    // The stderr reader holds its own reference until end of file.
-    while Arc::strong_count(&program.stderr) > 1 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(1));
-    }
-    program.stderr()
 }
 
 /// The number after `local address HOST:` in a client's `RTT ...` line.
