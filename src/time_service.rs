@@ -166,6 +166,11 @@ impl Request {
 
 /// Builds one frame: a 2-byte big-endian length, then the payload shifted
 /// by `key` (key 0: as it is).
+///
+/// # Panics
+///
+/// If `payload` is longer than 65535 bytes, which no request or answer of
+/// the protocol is (they are at most [`MAX_FRAME`]).
 pub fn encode_frame(key: u8, payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("frames are built from short payloads");
     let mut frame = len.to_be_bytes().to_vec();

@@ -193,10 +193,11 @@ fn cracks_a_tcpdump_capture_printed_by_tshark() {
     let dir = std::env::temp_dir().join(format!("socketlab-crack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let pcap = dir.join("time.pcap");
-    // -U writes each packet to the file as it is captured, so the file can
-    // be read while tcpdump still runs.
+    // --immediate-mode hands each packet to tcpdump at once (not in blocks
+    // filled over up to a second), and -U writes it to the file at once, so
+    // the file can be read while tcpdump still runs.
     let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-n", "-w"])
+        .args(["-i", "lo", "--immediate-mode", "-U", "-n", "-w"])
         .arg(&pcap)
         .arg(format!("tcp port {}", server.port()))
         .stdout(Stdio::null())

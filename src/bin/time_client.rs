@@ -37,7 +37,7 @@ use socketlab::time_service::{
     name = "time_client",
     version,
     mut_arg("port", |a| a.default_value("7777")),
-    mut_arg("timeout", |a| a.default_value("5s"))
+    mut_arg("timeout", |a| a.default_value("5s").help(TIMEOUT_HELP))
 )]
 struct Cli {
     #[command(flatten)]
@@ -59,6 +59,10 @@ struct Cli {
     #[arg(long)]
     verbose: bool,
 }
+
+/// `--timeout` means more here than in the other clients.
+const TIMEOUT_HELP: &str = "How long to wait to connect, and for each answer (e.g. 500ms, 2s); \
+     waiting for a free worker has no limit";
 
 /// What `--request` asks for.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -209,7 +213,10 @@ fn server_line(
                  so all its workers are busy and this connection waits in its listen backlog (Ctrl-C gives up)",
                 humantime::format_duration(BUSY_AFTER)
             );
+            // No limit now: a worker frees up when a client leaves, which
+            // may take minutes (a person at a menu).
             reader.get_ref().set_read_timeout(None).with_context(step)?;
+            reader.fill_buf().with_context(step)?;
         }
         Err(err) => return Err(err).with_context(step),
     }

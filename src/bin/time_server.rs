@@ -152,6 +152,8 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, service: &Service) {
     }
 }
 
+/// The whole session: the key exchange, then one answer frame per request
+/// frame until the client closes.
 fn converse(stream: TcpStream, peer: SocketAddr, service: &Service) -> anyhow::Result<()> {
     let mut writer = stream
         .try_clone()
