@@ -10,22 +10,24 @@ use crate::explain::{Proto, Step};
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
 /// `timeout`: a host name can resolve to several addresses (`localhost` to
 /// 127.0.0.1 and ::1), and a server may listen on only one of them. The
-/// error, if every address fails, is the last address's.
+/// error, if every address fails, is the first address's: the one
+/// [`crate::cli::resolve`] put first (IPv4), which the lab servers listen on.
 pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream> {
-    let mut last_error = None;
+    let mut first_error = None;
     for &addr in addrs {
         // connect_timeout sends the SYN and waits up to `timeout` for the SYN-ACK.
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
-                last_error = Some(anyhow::Error::new(err).context(Step::Connect {
+                let step = Step::Connect {
                     proto: Proto::Tcp,
                     addr,
-                }))
+                };
+                first_error.get_or_insert(anyhow::Error::new(err).context(step));
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no address to connect to")))
+    Err(first_error.unwrap_or_else(|| anyhow::anyhow!("no address to connect to")))
 }
 
 /// Reads everything until the peer's FIN, bounded by the stream's read
@@ -62,6 +64,21 @@ mod tests {
             .expect("free port");
         let stream = tcp(&[closed, good], Duration::from_secs(2)).expect("second address accepts");
         assert_eq!(stream.peer_addr().expect("peer"), good);
+    }
+
+    #[test]
+    fn when_all_fail_the_first_address_is_named() {
+        let closed = |_| {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+        };
+        let [first, second]: [SocketAddr; 2] = [0, 1].map(closed);
+        let err = tcp(&[first, second], Duration::from_secs(2)).expect_err("nothing listens");
+        assert!(
+            format!("{err:#}").contains(&format!("to {first}:")),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! `SO_REUSEADDR`, and the backlog passed to `listen(2)`. socket2 makes
 //! both visible.
 
+use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpListener};
+use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -34,6 +37,16 @@ pub fn tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     socket.bind(&addr.into()).with_context(step)?;
     socket.listen(BACKLOG).with_context(step)?;
     Ok(socket.into())
+}
+
+/// Call after a failed `accept()`, then accept again. A client that reset
+/// before it was accepted (`ECONNABORTED`) is simply gone. But running out
+/// of file descriptors (`EMFILE`) fails again at once, so pause briefly
+/// rather than spin while other connections close and free some.
+pub fn pause_after_accept_error(err: &io::Error) {
+    if err.kind() != ErrorKind::ConnectionAborted {
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[cfg(test)]

@@ -272,3 +272,19 @@ fn a_port_in_use_ends_the_server_with_a_hint() {
         assert_eq!(common::run(EXE, bad, b"").code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn at_most_64_kib_is_read_from_a_client() {
+    let server = start(&["--idle", "5s"]);
+    let mut client = connect(server.addr);
+    // More than the limit, without a half-close and without a pause: only
+    // the limit ends the read. (Closing with the rest unread may then send
+    // a RST, so the reply is not checked here.)
+    client.write_all(&vec![b'x'; 70_000]).expect("send");
+    let line = server.expect_line(&format!("{} Received: \"xxx", local(&client)));
+    assert!(
+        line.ends_with("(65536 bytes; 64 KiB, the most read from a client)"),
+        "{line}"
+    );
+    assert!(line.contains("\"..."), "the log line is cut short: {line}");
+}

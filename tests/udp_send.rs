@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -20,7 +21,11 @@ struct Ncat {
 }
 
 impl Drop for Ncat {
+    /// ncat forks a child for every UDP peer, and the children outlive
+    /// their parent: the whole process group is ended, not just ncat.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -43,6 +48,8 @@ fn start_ncat() -> Ncat {
                 "--sh-exec",
                 "cat",
             ])
+            // A process group of its own, so that Drop can end its children too.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -20,7 +20,7 @@
 //! Worksheet:  labs/01-udp-tcp.md
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
@@ -75,7 +75,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let slot = wait_for_slot(&limit, log);
         match listener.accept() {
             Ok((stream, peer)) => spawn_connection(stream, peer, slot, cli, log),
-            Err(err) => accept_failed(&listener, err, log),
+            Err(err) => {
+                log.note(format_args!("accept failed: {err} (still listening)"));
+                listen::pause_after_accept_error(&err);
+            }
         }
     }
 }
@@ -113,19 +116,6 @@ fn spawn_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, cli: &Cli, 
             peer,
             format_args!("error: cannot start a thread for this client: {err}"),
         );
-    }
-}
-
-/// Logs a failed `accept()` and keeps the server going.
-fn accept_failed(listener: &TcpListener, err: io::Error, log: Log) {
-    log.note(format_args!(
-        "accept failed: {err} (still listening on {:?})",
-        listener.local_addr().ok()
-    ));
-    // Out of file descriptors (EMFILE) fails again at once: pause so the
-    // loop does not spin while connections close and free some.
-    if err.kind() != ErrorKind::ConnectionAborted {
-        thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -168,13 +168,8 @@ fn accept(listener: &TcpListener, log: Log) -> Option<(TcpStream, SocketAddr)> {
             Some((stream, peer))
         }
         Err(err) => {
-            log.note(format_args!(
-                "{:#}; still serving",
-                anyhow::Error::new(err).context(Step::Accept)
-            ));
-            // A lasting error (out of file descriptors, EMFILE) would fail
-            // again at once: pause rather than spin.
-            thread::sleep(Duration::from_millis(50));
+            log.note(format_args!("accept failed: {err} (still serving)"));
+            listen::pause_after_accept_error(&err);
             None
         }
     }

@@ -129,6 +129,7 @@ fn serve(listener: &TcpListener, pool: &ThreadPool, service: Arc<Service>) -> an
                 service
                     .log
                     .note(format_args!("accept failed: {err} (still serving)"));
+                listen::pause_after_accept_error(&err);
                 continue;
             }
         };

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    // resolve() fails rather than return no address, and lists IPv4 first.
     let peer = cli.client.resolve()?[0];
     let message = cli::message_or_prompt(&cli.message)?;
     let socket = unconnected_socket(peer)?;

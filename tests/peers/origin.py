@@ -20,6 +20,7 @@ Routes (any method; HEAD gets the same head without a body):
                       and reported as X-Body-Length and X-Body-Sha256 headers
   /slow/MS            waits MS milliseconds, then answers
   /hang               never answers (holds the connection for 60 s)
+  /early-hints        a 103 Early Hints interim response, then a 200 (RFC 9110 §15.2)
   /truncated/N        promises N bytes with Content-Length, sends half, closes
   /__stats            JSON: how many requests each path (without query) received
   /__reset            clears the counts
@@ -103,6 +104,11 @@ class Origin(BaseHTTPRequestHandler):
         elif parts[0] == "slow" and len(parts) == 2:
             time.sleep(int(parts[1]) / 1000)
             self.send(200, b"slow\n", "text/plain", head)
+        elif path == "/early-hints":
+            self.send_response_only(103)
+            self.send_header("Link", "</style.css>; rel=preload; as=style")
+            self.end_headers()
+            self.send(200, b"after the hints\n", "text/plain", head)
         elif path == "/hang":
             time.sleep(60)
             self.close_connection = True

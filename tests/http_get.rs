@@ -1,0 +1,494 @@
+//! http_get against real origins: `python3 -m http.server` for files, and
+//! the test origin (tests/peers/origin.py) for chunked, close-delimited,
+//! 204/304, HEAD, the request head as the origin saw it, and failures.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use common::{Output, Server, WAIT};
+
+const HTTP_GET: &str = env!("CARGO_BIN_EXE_http_get");
+
+fn origin() -> Server {
+    Server::start("python3", &["tests/peers/origin.py", "0"])
+}
+
+fn get(args: &[&str]) -> Output {
+    let out = common::run(HTTP_GET, args, b"");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = get(args);
+    assert_eq!(out.code(), Some(0), "{args:?}: {}", out.stderr);
+    out
+}
+
+/// The origin's body pattern: every byte value, so any text handling would show.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 31 + 7) % 256) as u8).collect()
+}
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("socketlab-http_get-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `python3 -m http.server` serving `dir`, killed when dropped. It prints
+/// `Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ...` first.
+struct PythonHttpServer {
+    child: Child,
+    port: u16,
+}
+
+impl PythonHttpServer {
+    fn start(dir: &Path) -> PythonHttpServer {
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .arg("0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx.recv_timeout(WAIT).expect("http.server's first line");
+        let port = first
+            .split(" port ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        PythonHttpServer { child, port }
+    }
+}
+
+impl Drop for PythonHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn files_from_python_http_server_a_mebibyte_byte_exact_through_output() {
+    let dir = TempDir::new("files");
+    let blob = pattern(1 << 20);
+    std::fs::write(dir.path("blob.bin"), &blob).expect("write blob");
+    std::fs::write(dir.path("hello.txt"), "hello from a file\n").expect("write text");
+    let server = PythonHttpServer::start(&dir.0);
+    let base = format!("http://127.0.0.1:{}", server.port);
+
+    let saved = dir.path("saved.bin");
+    let out = ok(&[
+        &format!("{base}/blob.bin"),
+        "--output",
+        saved.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        std::fs::read(&saved).expect("saved file"),
+        blob,
+        "the body must arrive byte for byte"
+    );
+    assert!(
+        out.stdout.starts_with("HTTP/1.0 200 OK\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Content-Length: 1048576\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("body: 1048576 bytes (its length was the Content-Length); saved to"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout_bytes.windows(64).any(|w| w == &blob[..64]),
+        "the body must not be printed"
+    );
+
+    let out = ok(&[&format!("{base}/hello.txt")]);
+    assert!(
+        out.stdout
+            .contains("\r\n\r\nhello from a file\nbody: 18 bytes"),
+        "{}",
+        out.stdout
+    );
+    let timing = out.stdout.lines().last().expect("a timing line");
+    assert!(
+        timing.starts_with("timing: connect ")
+            && timing.contains(" ms, first byte ")
+            && timing.ends_with(" ms"),
+        "{timing}"
+    );
+
+    // A binary body is not dumped on the terminal.
+    let out = ok(&[&format!("{base}/blob.bin")]);
+    assert!(
+        out.stdout.contains("[binary data, not shown]"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout_bytes.len() < 1000,
+        "{} bytes printed",
+        out.stdout_bytes.len()
+    );
+
+    let out = get(&[&format!("{base}/no-such-file")]);
+    assert_eq!(out.code(), Some(0), "a 404 is a response, not a failure");
+    assert!(
+        out.stdout.starts_with("HTTP/1.0 404 File not found"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn every_framing_is_read_to_its_end_without_waiting_for_close() {
+    // `Connection: keep-alive` makes the origin keep the connection open
+    // after its response: a client that read until close would hang until
+    // the timeout and fail.
+    let origin = origin();
+    let url = |path: &str| format!("http://{}{path}", origin.addr);
+    let dir = TempDir::new("framing");
+    let keep = ["--header", "Connection: keep-alive", "--timeout", "5s"];
+    let save = |path: &str, file: &str, extra: &[&str]| {
+        let target = dir.path(file);
+        let mut args = vec![
+            url(path),
+            "--output".into(),
+            target.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (out, std::fs::read(target).expect("saved body"))
+    };
+
+    let (out, body) = save("/chunked/100000", "chunked.bin", &keep);
+    assert_eq!(body, pattern(100_000), "chunked body, decoded");
+    assert!(
+        out.stdout.contains("Transfer-Encoding: chunked\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("body: 100000 bytes (chunked: decoded from its chunks)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("trailer after the last chunk: X-Checksum: "),
+        "{}",
+        out.stdout
+    );
+
+    let (_, body) = save("/bytes/70000", "length.bin", &keep);
+    assert_eq!(body, pattern(70_000), "Content-Length body");
+
+    let (out, body) = save("/close/5000", "close.bin", &[]);
+    assert_eq!(body, pattern(5000), "close-delimited body");
+    assert!(
+        out.stdout.contains(
+            "body: 5000 bytes (no length given: read until the server closed the connection)"
+        ),
+        "{}",
+        out.stdout
+    );
+
+    for (args, expected) in [
+        (vec![url("/status/204")], "HTTP/1.1 204 No Content\r\n"),
+        (vec![url("/status/304")], "HTTP/1.1 304 Not Modified\r\n"),
+    ] {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(keep);
+        let out = ok(&args);
+        assert!(out.stdout.starts_with(expected), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains("body: 0 bytes (none: a 204 or 304 response has no body)"),
+            "{}",
+            out.stdout
+        );
+    }
+    let head_url = url("/bytes/100");
+    let mut args = vec![head_url.as_str(), "--head"];
+    args.extend(keep);
+    let out = ok(&args);
+    assert!(
+        out.stdout.contains("Content-Length: 100\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("body: 0 bytes (none: a response to HEAD has no body)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_interim_103_is_followed_by_the_final_response() {
+    let origin = origin();
+    let out = ok(&[&format!("http://{}/early-hints", origin.addr)]);
+    assert!(
+        out.stdout.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("(an interim 103 response: the final response follows)\nHTTP/1.1 200 OK\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "\r\n\r\nafter the hints\nbody: 16 bytes (its length was the Content-Length)"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_origin_sees_our_user_agent_host_and_extra_headers() {
+    let origin = origin();
+    let url = format!("http://localhost:{}/echo", origin.port());
+    let out = ok(&[
+        &url,
+        "--user-agent",
+        "Mozilla/lm3nitro 1.0rv:130.0)",
+        "--header",
+        "X-Lab: seed 003",
+        "--show-request",
+    ]);
+    // --show-request prints the exact bytes sent: CRLF line ends, an empty line at the end.
+    let sent = format!(
+        "GET /echo HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: Mozilla/lm3nitro 1.0rv:130.0)\r\n\
+         Accept: */*\r\nConnection: close\r\nX-Lab: seed 003\r\n\r\n",
+        port = origin.port()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "--- request: {} bytes sent to 127.0.0.1:{} ---\n{sent}--- response ---\n",
+            sent.len(),
+            origin.port()
+        )),
+        "{}",
+        out.stdout
+    );
+    // The echo body is the head the origin parsed.
+    let response = out
+        .stdout
+        .split("--- response ---\n")
+        .nth(1)
+        .expect("a response");
+    let echoed = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .expect("a body after the head");
+    assert!(echoed.starts_with("GET /echo HTTP/1.1\r\n"), "{echoed}");
+    for field in [
+        &format!("Host: localhost:{}", origin.port()),
+        "User-Agent: Mozilla/lm3nitro 1.0rv:130.0)",
+        "X-Lab: seed 003",
+    ] {
+        assert!(
+            echoed.contains(&format!("{field}\n")),
+            "{field} missing in {echoed}"
+        );
+    }
+
+    // A --header with a default's name replaces it: one Host, ours.
+    let out = ok(&[&url, "--header", "host: lm3nitro.com"]);
+    let echoed = out.stdout.split("\r\n\r\n").nth(1).expect("a body");
+    assert!(
+        echoed.contains("host: lm3nitro.com\n") || echoed.contains("Host: lm3nitro.com\n"),
+        "{echoed}"
+    );
+    assert_eq!(echoed.matches("ost: ").count(), 1, "{echoed}");
+}
+
+#[test]
+fn seed_003s_empty_line_ends_the_head_before_the_user_agent() {
+    let origin = origin();
+    let url = format!("http://{}/", origin.addr);
+    // Seed 003 sent this: the empty line after Host ends the request head,
+    // so the User-Agent line arrives as the start of a second request.
+    let raw = r"GET /echo HTTP/1.1\r\nHost: lm3nitro.com\r\n\r\nUser-Agent: Mozilla/lm3nitro 1.0rv:130.0)\r\n\r\n";
+    let out = ok(&[&url, "--raw-request", raw, "--show-request"]);
+    assert!(
+        out.stdout.contains("GET /echo HTTP/1.1\r\nHost: lm3nitro.com\r\n\r\nUser-Agent: Mozilla/lm3nitro 1.0rv:130.0)\r\n\r\n--- response ---"),
+        "{}",
+        out.stdout
+    );
+    let (first, rest) = out
+        .stdout
+        .split_once(" more bytes after the response ---")
+        .expect("more bytes after the first response");
+    let echoed = first
+        .split("--- response ---")
+        .nth(1)
+        .expect("the first response");
+    assert!(echoed.contains("HTTP/1.1 200 OK"), "{echoed}");
+    assert!(echoed.contains("Host: lm3nitro.com"), "{echoed}");
+    assert!(
+        !echoed.contains("User-Agent"),
+        "the origin's first request had no User-Agent: {echoed}"
+    );
+    // Python answers the 'request line' `User-Agent: ...` with a bare 400 page and closes.
+    assert!(rest.contains("Error code: 400"), "{rest}");
+    assert!(
+        rest.contains("Bad request version ('1.0rv:130.0)')"),
+        "{rest}"
+    );
+    assert!(
+        rest.trim_end()
+            .ends_with("--- the server closed the connection ---"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn refused_unresolvable_silent_truncated_and_not_http() {
+    let port = common::free_tcp_port();
+    // localhost is 127.0.0.1 and ::1: the error names the first address tried.
+    let out = get(&[&format!("http://localhost:{port}/")]);
+    common::assert_error_and_hint(&out, "answered the SYN with a RST");
+    assert!(
+        out.stderr
+            .contains(&format!("failed to connect TCP socket to 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+
+    let out = get(&["http://no-such-host.invalid/"]);
+    common::assert_error_and_hint(&out, "could not be turned into an IP address");
+
+    let origin = origin();
+    let out = get(&[
+        &format!("http://{}/hang", origin.addr),
+        "--timeout",
+        "300ms",
+    ]);
+    common::assert_error_and_hint(&out, "nothing came back before the timeout");
+
+    let out = get(&[&format!("http://{}/truncated/1000", origin.addr)]);
+    common::assert_error_and_hint(
+        &out,
+        "closed the connection (FIN) before sending everything",
+    );
+    assert!(
+        out.stderr.contains("after 500 bytes of the body"),
+        "{}",
+        out.stderr
+    );
+
+    // threaded_server answers with a banner, not HTTP.
+    let banner = Server::start(
+        env!("CARGO_BIN_EXE_threaded_server"),
+        &["--port", "0", "--quiet"],
+    );
+    let out = get(&[&format!("http://{}/", banner.addr)]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not an HTTP/1.x response"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(r#"it began "threaded_server over TCP is working\n""#),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["https://example.com/"][..],
+        &["example.com"],
+        &["http://"],
+        &["http://h:99999/"],
+        &["http://h:abc/"],
+        &["http://h/", "--header", "no colon"],
+        &["http://h/", "--header", "Bad Name: v"],
+        &["http://h/", "--timeout", "0s"],
+        &["http://h/", "--raw-request", r"GET \q"],
+        &[
+            "http://h/",
+            "--raw-request",
+            "GET / HTTP/1.1",
+            "--user-agent",
+            "x",
+        ],
+        &[],
+    ] {
+        let out = get(args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let origin = origin();
+    let out = get(&[
+        &format!("http://{}/bytes/10", origin.addr),
+        "--output",
+        "/nonexistent-dir/x",
+    ]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("error: failed to create output file '/nonexistent-dir/x'"),
+        "{}",
+        out.stderr
+    );
+}
