@@ -254,6 +254,12 @@ fn pool_exhaustion() {
     has(&report, "waiting for a free worker");
     has(&report, "time_server had opened 32 connections");
     has(&report, "the 33rd: Response: ");
+    if common::have_tool("ss") {
+        has(
+            &report,
+            "ok:   ss shows the 33rd connection completed by the kernel",
+        );
+    }
 }
 
 #[test]

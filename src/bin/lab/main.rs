@@ -223,16 +223,24 @@ impl Report {
         if cfg!(target_os = "linux") {
             self.check(matched, expected);
         } else {
-            self.not_checked += 1;
-            self.line(
-                "skip",
-                format!(
-                    "not checked on {}: the worksheet's answer is Linux's ({}); {elsewhere}",
-                    std::env::consts::OS,
-                    expected.as_ref()
+            self.not_checked(
+                expected,
+                &format!(
+                    "the worksheet's answer is Linux's, and this is {}; {elsewhere}",
+                    std::env::consts::OS
                 ),
             );
         }
+    }
+
+    /// An observation that could not be made here (a tool is missing):
+    /// shown, not counted as passed or failed.
+    pub fn not_checked(&mut self, expected: impl AsRef<str>, why: &str) {
+        self.not_checked += 1;
+        self.line(
+            "skip",
+            format!("not checked: {} ({why})", expected.as_ref()),
+        );
     }
 
     fn line(&mut self, tag: &str, text: impl AsRef<str>) {
@@ -248,7 +256,7 @@ impl Report {
         let checked = self.passed + self.failed;
         let skipped = match self.not_checked {
             0 => String::new(),
-            n => format!(", {n} not checked on this OS"),
+            n => format!(", {n} not checked here"),
         };
         if !finished {
             format!(
@@ -261,7 +269,7 @@ impl Report {
                 self.failed
             )
         } else if checked == 0 {
-            format!("verdict: PASS (nothing to check on this OS{skipped})")
+            format!("verdict: PASS (nothing could be checked here{skipped})")
         } else {
             format!(
                 "verdict: PASS ({checked} of {checked} observations as the worksheet expects{skipped})"
@@ -310,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             report(2, 0, 1).verdict(true),
-            "verdict: PASS (2 of 2 observations as the worksheet expects, 1 not checked on this OS)"
+            "verdict: PASS (2 of 2 observations as the worksheet expects, 1 not checked here)"
         );
         assert_eq!(
             report(2, 1, 0).verdict(true),

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -75,6 +76,8 @@ fn pool_exhaustion(r: &mut Report) -> anyhow::Result<()> {
         "time_server had opened {opened_while_full} connections"
     ));
 
+    listen_queue(r, addr);
+
     let leaver = &locals[7];
     holders[7].type_line("4")?;
     let left = holders[7].wait_for_exit(WAIT)?;
@@ -120,6 +123,36 @@ fn pool_exhaustion(r: &mut Report) -> anyhow::Result<()> {
         "it is served as soon as one of the 32 leaves, and not before",
     );
     Ok(())
+}
+
+/// Shows the listening socket's queue with `ss`, as the worksheet does:
+/// `Recv-Q` of a LISTEN socket counts the handshakes nobody has accepted.
+fn listen_queue(r: &mut Report, addr: SocketAddr) {
+    let filter = format!("sport = :{}", addr.port());
+    let expected = "ss shows the 33rd connection completed by the kernel, waiting for accept(): Recv-Q 1 on the LISTEN socket";
+    let shown = format!("ss -Htln '{filter}'");
+    let out = match Command::new("ss").args(["-Htln", &filter]).output() {
+        Ok(out) => out,
+        Err(err) => {
+            return r.not_checked(
+                expected,
+                &format!("{shown} could not run: {err}; ss is in iproute2"),
+            );
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    r.did(&shown);
+    for line in text.lines() {
+        r.saw(format!(
+            "ss: {}",
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let recv_q = text
+        .lines()
+        .find(|l| l.starts_with("LISTEN"))
+        .and_then(|l| l.split_whitespace().nth(1));
+    r.check(recv_q == Some("1"), expected);
 }
 
 /// One chunk the relay forwarded, in the order it forwarded them.
