@@ -134,7 +134,7 @@ fn the_report_format() {
 fn a_missing_program_fails_the_experiment_with_a_hint_to_build() {
     let dir = std::env::temp_dir().join(format!("socketlab-lab-alone-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let alone = dir.join("lab");
+    let alone = dir.join(format!("lab{}", std::env::consts::EXE_SUFFIX));
     std::fs::copy(LAB, &alone).expect("copy lab");
     let out: Output = run(
         alone.to_str().expect("utf-8 path"),

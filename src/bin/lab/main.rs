@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand};
 
 /// Run the worksheet experiments on this machine and check what they show (labs/*.md)
 #[derive(Parser, Debug)]
-#[command(name = "lab", version)]
+#[command(name = "lab", version, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Action,
