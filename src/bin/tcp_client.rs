@@ -67,8 +67,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     stream.write_all(&message).with_context(send_step)?;
     // shutdown(Write) sends a FIN: "that was all", so the server's read
     // returns 0 and it can finish its reply.
-    stream.shutdown(Shutdown::Write).with_context(send_step)?;
+    let reset_already = match stream.shutdown(Shutdown::Write) {
+        // ENOTCONN: the server's RST arrived before our FIN could leave (a
+        // server that closed with part of the message unread, such as
+        // `tcp_server --once`). What it sent before the RST can still be read.
+        Err(err) if err.kind() == ErrorKind::NotConnected => true,
+        done => {
+            done.with_context(send_step)?;
+            false
+        }
+    };
     let (reply, end) = read_reply(&mut stream, peer)?;
+    let end = if reset_already { End::Reset } else { end };
     let rtt = started.elapsed();
 
     let mut stdout = io::stdout().lock();
