@@ -19,16 +19,30 @@
 //! Worksheet:  labs/04-web-proxy.md
 
 mod allow;
+mod cache;
+mod client;
+mod forward;
 mod policy;
+mod tunnel;
 
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::ServerArgs;
-use socketlab::explain;
+use socketlab::explain::{self, Step};
+use socketlab::http::{Headers, Version};
+use socketlab::limit::{ConnectionLimit, Slot};
+use socketlab::listen;
+use socketlab::log::Log;
 
 use allow::Cidr;
+use cache::Cache;
 
 /// A caching forward proxy for HTTP/1.1 with CONNECT tunnels (K&R web proxy lab)
 #[derive(Parser, Debug)]
@@ -85,6 +99,142 @@ fn main() -> ExitCode {
     explain::report(run(&cli))
 }
 
-fn run(_cli: &Cli) -> anyhow::Result<()> {
+/// What every connection thread needs: the settings and the cache.
+pub struct Proxy {
+    /// The address we listen on; also our name in `Via`, so a request that
+    /// comes back to us is recognised.
+    pub local: SocketAddr,
+    /// Our name in `Cache-Status` (RFC 9211).
+    pub name: &'static str,
+    pub cache: Option<Cache>,
+    pub connect_ports: Vec<u16>,
+    pub origin_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub log: Log,
+}
+
+impl Proxy {
+    /// Our `Via` entry (RFC 9110 §7.6.3): the protocol we received the
+    /// message with, and who we are.
+    pub fn via(&self, received: Version) -> String {
+        let protocol = match received {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+        };
+        format!("{protocol} {} ({})", self.local, self.name)
+    }
+
+    /// True if a `Via` entry of ours is already in the fields: the request
+    /// went round in a loop back to us.
+    pub fn is_our_via(&self, headers: &Headers) -> bool {
+        let us = self.local.to_string();
+        headers
+            .list("Via")
+            .any(|entry| entry.split_whitespace().nth(1) == Some(us.as_str()))
+    }
+
+    /// True if `addr` is this proxy's own listening socket.
+    pub fn is_self(&self, addr: SocketAddr) -> bool {
+        let same_port = addr.port() == self.local.port();
+        addr == self.local
+            || (same_port && self.local.ip().is_unspecified() && addr.ip().is_loopback())
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let listener = listen::tcp(cli.server.addr())?;
+    let local = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    println!("web_proxy listening on {local} (HTTP proxy)");
+    let log = cli.server.log();
+    let cache = match cli.no_cache {
+        true => None,
+        false => Some(open_cache(cli, log)?),
+    };
+    let proxy = Arc::new(Proxy {
+        local,
+        name: "web_proxy",
+        cache,
+        connect_ports: cli.connect_ports.clone(),
+        origin_timeout: cli.origin_timeout,
+        idle_timeout: cli.idle_timeout,
+        log,
+    });
+    let limit = ConnectionLimit::new(cli.max_clients as usize);
+    for incoming in listener.incoming() {
+        match incoming {
+            Ok(stream) => admit(stream, &proxy, &cli.allow, &limit),
+            // accept() fails for one connection (it was reset while queued,
+            // or the process ran out of file descriptors): keep serving.
+            Err(err) => log.note(format_args!("{}: {err} (still serving)", Step::Accept)),
+        }
+    }
     Ok(())
+}
+
+fn open_cache(cli: &Cli, log: Log) -> anyhow::Result<Cache> {
+    let (cache, loaded) = Cache::open(cli.cache_size, cli.cache_dir.as_deref())?;
+    if let Some(dir) = &cli.cache_dir {
+        log.note(format_args!(
+            "cache: {loaded} entries loaded from '{}'",
+            dir.display()
+        ));
+    }
+    Ok(cache)
+}
+
+/// Gives an accepted connection its own thread: to be served, or to be
+/// told 403 (not in `--allow`) or 503 (over `--max-clients`).
+fn admit(stream: TcpStream, proxy: &Arc<Proxy>, allow: &[Cidr], limit: &Arc<ConnectionLimit>) {
+    // peer_addr() fails only if the client already reset the connection.
+    let Ok(peer) = stream.peer_addr() else { return };
+    let allowed = allow.iter().any(|net| net.contains(peer.ip()));
+    let slot = if allowed { limit.try_acquire() } else { None };
+    let thread_proxy = Arc::clone(proxy);
+    let spawned = thread::Builder::new().spawn(move || match (allowed, slot) {
+        (true, Some(slot)) => serve(stream, peer, &thread_proxy, slot),
+        (false, _) => refuse(
+            stream,
+            peer,
+            &thread_proxy,
+            403,
+            "your address is not allowed to use this proxy (see --allow)",
+        ),
+        (true, None) => refuse(
+            stream,
+            peer,
+            &thread_proxy,
+            503,
+            "the proxy is serving --max-clients connections; try again soon",
+        ),
+    });
+    if let Err(err) = spawned {
+        proxy
+            .log
+            .peer(peer, format_args!("no thread for this connection: {err}"));
+    }
+}
+
+fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, slot: Slot) {
+    client::serve(stream, peer, proxy);
+    drop(slot);
+}
+
+/// Answers a connection the proxy will not serve. The request is read
+/// first (briefly): closing a socket with unread data makes the kernel
+/// send a RST, which can destroy the answer before the client reads it.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, message: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut request = [0u8; 8192];
+    let _ = stream.read(&mut request);
+    let started = std::time::Instant::now();
+    let bytes = forward::send_error(&mut stream, status, message, proxy).unwrap_or(0);
+    let outcome = forward::Outcome {
+        status,
+        cache: "NONE",
+        bytes,
+        keep_alive: false,
+    };
+    client::access_log(proxy, peer, started, "-", "-", &outcome);
 }

@@ -1,0 +1,136 @@
+//! One client connection, served by its own thread: request after request
+//! on the same TCP connection (keep-alive), each answered in the order it
+//! arrived, so pipelined requests (sent before the previous answer came
+//! back) work too: whatever the client sent beyond the current request
+//! waits in the `BufReader` until its turn.
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use socketlab::explain;
+use socketlab::http::{HeadError, RequestHead};
+
+use crate::forward::{self, Origin, Outcome};
+use crate::{Proxy, tunnel};
+
+/// A client connection and the origin connection it last used.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+    pub origin: Option<Origin>,
+}
+
+/// Serves requests on one client connection until it closes, idles past
+/// `--idle-timeout`, or a response cannot be followed by another.
+pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
+    let mut client = match connect_client(stream, proxy) {
+        Ok(client) => client,
+        Err(err) => {
+            proxy.log.peer(
+                peer,
+                format_args!("setting up the connection failed: {err}"),
+            );
+            return;
+        }
+    };
+    loop {
+        let request = match RequestHead::read_from(&mut client.reader) {
+            Ok(request) => request,
+            // The client closed between requests: the normal end.
+            Err(HeadError::Closed) => return,
+            // No new request within --idle-timeout (EAGAIN from recv).
+            Err(HeadError::Io(err)) if explain::is_timeout(&err) => return,
+            Err(HeadError::Io(err)) => {
+                proxy
+                    .log
+                    .peer(peer, format_args!("connection failed: {err}"));
+                return;
+            }
+            Err(err) => {
+                // 431 for a head over the limits, 400 for a malformed one.
+                let status = err.status().unwrap_or(400);
+                let message = match status {
+                    431 => "the request head is larger than 64 KiB or has more than 100 fields",
+                    _ => "the request head is malformed",
+                };
+                let bytes =
+                    forward::send_error(&mut client.writer, status, message, proxy).unwrap_or(0);
+                access_log(
+                    proxy,
+                    peer,
+                    Instant::now(),
+                    "-",
+                    "-",
+                    &Outcome {
+                        status,
+                        cache: "NONE",
+                        bytes,
+                        keep_alive: false,
+                    },
+                );
+                return;
+            }
+        };
+        let started = Instant::now();
+        if request.method == "CONNECT" {
+            let outcome = tunnel::open(&mut client, &request, proxy);
+            access_log(proxy, peer, started, "CONNECT", &request.target, &outcome);
+            return;
+        }
+        let outcome = forward::exchange(&mut client, &request, proxy);
+        access_log(
+            proxy,
+            peer,
+            started,
+            &request.method,
+            &request.target,
+            &outcome,
+        );
+        if !outcome.keep_alive {
+            let _ = client.writer.flush();
+            return;
+        }
+    }
+}
+
+fn connect_client(stream: TcpStream, proxy: &Proxy) -> std::io::Result<Client> {
+    // Idle kept-alive connections end after --idle-timeout: every read of
+    // the client gives up then.
+    stream.set_read_timeout(Some(proxy.idle_timeout))?;
+    stream.set_write_timeout(Some(proxy.idle_timeout))?;
+    // Responses are written whole; Nagle's algorithm would only delay the
+    // last segment of each.
+    stream.set_nodelay(true)?;
+    let writer = stream.try_clone()?;
+    Ok(Client {
+        reader: BufReader::with_capacity(16 * 1024, stream),
+        writer,
+        origin: None,
+    })
+}
+
+/// One line per transaction: time, client, elapsed, cache status and HTTP
+/// code (as squid writes them), body bytes, method, URL.
+pub fn access_log(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    started: Instant,
+    method: &str,
+    url: &str,
+    outcome: &Outcome,
+) {
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    // The URL is the client's text: show it, but never its control bytes.
+    let url = socketlab::printable::quoted(url.as_bytes(), 200);
+    proxy.log.peer(
+        peer,
+        format_args!(
+            "{elapsed:.1}ms {}/{} {} {method} {}",
+            outcome.cache,
+            outcome.status,
+            outcome.bytes,
+            url.trim_matches('"')
+        ),
+    );
+}
