@@ -46,7 +46,10 @@ impl Server {
         let seen_by_reader = Arc::clone(&seen);
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                seen_by_reader.lock().expect("lines lock").push(line.clone());
+                seen_by_reader
+                    .lock()
+                    .expect("lines lock")
+                    .push(line.clone());
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -58,14 +61,24 @@ impl Server {
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                stderr_by_reader.lock().expect("stderr lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+                stderr_by_reader
+                    .lock()
+                    .expect("stderr lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut server = Server { child, addr: "0.0.0.0:0".parse().expect("placeholder"), lines, seen, stderr };
-        let first = server.next_line().unwrap_or_else(|| {
-            panic!("{exe} printed no first line; stderr: {}", server.stderr())
-        });
-        server.addr = listening_addr(&first).unwrap_or_else(|| panic!("no address in first line: {first:?}"));
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().expect("placeholder"),
+            lines,
+            seen,
+            stderr,
+        };
+        let first = server
+            .next_line()
+            .unwrap_or_else(|| panic!("{exe} printed no first line; stderr: {}", server.stderr()));
+        server.addr =
+            listening_addr(&first).unwrap_or_else(|| panic!("no address in first line: {first:?}"));
         server
     }
 
@@ -80,8 +93,12 @@ impl Server {
 
     /// Waits (up to [`WAIT`]) for a line containing `needle` and returns it.
     pub fn expect_line(&self, needle: &str) -> String {
-        self.wait_for_line(needle, WAIT)
-            .unwrap_or_else(|| panic!("no line with {needle:?} within {WAIT:?}; lines: {:#?}", self.lines_so_far()))
+        self.wait_for_line(needle, WAIT).unwrap_or_else(|| {
+            panic!(
+                "no line with {needle:?} within {WAIT:?}; lines: {:#?}",
+                self.lines_so_far()
+            )
+        })
     }
 
     /// Waits up to `wait` for a line containing `needle`.
@@ -128,7 +145,11 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split(" listening on ").nth(1)?;
     let mut addr: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     Some(addr)
 }
@@ -204,12 +225,18 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>>
 
 /// A TCP port on loopback that nothing listens on (bound, then released).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free TCP port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free TCP port")
+        .port()
 }
 
 /// A UDP port on loopback that no socket holds (bound, then released).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free UDP port").port()
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port()
 }
 
 /// True if `tool` can be run. A missing tool skips the test on a developer's
@@ -233,8 +260,18 @@ pub fn have_tool(tool: &str) -> bool {
 pub fn assert_error_and_hint(out: &Output, hint_contains: &str) {
     assert_eq!(out.code(), Some(1), "exit status; stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("error: ")), "no error: line in {:?}", out.stderr);
-    let hint = lines.iter().find(|l| l.starts_with("hint: ")).unwrap_or_else(|| panic!("no hint: line in {:?}", out.stderr));
-    assert!(hint.contains(hint_contains), "hint {hint:?} does not mention {hint_contains:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("error: ")),
+        "no error: line in {:?}",
+        out.stderr
+    );
+    let hint = lines
+        .iter()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("no hint: line in {:?}", out.stderr));
+    assert!(
+        hint.contains(hint_contains),
+        "hint {hint:?} does not mention {hint_contains:?}"
+    );
     assert!(!out.stderr.contains("panicked"), "panic: {}", out.stderr);
 }

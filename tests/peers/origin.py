@@ -23,6 +23,7 @@ Routes (any method; HEAD gets the same head without a body):
   /slow/MS            waits MS milliseconds, then answers
   /hang               never answers (holds the connection for 60 s)
   /truncated/N        promises N bytes with Content-Length, sends half, closes
+  /truncated-cacheable/N  the same with Cache-Control: max-age=60 (a cache must not keep it)
   /__stats            JSON: how many requests each path (without query) received
   /__reset            clears the counts
 
@@ -118,6 +119,15 @@ class Origin(BaseHTTPRequestHandler):
         elif parts[0] == "truncated" and len(parts) == 2:
             n = int(parts[1])
             self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            self.wfile.write(pattern(n)[: n // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif parts[0] == "truncated-cacheable" and len(parts) == 2:
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Cache-Control", "max-age=60")
             self.send_header("Content-Length", str(n))
             self.end_headers()
             self.wfile.write(pattern(n)[: n // 2])

@@ -164,7 +164,7 @@ fn try_exchange(
 
     if let (Some(entry), 304) = (&revalidating, response.status) {
         let refreshed = entry.refreshed(&response, times);
-        let why = if request_cc.no_cache || request_cc.max_age.is_some() {
+        let why = if client_forced(request) {
             "request"
         } else {
             "stale"
@@ -215,6 +215,14 @@ fn request_cache_control(headers: &Headers) -> CacheControl {
 /// `Pragma: no-cache` counts only when there is no Cache-Control (RFC 9111 §5.4).
 fn pragma_no_cache(headers: &Headers) -> bool {
     !headers.contains("Cache-Control") && headers.has_token("Pragma", "no-cache")
+}
+
+/// True if the client asked for a fresh answer (a browser's reload sends
+/// `Cache-Control: max-age=0`, a forced reload `no-cache`): RFC 9211's
+/// `fwd=request`.
+fn client_forced(request: &RequestHead) -> bool {
+    let cc = request_cache_control(&request.headers);
+    cc.no_cache || cc.max_age.is_some() || pragma_no_cache(&request.headers)
 }
 
 /// True if a stored response exists for the key but varies on fields this
@@ -471,7 +479,7 @@ impl StorePlan {
             };
         }
         let request_cc = request_cache_control(&request.headers);
-        let fwd = if request_cc.no_cache || pragma_no_cache(&request.headers) {
+        let fwd = if client_forced(request) {
             "request"
         } else if was_stale {
             "stale"
