@@ -27,7 +27,8 @@ pub struct Entry {
     /// Status line and end-to-end fields, without framing fields: the body
     /// is served with a fresh `Content-Length`.
     pub head: ResponseHead,
-    pub body: Vec<u8>,
+    /// Shared, so refreshing an entry after a 304 copies no body.
+    pub body: Arc<[u8]>,
     /// The request's values of the fields the response's `Vary` names
     /// (RFC 9111 §4.1); `None` where the request did not have the field.
     pub vary: Vec<(String, Option<Vec<u8>>)>,
@@ -61,7 +62,7 @@ impl Entry {
         Entry {
             key,
             head,
-            body,
+            body: body.into(),
             vary,
             request_time: times.0,
             response_time: times.1,
@@ -169,7 +170,7 @@ impl Cache {
                             .and_then(|n| n.to_str())
                             .unwrap_or_default()
                     {
-                        cache.keep_in_memory(entry);
+                        cache.keep_in_memory(Arc::new(entry));
                         loaded += 1;
                     }
                 }
@@ -198,7 +199,7 @@ impl Cache {
 
     /// Stores an entry, replacing any for the same key, and writes it to the
     /// cache directory if there is one. A disk error costs only persistence.
-    pub fn insert(&self, entry: Entry) -> io::Result<()> {
+    pub fn insert(&self, entry: Arc<Entry>) -> io::Result<()> {
         let written = match &self.dir {
             Some(dir) => write_file(dir, &entry),
             None => Ok(()),
@@ -215,7 +216,7 @@ impl Cache {
         }
     }
 
-    fn keep_in_memory(&self, entry: Entry) {
+    fn keep_in_memory(&self, entry: Arc<Entry>) {
         let size = entry.size();
         if size > self.capacity {
             return;
@@ -235,8 +236,7 @@ impl Cache {
             let tick = lru.tick;
             lru.by_use.insert(tick, entry.key.clone());
             lru.bytes += size;
-            lru.entries
-                .insert(entry.key.clone(), (tick, Arc::new(entry)));
+            lru.entries.insert(entry.key.clone(), (tick, entry));
         }
         for key in evicted {
             self.remove_file(&key);
@@ -370,7 +370,7 @@ fn decode(mut bytes: &[u8]) -> Option<Entry> {
     Some(Entry {
         key: key?,
         head,
-        body: bytes.to_vec(),
+        body: bytes.into(),
         vary,
         request_time: request_time?,
         response_time: response_time?,
@@ -414,13 +414,15 @@ mod tests {
         let one = entry("http://a/", 1000).size();
         let (cache, _) = Cache::open(one * 3, None).expect("memory cache");
         for key in ["http://a/", "http://b/", "http://c/"] {
-            cache.insert(entry(key, 1000)).expect("insert");
+            cache.insert(Arc::new(entry(key, 1000))).expect("insert");
         }
         assert!(
             cache.get("http://a/").is_some(),
             "a is now the most recently used"
         );
-        cache.insert(entry("http://d/", 1000)).expect("insert");
+        cache
+            .insert(Arc::new(entry("http://d/", 1000)))
+            .expect("insert");
         assert!(
             cache.get("http://b/").is_none(),
             "b was the least recently used"

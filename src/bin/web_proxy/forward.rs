@@ -54,8 +54,8 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct Outcome {
     pub status: u16,
-    /// HIT, MISS, REVALIDATED, BYPASS (cache off or not cacheable), NONE (an
-    /// error answered by the proxy).
+    /// HIT, MISS, REVALIDATED, BYPASS (cache off, or a method the cache
+    /// does not handle), TUNNEL (CONNECT), NONE (an error the proxy answered).
     pub cache: &'static str,
     /// Body bytes sent to the client.
     pub bytes: u64,
@@ -130,9 +130,11 @@ fn try_exchange(
     // A stored response that may be used as it is answers the request
     // without the origin (RFC 9111 §4); one that must be revalidated
     // lends its validators to a conditional request (§4.3.1).
-    let stored = cache
-        .and_then(|c| c.get(&key))
-        .filter(|e| e.vary_matches(&request.headers));
+    let found = cache.and_then(|c| c.get(&key));
+    let vary_miss = found
+        .as_ref()
+        .is_some_and(|e| !e.vary_matches(&request.headers));
+    let stored = found.filter(|_| !vary_miss);
     let request_cc = request_cache_control(&request.headers);
     let mut revalidating = None;
     if let Some(entry) = stored {
@@ -173,7 +175,7 @@ fn try_exchange(
         let refreshed = Arc::new(refreshed);
         let outcome = serve_stored(client, request, &refreshed, "REVALIDATED", &status, proxy);
         if let Some(cache) = cache {
-            let _ = cache.insert(Entry::clone(&refreshed));
+            let _ = cache.insert(refreshed);
         }
         return Ok(outcome);
     }
@@ -187,9 +189,9 @@ fn try_exchange(
         request,
         &response,
         revalidating.is_some(),
-        stored_missed_on_vary(proxy, &key, request),
+        vary_miss,
     );
-    relay(client, request, response, plan, key, times, proxy)
+    Ok(relay(client, request, response, plan, key, times, proxy))
 }
 
 /// Only GET and HEAD can be answered from stored GET responses, and never
@@ -223,13 +225,6 @@ fn pragma_no_cache(headers: &Headers) -> bool {
 fn client_forced(request: &RequestHead) -> bool {
     let cc = request_cache_control(&request.headers);
     cc.no_cache || cc.max_age.is_some() || pragma_no_cache(&request.headers)
-}
-
-/// True if a stored response exists for the key but varies on fields this
-/// request has different values for (RFC 9211's `vary-miss`).
-fn stored_missed_on_vary(proxy: &Proxy, key: &str, request: &RequestHead) -> bool {
-    let stored = proxy.cache.as_ref().and_then(|c| c.get(key));
-    stored.is_some_and(|e| !e.vary_matches(&request.headers))
 }
 
 /// The request as it goes to the origin: origin-form target, `Host` from the
@@ -302,7 +297,7 @@ fn send_to_origin(
         .as_ref()
         .is_some_and(|o| o.authority == authority)
     {
-        if let Some(response) = try_reused(client, outgoing, body, proxy) {
+        if let Some(response) = try_reused(client, outgoing, body) {
             return response;
         }
     }
@@ -322,9 +317,7 @@ fn try_reused(
     client: &mut Client,
     outgoing: &RequestHead,
     body: BodyLength,
-    proxy: &Proxy,
 ) -> Option<Result<ResponseHead, Refusal>> {
-    let _ = proxy;
     let origin = client.origin.as_mut()?;
     let replayable = body == BodyLength::Empty;
     if origin.writer.write_all(&outgoing.to_bytes()).is_err() {
@@ -521,7 +514,7 @@ fn relay(
     key: String,
     times: (SystemTime, SystemTime),
     proxy: &Proxy,
-) -> Result<Outcome, Refusal> {
+) -> Outcome {
     let origin_length = response
         .body_length(&request.method)
         .expect("checked in read_response");
@@ -535,13 +528,15 @@ fn relay(
     let keep_client = request.keep_alive() && to_client != BodyLength::UntilClose;
     let keep_origin = response.keep_alive() && origin_length != BodyLength::UntilClose;
     let cache_status = format!("{}; {}", proxy.name, plan.cache_status);
-    let head = client_head(&response, to_client, keep_client, &cache_status, proxy);
+    let mut head = client_head(&response, to_client, &cache_status, proxy);
+    connection_field(&mut head, request.version, keep_client);
 
     let max_object = proxy.cache.as_ref().map_or(0, |c| c.max_object());
     let mut copy_for_cache = match origin_length {
+        _ if !plan.store => None,
         BodyLength::Length(n) if n > max_object as u64 => None,
-        _ if plan.store => Some(Vec::new()),
-        _ => None,
+        BodyLength::Length(n) => Some(Vec::with_capacity(n as usize)),
+        _ => Some(Vec::new()),
     };
     let origin = client
         .origin
@@ -568,17 +563,21 @@ fn relay(
                 client.origin = None;
             }
             if let (Some(body), Some(cache)) = (copy_for_cache, &proxy.cache) {
-                let mut stored_head = response.clone();
-                stored_head.headers = end_to_end(&response.headers).cloned().collect_headers();
-                let _ = cache.insert(Entry::new(key, stored_head, body, &request.headers, times));
+                // Stored without hop-by-hop and framing fields: a hit gets
+                // its own Content-Length.
+                let mut stored = ResponseHead::new(response.status, &response.reason);
+                stored.version = response.version;
+                stored.headers = end_to_end(&response.headers).cloned().collect_headers();
+                let entry = Entry::new(key, stored, body, &request.headers, times);
+                let _ = cache.insert(Arc::new(entry));
             }
-            Ok(outcome(bytes, keep_client))
+            outcome(bytes, keep_client)
         }
         // The origin vanished or the client did: this transaction ends, the
         // client sees a cut-off body, nothing is stored.
         Err(bytes) => {
             client.origin = None;
-            Ok(outcome(bytes, false))
+            outcome(bytes, false)
         }
     }
 }
@@ -659,7 +658,6 @@ impl Write for BodyWriter<'_> {
 fn client_head(
     response: &ResponseHead,
     framing: BodyLength,
-    keep_alive: bool,
     cache_status: &str,
     proxy: &Proxy,
 ) -> ResponseHead {
@@ -681,10 +679,18 @@ fn client_head(
         }
         BodyLength::UntilClose => {}
     }
-    if !keep_alive {
-        head.headers.append("Connection", "close");
-    }
     head
+}
+
+/// Says whether the connection stays open (RFC 9112 §9.3): HTTP/1.1
+/// persists unless told `close`; an HTTP/1.0 client persists only when
+/// told `keep-alive`.
+fn connection_field(head: &mut ResponseHead, client: Version, keep_alive: bool) {
+    match (keep_alive, client) {
+        (false, _) => head.headers.append("Connection", "close"),
+        (true, Version::Http10) => head.headers.append("Connection", "keep-alive"),
+        (true, Version::Http11) => {}
+    }
 }
 
 /// Answers from a stored response: 304 if the client's own conditional
@@ -732,9 +738,7 @@ fn serve_stored(
         head.headers
             .append("Content-Length", entry.body.len().to_string());
     }
-    if !keep_alive {
-        head.headers.append("Connection", "close");
-    }
+    connection_field(&mut head, request.version, keep_alive);
     let mut bytes = head.to_bytes();
     if send_body {
         bytes.extend_from_slice(&entry.body);
