@@ -613,6 +613,55 @@ fn an_origin_that_vanishes_mid_body_ends_only_that_transaction() {
     still_serves(&proxy, &origin);
 }
 
+#[test]
+fn a_client_that_vanishes_mid_body_ends_only_its_transaction() {
+    let origin = origin();
+    let proxy = proxy(&[]);
+    let mut stream = TcpStream::connect(proxy.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        url(&origin, "/chunked/4000000")
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut first = [0u8; 1000];
+    stream
+        .read_exact(&mut first)
+        .expect("the start of the response");
+    drop(stream);
+    proxy.expect_line("/chunked/4000000");
+    still_serves(&proxy, &origin);
+}
+
+#[test]
+fn an_http_1_0_client_that_asks_for_keep_alive_gets_it() {
+    let origin = origin();
+    let proxy = proxy(&[]);
+    let mut stream = TcpStream::connect(proxy.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for n in [3, 4] {
+        let request = format!(
+            "GET {} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            url(&origin, &format!("/bytes/{n}"))
+        );
+        stream
+            .write_all(request.as_bytes())
+            .expect("send on the same connection");
+        let head = ResponseHead::read_from(&mut reader).expect("a response");
+        assert_eq!(
+            head.headers.get_str("Connection"),
+            Some("keep-alive"),
+            "{head:?}"
+        );
+        let mut body = Vec::new();
+        BodyReader::new(&mut reader, head.body_length("GET").expect("framing"))
+            .read_to_end(&mut body)
+            .expect("body");
+        assert_eq!(body, pattern(n));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The cache
 // ---------------------------------------------------------------------------

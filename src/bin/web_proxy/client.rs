@@ -4,9 +4,9 @@
 //! back) work too: whatever the client sent beyond the current request
 //! waits in the `BufReader` until its turn.
 
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::io::{BufReader, Read};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use socketlab::explain;
 use socketlab::http::{HeadError, RequestHead};
@@ -34,44 +34,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
             return;
         }
     };
-    loop {
-        let request = match RequestHead::read_from(&mut client.reader) {
-            Ok(request) => request,
-            // The client closed between requests: the normal end.
-            Err(HeadError::Closed) => return,
-            // No new request within --idle-timeout (EAGAIN from recv).
-            Err(HeadError::Io(err)) if explain::is_timeout(&err) => return,
-            Err(HeadError::Io(err)) => {
-                proxy
-                    .log
-                    .peer(peer, format_args!("connection failed: {err}"));
-                return;
-            }
-            Err(err) => {
-                // 431 for a head over the limits, 400 for a malformed one.
-                let status = err.status().unwrap_or(400);
-                let message = match status {
-                    431 => "the request head is larger than 64 KiB or has more than 100 fields",
-                    _ => "the request head is malformed",
-                };
-                let bytes =
-                    forward::send_error(&mut client.writer, status, message, proxy).unwrap_or(0);
-                access_log(
-                    proxy,
-                    peer,
-                    Instant::now(),
-                    "-",
-                    "-",
-                    &Outcome {
-                        status,
-                        cache: "NONE",
-                        bytes,
-                        keep_alive: false,
-                    },
-                );
-                return;
-            }
-        };
+    while let Some(request) = next_request(&mut client, peer, proxy) {
         let started = Instant::now();
         if request.method == "CONNECT" {
             let outcome = tunnel::open(&mut client, &request, proxy);
@@ -88,8 +51,64 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
             &outcome,
         );
         if !outcome.keep_alive {
-            let _ = client.writer.flush();
-            return;
+            break;
+        }
+    }
+    close_gracefully(&client);
+}
+
+/// Reads the next request head; None when the connection is done: closed
+/// by the client, idle too long, broken, or sent something that is not a
+/// request (answered with 400 or 431 first).
+fn next_request(client: &mut Client, peer: SocketAddr, proxy: &Proxy) -> Option<RequestHead> {
+    let err = match RequestHead::read_from(&mut client.reader) {
+        Ok(request) => return Some(request),
+        Err(err) => err,
+    };
+    match err {
+        // The client closed between requests: the normal end.
+        HeadError::Closed => {}
+        // No new request within --idle-timeout (EAGAIN from recv).
+        HeadError::Io(err) if explain::is_timeout(&err) => {}
+        HeadError::Io(err) => proxy
+            .log
+            .peer(peer, format_args!("connection failed: {err}")),
+        // 431 for a head over the limits, 400 for a malformed one.
+        err => {
+            let status = err.status().unwrap_or(400);
+            let message = match status {
+                431 => "the request head is larger than 64 KiB or has more than 100 fields",
+                _ => "the request head is malformed",
+            };
+            let bytes =
+                forward::send_error(&mut client.writer, status, message, proxy).unwrap_or(0);
+            let outcome = Outcome {
+                status,
+                cache: "NONE",
+                bytes,
+                keep_alive: false,
+            };
+            access_log(proxy, peer, Instant::now(), "-", "-", &outcome);
+        }
+    }
+    None
+}
+
+/// Closes after the last response without destroying it (RFC 9112 §9.6):
+/// closing a socket that still has unread input makes the kernel send a
+/// RST, and a RST can make the client's kernel discard the response it has
+/// not read yet. So: FIN first (`shutdown(Write)`), then read and discard
+/// what the client still sends, briefly, until its own FIN.
+fn close_gracefully(client: &Client) {
+    let stream = client.reader.get_ref();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut discard = [0u8; 16 * 1024];
+    let mut left: usize = 256 * 1024;
+    while left > 0 {
+        match (&*stream).read(&mut discard) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
