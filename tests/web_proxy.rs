@@ -823,6 +823,31 @@ fn a_clients_matching_conditional_gets_304_from_the_cache() {
 }
 
 #[test]
+fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
+    let origin = origin();
+    let proxy = proxy(&[]);
+    let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22&body=full");
+    let out = curl(
+        &proxy,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "If-None-Match: \"v1\"",
+            &target,
+        ],
+    );
+    assert_eq!(out.stdout, "304", "the origin's own 304");
+    let out = curl(&proxy, &["-w", "[%{http_code}]", &target]);
+    assert_eq!(
+        out.stdout, "full[200]",
+        "a plain request gets the whole response"
+    );
+}
+
+#[test]
 fn unsafe_methods_invalidate_the_url() {
     let origin = origin();
     let proxy = proxy(&[]);

@@ -87,14 +87,23 @@ impl Entry {
     /// its fields replace the stored ones of the same name, and the clock
     /// starts again from this exchange.
     pub fn refreshed(&self, not_modified: &ResponseHead, times: (SystemTime, SystemTime)) -> Entry {
-        let mut head = self.head.clone();
-        for field in &not_modified.headers {
-            if !field.name.eq_ignore_ascii_case("Content-Length") {
-                head.headers.remove(&field.name);
+        let updated = |name: &str| {
+            !name.eq_ignore_ascii_case("Content-Length") && not_modified.headers.contains(name)
+        };
+        // Each updated field keeps its place; new fields go at the end.
+        let mut head = ResponseHead::new(self.head.status, &self.head.reason);
+        head.version = self.head.version;
+        for field in &self.head.headers {
+            if !updated(&field.name) {
+                head.headers.append(field.name.clone(), field.value.clone());
+            } else if !head.headers.contains(&field.name) {
+                for value in not_modified.headers.get_all(&field.name) {
+                    head.headers.append(field.name.clone(), value.to_vec());
+                }
             }
         }
         for field in &not_modified.headers {
-            if !field.name.eq_ignore_ascii_case("Content-Length") {
+            if updated(&field.name) && !head.headers.contains(&field.name) {
                 head.headers.append(field.name.clone(), field.value.clone());
             }
         }
@@ -471,6 +480,7 @@ mod tests {
         let mut not_modified = ResponseHead::new(304, "Not Modified");
         not_modified.headers.append("Cache-Control", "max-age=120");
         not_modified.headers.append("Content-Length", "0");
+        not_modified.headers.append("X-New", "1");
         let later = stored.response_time + Duration::from_secs(100);
         let fresh = stored.refreshed(&not_modified, (later, later));
         assert_eq!(fresh.head.status, 200);
@@ -479,6 +489,12 @@ mod tests {
             Some("max-age=120")
         );
         assert!(!fresh.head.headers.contains("Content-Length"));
+        let names: Vec<&str> = fresh.head.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Cache-Control", "Vary", "X-New"],
+            "updated in place, new at the end"
+        );
         assert_eq!(
             fresh.facts.cache_control.max_age,
             Some(Duration::from_secs(120))

@@ -166,6 +166,11 @@ pub fn may_store(request: &RequestFacts, response: &Facts) -> Result<(), &'stati
     if request.has_range || response.status == 206 {
         return Err("partial content");
     }
+    // A 304 answers a client's own conditional request: it has no body to
+    // store (a stored response is refreshed by one, §4.3.4, never replaced).
+    if response.status == 304 || response.status < 200 {
+        return Err("no content to store");
+    }
     if request.cache_control.no_store || cc.no_store {
         return Err("no-store");
     }
@@ -473,6 +478,9 @@ mod tests {
             ..get()
         };
         assert_eq!(may_store(&range, &fresh), Err("partial content"));
+        let not_modified =
+            Facts::from_fields(304, [("Cache-Control", "max-age=60"), ("ETag", "\"x\"")]);
+        assert_eq!(may_store(&get(), &not_modified), Err("no content to store"));
         let redirect = Facts::from_fields(302, [("ETag", "\"x\"")]);
         assert_eq!(may_store(&get(), &redirect), Err("status not cacheable"));
         let redirect_with_lifetime = Facts::from_fields(302, [("Cache-Control", "max-age=60")]);
