@@ -504,6 +504,7 @@ fn clients_outside_allow_get_403() {
         ],
     );
     assert_eq!(out.stdout, "403");
+    proxy.expect_line(&format!("NONE/403 75 GET {}", url(&origin, "/bytes/1")));
     assert_eq!(origin_hits(&origin, "/bytes/1"), 0);
     let bad = common::run(PROXY, &["--allow", "10.0.0.0/33"], b"");
     assert_eq!(bad.code(), Some(2), "{}", bad.stderr);

@@ -54,7 +54,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
             break;
         }
     }
-    close_gracefully(&client);
+    close_gracefully(client.reader.get_ref());
 }
 
 /// Reads the next request head; None when the connection is done: closed
@@ -98,17 +98,20 @@ fn next_request(client: &mut Client, peer: SocketAddr, proxy: &Proxy) -> Option<
 /// closing a socket that still has unread input makes the kernel send a
 /// RST, and a RST can make the client's kernel discard the response it has
 /// not read yet. So: FIN first (`shutdown(Write)`), then read and discard
-/// what the client still sends, briefly, until its own FIN.
-fn close_gracefully(client: &Client) {
-    let stream = client.reader.get_ref();
+/// what the client still sends until its own FIN, for at most a second.
+pub fn close_gracefully(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let deadline = Instant::now() + Duration::from_secs(1);
     let mut discard = [0u8; 16 * 1024];
-    let mut left: usize = 256 * 1024;
-    while left > 0 {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         match (&*stream).read(&mut discard) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
+            // The client's FIN, a reset, or the timeout: done.
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }

@@ -25,7 +25,7 @@ mod forward;
 mod policy;
 mod tunnel;
 
-use std::io::Read;
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::ServerArgs;
 use socketlab::explain::{self, Step};
-use socketlab::http::{Headers, Version};
+use socketlab::http::{Headers, RequestHead, Version};
 use socketlab::limit::{ConnectionLimit, Slot};
 use socketlab::listen;
 use socketlab::log::Log;
@@ -221,20 +221,30 @@ fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, slot: Slot) {
     drop(slot);
 }
 
-/// Answers a connection the proxy will not serve. The request is read
-/// first (briefly): closing a socket with unread data makes the kernel
-/// send a RST, which can destroy the answer before the client reads it.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, message: &str) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut request = [0u8; 8192];
-    let _ = stream.read(&mut request);
+/// Answers a connection the proxy will not serve. The request head is
+/// read first (briefly, for the log): closing a socket with unread data
+/// makes the kernel send a RST, which can destroy the answer before the
+/// client reads it.
+fn refuse(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, message: &str) {
     let started = std::time::Instant::now();
-    let bytes = forward::send_error(&mut stream, status, message, proxy).unwrap_or(0);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let request = RequestHead::read_from(&mut reader).ok();
+    let bytes = forward::send_error(&mut writer, status, message, proxy).unwrap_or(0);
     let outcome = forward::Outcome {
         status,
         cache: "NONE",
         bytes,
         keep_alive: false,
     };
-    client::access_log(proxy, peer, started, "-", "-", &outcome);
+    let (method, target) = match &request {
+        Some(request) => (request.method.as_str(), request.target.as_str()),
+        None => ("-", "-"),
+    };
+    client::access_log(proxy, peer, started, method, target, &outcome);
+    client::close_gracefully(&writer);
 }
