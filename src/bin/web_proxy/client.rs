@@ -57,6 +57,34 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
     close_gracefully(client.reader.get_ref());
 }
 
+/// Answers a connection the proxy will not serve. The request head is
+/// read first (briefly, for the log): closing a socket with unread data
+/// makes the kernel send a RST, which can destroy the answer before the
+/// client reads it.
+pub fn refuse(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, message: &str) {
+    let started = Instant::now();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let request = RequestHead::read_from(&mut reader).ok();
+    let bytes = forward::send_error(&mut writer, status, message, proxy).unwrap_or(0);
+    let outcome = Outcome {
+        status,
+        cache: "NONE",
+        bytes,
+        keep_alive: false,
+    };
+    let (method, target) = match &request {
+        Some(request) => (request.method.as_str(), request.target.as_str()),
+        None => ("-", "-"),
+    };
+    access_log(proxy, peer, started, method, target, &outcome);
+    close_gracefully(&writer);
+}
+
 /// Reads the next request head; None when the connection is done: closed
 /// by the client, idle too long, broken, or sent something that is not a
 /// request (answered with 400 or 431 first).

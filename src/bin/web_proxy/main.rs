@@ -25,7 +25,6 @@ mod forward;
 mod policy;
 mod tunnel;
 
-use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,7 +35,7 @@ use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::ServerArgs;
 use socketlab::explain::{self, Step};
-use socketlab::http::{Headers, RequestHead, Version};
+use socketlab::http::{Headers, Version};
 use socketlab::limit::{ConnectionLimit, Slot};
 use socketlab::listen;
 use socketlab::log::Log;
@@ -194,14 +193,14 @@ fn admit(stream: TcpStream, proxy: &Arc<Proxy>, allow: &[Cidr], limit: &Arc<Conn
     let thread_proxy = Arc::clone(proxy);
     let spawned = thread::Builder::new().spawn(move || match (allowed, slot) {
         (true, Some(slot)) => serve(stream, peer, &thread_proxy, slot),
-        (false, _) => refuse(
+        (false, _) => client::refuse(
             stream,
             peer,
             &thread_proxy,
             403,
             "your address is not allowed to use this proxy (see --allow)",
         ),
-        (true, None) => refuse(
+        (true, None) => client::refuse(
             stream,
             peer,
             &thread_proxy,
@@ -216,35 +215,9 @@ fn admit(stream: TcpStream, proxy: &Arc<Proxy>, allow: &[Cidr], limit: &Arc<Conn
     }
 }
 
+/// Serves a connection holding a `--max-clients` slot, which is given back
+/// when the connection ends.
 fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, slot: Slot) {
     client::serve(stream, peer, proxy);
     drop(slot);
-}
-
-/// Answers a connection the proxy will not serve. The request head is
-/// read first (briefly, for the log): closing a socket with unread data
-/// makes the kernel send a RST, which can destroy the answer before the
-/// client reads it.
-fn refuse(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, message: &str) {
-    let started = std::time::Instant::now();
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut writer = match stream.try_clone() {
-        Ok(writer) => writer,
-        Err(_) => return,
-    };
-    let mut reader = BufReader::new(stream);
-    let request = RequestHead::read_from(&mut reader).ok();
-    let bytes = forward::send_error(&mut writer, status, message, proxy).unwrap_or(0);
-    let outcome = forward::Outcome {
-        status,
-        cache: "NONE",
-        bytes,
-        keep_alive: false,
-    };
-    let (method, target) = match &request {
-        Some(request) => (request.method.as_str(), request.target.as_str()),
-        None => ("-", "-"),
-    };
-    client::access_log(proxy, peer, started, method, target, &outcome);
-    client::close_gracefully(&writer);
 }
