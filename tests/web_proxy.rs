@@ -849,6 +849,24 @@ fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
 }
 
 #[test]
+fn only_if_cached_never_reaches_the_origin() {
+    let origin = origin();
+    let proxy = proxy(&[]);
+    let target = url(&origin, "/cache?cc=max-age%3D60");
+    let only = ["-H", "Cache-Control: only-if-cached"];
+    let code = |extra: &[&str]| {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(&target);
+        curl(&proxy, &args).stdout
+    };
+    assert_eq!(code(&only), "504", "nothing stored yet");
+    assert_eq!(code(&[]), "200");
+    assert_eq!(code(&only), "200", "now a hit");
+    assert_eq!(origin_hits(&origin, "/cache"), 1);
+}
+
+#[test]
 fn unsafe_methods_invalidate_the_url() {
     let origin = origin();
     let proxy = proxy(&[]);

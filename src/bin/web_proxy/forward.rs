@@ -154,6 +154,10 @@ fn try_exchange(
         }
     }
 
+    // §5.2.1.7: the client wants no traffic to the origin at all.
+    if request_cc.only_if_cached {
+        return Err(refuse(504, "only-if-cached, and no fresh stored response"));
+    }
     let outgoing = origin_request(request, &url, body, revalidating.as_deref(), proxy);
     if body != BodyLength::Empty && request.headers.has_token("Expect", "100-continue") {
         // The client waits for this before sending a large body (RFC 9110

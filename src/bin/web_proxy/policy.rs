@@ -38,6 +38,8 @@ pub struct CacheControl {
     /// A request's `max-stale`: `Some(INFINITE)` when given without a value.
     pub max_stale: Option<Duration>,
     pub min_fresh: Option<Duration>,
+    /// A request's `only-if-cached`: answer from the cache or with 504.
+    pub only_if_cached: bool,
 }
 
 impl CacheControl {
@@ -64,6 +66,7 @@ impl CacheControl {
                     cc.max_stale = Some(value.map_or(INFINITE, |v| delta_seconds(Some(v))))
                 }
                 "min-fresh" => cc.min_fresh = Some(delta_seconds(value)),
+                "only-if-cached" => cc.only_if_cached = true,
                 _ => {}
             }
         }
