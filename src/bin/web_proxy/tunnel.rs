@@ -22,12 +22,7 @@ use crate::forward::{Outcome, send_error};
 pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcome {
     let refused = |client: &mut Client, status, message| {
         let bytes = send_error(&mut client.writer, status, message, proxy).unwrap_or(0);
-        Outcome {
-            status,
-            cache: "TUNNEL",
-            bytes,
-            keep_alive: false,
-        }
+        outcome(status, bytes)
     };
     let Ok((host, Some(port))) = http::parse_authority(&request.target) else {
         return refused(client, 400, "CONNECT needs host:port");
@@ -65,16 +60,15 @@ pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcom
         proxy.via(request.version)
     );
     if client.writer.write_all(established.as_bytes()).is_err() {
-        return Outcome {
-            status: 200,
-            cache: "TUNNEL",
-            bytes: 0,
-            keep_alive: false,
-        };
+        return outcome(200, 0);
     }
-    let bytes = relay(client, server).unwrap_or(0);
+    outcome(200, relay(client, server).unwrap_or(0))
+}
+
+/// A tunnel's access log entry; the connection always ends with it.
+fn outcome(status: u16, bytes: u64) -> Outcome {
     Outcome {
-        status: 200,
+        status,
         cache: "TUNNEL",
         bytes,
         keep_alive: false,
