@@ -448,6 +448,51 @@ fn origins_that_refuse_do_not_resolve_or_stay_silent_get_502_and_504() {
     still_serves(&proxy, &origin);
 }
 
+/// A one-connection origin that answers any request with `response`.
+fn raw_origin(response: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw origin");
+    let addr = listener.local_addr().expect("raw origin address");
+    thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(response);
+        }
+    });
+    addr
+}
+
+#[test]
+fn origins_with_ambiguous_or_broken_responses_get_502() {
+    let proxy = proxy(&[]);
+    for (what, response) in [
+        (
+            "length and chunked",
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                [..],
+        ),
+        (
+            "conflicting lengths",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        ),
+        ("not HTTP", b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
+        ("nothing at all", b""),
+    ] {
+        let origin = raw_origin(response);
+        let out = curl(
+            &proxy,
+            &[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{origin}/"),
+            ],
+        );
+        assert_eq!(out.stdout, "502", "{what}");
+    }
+}
+
 #[test]
 fn loops_are_refused() {
     let origin = origin();
