@@ -9,6 +9,8 @@
 //! - [`log`]: one timestamped line per server event.
 //! - [`random`]: a tiny seedable random number generator.
 //! - [`rtt`]: round-trip times and ping-style statistics.
+//! - [`pool`]: a fixed pool of worker threads (the Rust Book's `ThreadPool`).
+//! - [`time_service`]: the time service's key exchange, Caesar shift and frames.
 //! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 
 pub mod cli;
@@ -17,6 +19,8 @@ pub mod explain;
 pub mod limit;
 pub mod listen;
 pub mod log;
+pub mod pool;
 pub mod printable;
 pub mod random;
 pub mod rtt;
+pub mod time_service;

@@ -1,0 +1,323 @@
+//! time_client: asks time_server for the time, the date or the temperature,
+//! and measures each round-trip time.
+//!
+//! The seed 001 client. It opens one TCP connection, agrees on a Caesar key
+//! with the server by Diffie-Hellman (p = 257, g = 11; labs/time-protocol.md),
+//! then shows the seed's menu. Each request is timed from just before
+//! `send()` to just after the whole answer has arrived: the round-trip time
+//! (RTT), which on one machine is mostly the two programs' own work, and
+//! across a network adds the time on the wire both ways.
+//!
+//! If the server does not answer the key exchange within a second, every
+//! one of its workers is busy: this connection waits in the server's listen
+//! backlog until a client leaves, and the client says so.
+//!
+//! Terminal 1: `cargo run --bin time_server`
+//! Terminal 2: `cargo run --bin time_client` (or `-- --request time --count 5`)
+//! Worksheet:  labs/05-time-service.md
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use socketlab::cli::ClientArgs;
+use socketlab::explain::{self, Proto, Step, is_timeout};
+use socketlab::random::Rng;
+use socketlab::rtt::{self, Stats};
+use socketlab::time_service::{
+    FrameError, G, Hello, KeyPair, P, Request, caesar_key, read_frame, read_line, write_frame,
+};
+
+/// Ask a time_server for the time, date or temperature, with the seed's menu and RTTs.
+#[derive(Parser, Debug)]
+#[command(
+    name = "time_client",
+    version,
+    mut_arg("port", |a| a.default_value("7777")),
+    mut_arg("timeout", |a| a.default_value("5s"))
+)]
+struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
+
+    /// Ask this once (or --count times) and exit, instead of showing the menu
+    #[arg(long, value_enum)]
+    request: Option<Ask>,
+
+    /// With --request: how many times to ask; then print RTT statistics
+    #[arg(long, default_value_t = 1, requires = "request", value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+
+    /// No key exchange and no Caesar shift (the server must run --plain too)
+    #[arg(long)]
+    plain: bool,
+
+    /// Show the Diffie-Hellman numbers and the Caesar key
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// What `--request` asks for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Ask {
+    Time,
+    Date,
+    Temp,
+}
+
+impl From<Ask> for Request {
+    fn from(ask: Ask) -> Request {
+        match ask {
+            Ask::Time => Request::Time,
+            Ask::Date => Request::Date,
+            Ask::Temp => Request::Temp,
+        }
+    }
+}
+
+/// How long the key exchange may go unanswered before the client says it
+/// is waiting for a free worker.
+const BUSY_AFTER: Duration = Duration::from_secs(1);
+
+/// A session with the server: the connection and the agreed key.
+struct Session {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    server: SocketAddr,
+    key: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    explain::report(run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let stream = connect(&cli.client)?;
+    let session = handshake(stream, cli)?;
+    match cli.request {
+        Some(ask) => ask_repeatedly(session, ask.into(), cli),
+        None => menu(session),
+    }
+}
+
+/// Connects to the first of the server's addresses that answers.
+fn connect(client: &ClientArgs) -> anyhow::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in client.resolve()? {
+        match TcpStream::connect_timeout(&addr, client.timeout).context(Step::Connect {
+            proto: Proto::Tcp,
+            addr,
+        }) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.expect("resolve returns at least one address"))
+}
+
+/// The client's side of the key exchange (labs/time-protocol.md).
+fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
+    let server = stream
+        .peer_addr()
+        .context("failed to read the peer address")?;
+    let mut writer = stream
+        .try_clone()
+        .context("failed to duplicate the socket")?;
+    let mut reader = BufReader::new(stream);
+    let send = |writer: &mut TcpStream, hello: Hello| {
+        writer
+            .write_all(format!("{hello}\n").as_bytes())
+            .context(Step::Send {
+                proto: Proto::Tcp,
+                peer: server,
+            })
+    };
+    if cli.plain {
+        send(&mut writer, Hello::Plain)?;
+        if let Hello::Key(_) = server_line(&mut reader, server, cli.client.timeout)? {
+            bail!("the server sent a public key: it encrypts, so run time_client without --plain");
+        }
+        return Ok(Session {
+            reader,
+            writer,
+            server,
+            key: 0,
+        });
+    }
+    let mut rng = Rng::from_entropy();
+    loop {
+        let pair = KeyPair::generate(&mut rng);
+        send(&mut writer, Hello::Key(pair.public))?;
+        let Hello::Key(server_public) = server_line(&mut reader, server, cli.client.timeout)?
+        else {
+            bail!(
+                "the server answered PLAIN: it runs --plain, so run time_client with --plain too"
+            );
+        };
+        let secret = pair.shared_secret(server_public);
+        let key = caesar_key(secret);
+        if cli.verbose {
+            println!(
+                "DH: p = {P}, g = {G}; my private key a = {a}, my public key A = g^a mod p = {A}",
+                a = pair.private,
+                A = pair.public
+            );
+            println!(
+                "DH: server's public key B = {server_public}; secret s = B^a mod p = {secret}; Caesar key k = s mod 256 = {key}"
+            );
+        }
+        if key != 0 {
+            return Ok(Session {
+                reader,
+                writer,
+                server,
+                key,
+            });
+        }
+        // Key 0 would shift nothing; the server sees the same and waits for a new key.
+        if cli.verbose {
+            println!("DH: key 0 would send plain text: exchanging again with a new private key");
+        }
+    }
+}
+
+/// Waits for the server's handshake line; an `ERROR` line becomes the error.
+fn server_line(
+    reader: &mut BufReader<TcpStream>,
+    server: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<Hello> {
+    let step = || Step::Receive {
+        proto: Proto::Tcp,
+        peer: server,
+    };
+    // fill_buf() waits for data without consuming it, so nothing is lost
+    // when the first, short wait times out.
+    reader
+        .get_ref()
+        .set_read_timeout(Some(BUSY_AFTER))
+        .with_context(step)?;
+    match reader.fill_buf() {
+        Ok(_) => {}
+        Err(err) if is_timeout(&err) => {
+            println!(
+                "waiting for a free worker: the server has not answered the key exchange within {}, \
+                 so all its workers are busy and this connection waits in its listen backlog (Ctrl-C gives up)",
+                humantime::format_duration(BUSY_AFTER)
+            );
+            reader.get_ref().set_read_timeout(None).with_context(step)?;
+        }
+        Err(err) => return Err(err).with_context(step),
+    }
+    reader
+        .get_ref()
+        .set_read_timeout(Some(timeout))
+        .with_context(step)?;
+    let Some(line) = read_line(reader).with_context(step)? else {
+        bail!("the server closed the connection during the key exchange");
+    };
+    if let Some(why) = line.strip_prefix("ERROR ") {
+        bail!("the server refused the handshake: {}", why.trim_end());
+    }
+    Hello::parse(&line)
+        .map_err(|why| anyhow::anyhow!("the server's handshake line makes no sense: {why}"))
+}
+
+/// The seed's menu, until 4 or the end of input.
+fn menu(mut session: Session) -> anyhow::Result<()> {
+    let local = session
+        .writer
+        .local_addr()
+        .context("failed to read the local address")?;
+    println!(
+        "Connected to the server at {} from {local}.",
+        session.server
+    );
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        println!("Select one of the option below:");
+        println!("1. Request time from the server.");
+        println!("2. Request date from the server.");
+        println!("3. Request temperature from the server.");
+        println!("4. Exit");
+        let mut choice = String::new();
+        if stdin
+            .read_line(&mut choice)
+            .context("failed to read stdin")?
+            == 0
+        {
+            break;
+        }
+        let request = match choice.trim() {
+            "1" => Request::Time,
+            "2" => Request::Date,
+            "3" => Request::Temp,
+            "4" => break,
+            other => {
+                println!("'{other}' is not on the menu: type 1, 2, 3 or 4.");
+                continue;
+            }
+        };
+        let (answer, rtt) = ask(&mut session, request)?;
+        println!("Response: {answer} with RTT {}", rtt::ms(rtt));
+    }
+    // Dropping the socket closes it: the server sees our FIN.
+    println!("Connection closed");
+    Ok(())
+}
+
+/// `--request`: asks `--count` times, then prints ping-style statistics.
+fn ask_repeatedly(mut session: Session, request: Request, cli: &Cli) -> anyhow::Result<()> {
+    let mut stats = Stats::new();
+    let started = Instant::now();
+    for _ in 0..cli.count {
+        stats.sent();
+        let (answer, rtt) = ask(&mut session, request)?;
+        stats.received(rtt);
+        println!("Response: {answer} with RTT {}", rtt::ms(rtt));
+    }
+    if cli.count > 1 {
+        println!();
+        println!(
+            "{}",
+            stats.ping_summary(&session.server.to_string(), started.elapsed())
+        );
+    }
+    Ok(())
+}
+
+/// Sends one request frame and waits for the answer frame; returns the
+/// answer and the round-trip time.
+fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Duration)> {
+    let peer = session.server;
+    let started = Instant::now();
+    write_frame(
+        &mut session.writer,
+        session.key,
+        request.as_str().as_bytes(),
+    )
+    .context(Step::Send {
+        proto: Proto::Tcp,
+        peer,
+    })?;
+    let answer = match read_frame(&mut session.reader, session.key) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => bail!(
+            "the server closed the connection before answering {}",
+            request.as_str()
+        ),
+        Err(FrameError::Io(err)) => {
+            return Err(err).context(Step::Receive {
+                proto: Proto::Tcp,
+                peer,
+            });
+        }
+        Err(err) => return Err(err).context(format!("bad answer to {}", request.as_str())),
+    };
+    let rtt = started.elapsed();
+    Ok((String::from_utf8_lossy(&answer).into_owned(), rtt))
+}
