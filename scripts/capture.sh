@@ -243,4 +243,9 @@ stop_capture
   TZ=UTC tcpdump -r "$OUTDIR/$SCENARIO.pcap" -n -X 2>/dev/null
 } >"$OUTDIR/$SCENARIO.txt"
 
+# Under sudo, give the files to the user who ran it (tcpdump writes as its
+# own user, the .txt is root's), so they can be edited and committed.
+if [ -n "${SUDO_UID:-}" ]; then
+  chown "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUTDIR/$SCENARIO.pcap" "$OUTDIR/$SCENARIO.txt"
+fi
 echo "wrote $OUTDIR/$SCENARIO.pcap ($(wc -c <"$OUTDIR/$SCENARIO.pcap") bytes) and $OUTDIR/$SCENARIO.txt"
