@@ -72,6 +72,10 @@ up() {
     # ever added to the host's own interfaces.
     ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
   fi
+  # IPv4 only: without IPv6 the cable carries no neighbour-discovery chatter,
+  # so tcpdump on it shows the lab's packets (and ARP) alone.
+  in_ns "$A" sysctl -qw net.ipv6.conf.veth-a.disable_ipv6=1
+  in_ns "$B" sysctl -qw net.ipv6.conf.veth-b.disable_ipv6=1
   # `replace` adds the address, or leaves it if it is already there.
   in_ns "$A" ip addr replace "$A_ADDR" dev veth-a
   in_ns "$B" ip addr replace "$B_ADDR" dev veth-b
