@@ -28,9 +28,11 @@ Only the Python standard library is used.
 import struct
 import sys
 
-# Link-layer header types (pcap "linktype") and the length of their header
-# before the IP packet: Ethernet (lo, veth), Linux "cooked" v1 and v2 (-i any).
-LINK_HEADER = {1: 14, 113: 16, 276: 20}
+# Link-layer header types (pcap "linktype"): the length of their header
+# before the IP packet, and where in it the EtherType (0x0800 for IPv4)
+# is. Ethernet (lo, veth), Linux "cooked" v1 and v2 (tcpdump -i any).
+LINK_HEADER = {1: (14, 12), 113: (16, 14), 276: (20, 0)}
+IPV4 = b"\x08\x00"
 
 TCP_FLAGS = [(0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK")]
 ICMP_UNREACHABLE = {0: "net", 1: "host", 2: "protocol", 3: "port", 13: "administratively prohibited"}
@@ -38,7 +40,8 @@ PREVIEW = 24  # payload characters shown in a label
 
 
 def read_pcap(path):
-    """Yields (seconds, packet bytes starting at the IP header) per packet."""
+    """Yields (seconds, bytes from the IP header on) for each IPv4 packet;
+    skips the rest (ARP, IPv6)."""
     with open(path, "rb") as f:
         header = f.read(24)
         if len(header) < 24:
@@ -54,14 +57,15 @@ def read_pcap(path):
         linktype = struct.unpack(endian + "I", header[20:24])[0] & 0xFFFF
         if linktype not in LINK_HEADER:
             sys.exit(f"ladder.py: link type {linktype} is not supported (capture on lo or a veth)")
-        skip = LINK_HEADER[linktype]
+        skip, ethertype = LINK_HEADER[linktype]
         while True:
             record = f.read(16)
             if len(record) < 16:
                 return
             sec, frac, captured, _ = struct.unpack(endian + "IIII", record)
             data = f.read(captured)
-            yield sec + frac / (1e9 if nano else 1e6), data[skip:]
+            if data[ethertype : ethertype + 2] == IPV4:
+                yield sec + frac / (1e9 if nano else 1e6), data[skip:]
 
 
 def printable(payload, length):

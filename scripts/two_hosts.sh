@@ -81,6 +81,15 @@ up() {
   in_ns "$B" ip addr replace "$B_ADDR" dev veth-b
   in_ns "$A" ip link set veth-a up
   in_ns "$B" ip link set veth-b up
+  # The kernel reports the link as up (operstate) a moment after both ends
+  # are; wait for it (bounded) so the cable works when `up` returns.
+  for _ in $(seq 50); do
+    if [ "$(in_ns "$A" cat /sys/class/net/veth-a/operstate)" = up ] &&
+      [ "$(in_ns "$B" cat /sys/class/net/veth-b/operstate)" = up ]; then
+      break
+    fi
+    sleep 0.1
+  done
   echo "up: $A (${A_ADDR%/*}, veth-a) <-> $B (${B_ADDR%/*}, veth-b)"
 }
 
