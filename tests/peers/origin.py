@@ -16,11 +16,14 @@ Routes (any method; HEAD gets the same head without a body):
                       answers If-None-Match / If-Modified-Since with 304
   /page               an HTML page with an <img src="/image.png">
   /image.png          a small PNG (1x1)
+  /imgcheck           an HTML page whose <title> becomes "image loaded" or "image failed"
+                      once its <img src="/image.png"> has loaded or failed (for a browser)
   /echo               the request head it received, as text; request bodies are read
                       and reported as X-Body-Length and X-Body-Sha256 headers
   /slow/MS            waits MS milliseconds, then answers
   /hang               never answers (holds the connection for 60 s)
   /truncated/N        promises N bytes with Content-Length, sends half, closes
+  /truncated-cacheable/N  the same with Cache-Control: max-age=60 (a cache must not keep it)
   /__stats            JSON: how many requests each path (without query) received
   /__reset            clears the counts
 
@@ -92,6 +95,13 @@ class Origin(BaseHTTPRequestHandler):
         elif path == "/page":
             page = b'<!doctype html><title>page</title><p>hello<img src="/image.png">'
             self.send(200, page, "text/html", head)
+        elif path == "/imgcheck":
+            page = (
+                b'<!doctype html><title>image pending</title><p>hello'
+                b'<img src="/image.png" onload="document.title=\'image loaded\'"'
+                b' onerror="document.title=\'image failed\'">'
+            )
+            self.send(200, page, "text/html", head)
         elif path == "/image.png":
             self.send(200, PNG_1X1, "image/png", head)
         elif path == "/echo":
@@ -109,6 +119,15 @@ class Origin(BaseHTTPRequestHandler):
         elif parts[0] == "truncated" and len(parts) == 2:
             n = int(parts[1])
             self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            self.wfile.write(pattern(n)[: n // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif parts[0] == "truncated-cacheable" and len(parts) == 2:
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Cache-Control", "max-age=60")
             self.send_header("Content-Length", str(n))
             self.end_headers()
             self.wfile.write(pattern(n)[: n // 2])

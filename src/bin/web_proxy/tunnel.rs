@@ -1,0 +1,140 @@
+//! CONNECT tunnels (RFC 9110 §9.3.6): `CONNECT example.org:443 HTTP/1.1`
+//! asks the proxy for a TCP connection to example.org:443. After the proxy
+//! answers `200`, the client connection carries raw bytes both ways (for
+//! HTTPS, a TLS session the proxy cannot read), so the proxy just copies:
+//! one thread per direction, and when one side sends FIN
+//! (`shutdown(Write)`), the other side gets a FIN too, while the opposite
+//! direction keeps flowing (a TCP half-close).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+
+use socketlab::explain;
+use socketlab::http::{self, RequestHead};
+
+use crate::Proxy;
+use crate::client::Client;
+use crate::forward::{Outcome, send_error};
+
+/// Opens the tunnel, copies until both directions have ended, and returns
+/// what the access log shows: the status and the bytes relayed both ways.
+pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcome {
+    let refused = |client: &mut Client, status, message| {
+        let bytes = send_error(&mut client.writer, status, message, proxy).unwrap_or(0);
+        Outcome {
+            status,
+            cache: "TUNNEL",
+            bytes,
+            keep_alive: false,
+        }
+    };
+    let Ok((host, Some(port))) = http::parse_authority(&request.target) else {
+        return refused(client, 400, "CONNECT needs host:port");
+    };
+    if !proxy.connect_ports.contains(&port) {
+        return refused(
+            client,
+            403,
+            "CONNECT to this port is not allowed (see --connect-ports)",
+        );
+    }
+    let Ok(addrs) = socketlab::cli::resolve(&host, port) else {
+        return refused(client, 502, "the host name could not be resolved");
+    };
+    if addrs.iter().any(|&addr| proxy.is_self(addr)) {
+        return refused(
+            client,
+            508,
+            "the tunnel would lead back to this proxy (a loop)",
+        );
+    }
+    let server = match connect(&addrs, proxy) {
+        Ok(server) => server,
+        Err(err) if explain::is_timeout(&err) => {
+            return refused(
+                client,
+                504,
+                "the server did not answer the connection attempt in time",
+            );
+        }
+        Err(_) => return refused(client, 502, "the server refused the connection"),
+    };
+    let established = format!(
+        "HTTP/1.1 200 Connection Established\r\nVia: {}\r\n\r\n",
+        proxy.via(request.version)
+    );
+    if client.writer.write_all(established.as_bytes()).is_err() {
+        return Outcome {
+            status: 200,
+            cache: "TUNNEL",
+            bytes: 0,
+            keep_alive: false,
+        };
+    }
+    let bytes = relay(client, server).unwrap_or(0);
+    Outcome {
+        status: 200,
+        cache: "TUNNEL",
+        bytes,
+        keep_alive: false,
+    }
+}
+
+fn connect(addrs: &[SocketAddr], proxy: &Proxy) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, proxy.origin_timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// Copies bytes both ways until each direction has ended, passing on each
+/// half-close. Returns the bytes copied in both directions.
+fn relay(client: &mut Client, server: TcpStream) -> io::Result<u64> {
+    // A tunnel may rightly stay quiet for long (a chat over TLS), so the
+    // client's idle timeout does not apply; TCP keepalive probes notice a
+    // peer that vanished without a FIN.
+    for stream in [client.reader.get_ref(), &server] {
+        stream.set_read_timeout(None)?;
+        stream.set_write_timeout(None)?;
+        socket2::SockRef::from(stream).set_keepalive(true)?;
+    }
+    // Bytes the client sent right behind its CONNECT head (a TLS
+    // ClientHello, say) are already in our read buffer: they go first.
+    let early = client.reader.buffer().to_vec();
+    let mut to_server = server.try_clone()?;
+    to_server.write_all(&early)?;
+    let client_in = client.reader.get_ref().try_clone()?;
+    let upstream = thread::spawn(move || one_way(client_in, to_server));
+    let downstream = one_way(server, client.writer.try_clone()?);
+    let upstream = upstream.join().unwrap_or(0);
+    Ok(early.len() as u64 + upstream + downstream)
+}
+
+/// Copies `from` to `to` until `from` sends FIN, then sends FIN on `to`
+/// (`shutdown(Write)`): the half-close travels through the tunnel. A reset
+/// on either side ends this direction the same way.
+fn one_way(mut from: TcpStream, mut to: TcpStream) -> u64 {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut total = 0;
+    loop {
+        match from.read(&mut buf) {
+            // read() returned 0: the peer sent FIN, this direction is done.
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    // The other side is gone: stop reading this one too.
+                    let _ = from.shutdown(Shutdown::Read);
+                    break;
+                }
+                total += n as u64;
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    total
+}
