@@ -52,7 +52,7 @@ case " $SCENARIOS " in
 esac
 
 [ "$(id -u)" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
-for tool in tcpdump python3; do
+for tool in tcpdump python3 ss; do
   command -v "$tool" >/dev/null || die "'$tool' is not installed (Debian/Ubuntu: apt-get install $tool)"
 done
 mkdir -p "$OUTDIR" || die "cannot create the output folder '$OUTDIR'"
@@ -105,6 +105,19 @@ start_server() {
   echo "$name $* &    # -> $(head -1 "$WORK/$name.log")" >>"$WORK/commands"
 }
 
+# Starts Python's own web server, serving one small file, and sets ORIGIN to
+# its port (its first line: `Serving HTTP on 127.0.0.1 port 41234 ...`).
+start_origin() {
+  mkdir -p "$WORK/www"
+  echo "hello from the origin" >"$WORK/www/hello.txt"
+  python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$WORK/www" >"$WORK/origin.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_text "$WORK/origin.log" "Serving HTTP on" "the origin (python3 -m http.server) starting"
+  ORIGIN="$(sed -n '1s/.* port \([0-9]*\) .*/\1/p' "$WORK/origin.log")"
+  [ -n "$ORIGIN" ] || die "no port in the origin's first line: $(head -1 "$WORK/origin.log")"
+  echo "python3 -m http.server 0 --bind 127.0.0.1 --directory www &    # -> $(head -1 "$WORK/origin.log")" >>"$WORK/commands"
+}
+
 # Starts tcpdump on lo with FILTER, plus the end-of-capture marker (below),
 # and returns once tcpdump says it is listening: from then on every packet
 # that matches is captured. -U writes each packet to the file as it arrives;
@@ -117,6 +130,21 @@ start_capture() {
   PIDS+=("$TCPDUMP")
   wait_for_text "$WORK/tcpdump.err" "listening on" "tcpdump starting"
   echo "tcpdump -i lo -n -s $SNAPLEN -U -w $SCENARIO.pcap '$FILTER' &" >>"$WORK/commands"
+}
+
+# Waits (bounded) until no TCP connection on PORTS is still open or closing:
+# each is gone or in TIME-WAIT, so its last FIN and ACK have been sent. (A
+# client can exit before the server's FIN: its kernel still answers it.)
+wait_until_closed() {
+  local filter="" port
+  for port in "$@"; do
+    filter="${filter:+$filter or }sport = :$port or dport = :$port"
+  done
+  for _ in $(seq "$WAIT"); do
+    [ -z "$(ss -Htan exclude listening exclude time-wait "( $filter )")" ] && return 0
+    sleep 0.1
+  done
+  die "connections on port(s) $* were still open after $((WAIT / 10)) s: $(ss -tan "( $filter )")"
 }
 
 # Stops tcpdump without losing the last packets: send one marker datagram
@@ -135,18 +163,24 @@ stop_capture() {
 }
 
 # Runs a client, records what it printed, and checks its exit status
-# (0: it worked; 1: the scenario expects it to fail, e.g. refused).
+# (0: it worked; 1: the scenario expects it to fail, e.g. refused). NAME is a
+# lab program, or a tool such as curl.
 client() {
-  local expect="$1" name="$2"
+  local expect="$1" name="$2" exe
   shift 2
+  if [ -x "$BIN/$name" ] || [[ "$name" == *_* ]]; then
+    exe="$(program "$name")"
+  else
+    exe="$(command -v "$name")" || die "'$name' is not installed (Debian/Ubuntu: apt-get install $name)"
+  fi
   local status=0
-  "$(program "$name")" "$@" >"$WORK/client.out" 2>&1 || status=$?
+  "$exe" "$@" >"$WORK/client.out" 2>&1 || status=$?
   {
-    echo "\$ $name $*"
+    echo "\$ $name $(printf '%q ' "$@")"
     cat "$WORK/client.out"
     echo "(exit status $status)"
   } >>"$WORK/transcript"
-  echo "$name $*" >>"$WORK/commands"
+  echo "$name $(printf '%q ' "$@")" >>"$WORK/commands"
   [ "$status" -eq "$expect" ] || die "$name exited with $status, expected $expect: $(cat "$WORK/client.out")"
 }
 
@@ -210,9 +244,23 @@ labs/05-time-service.md). Then the FINs."
   client 0 time_client --port "$PORT" --request time
   ;;
 http-via-proxy)
-  die "the http-via-proxy scenario needs web_proxy, which this branch does not have yet"
+  TITLE="curl fetches a page from a local web server through web_proxy"
+  ABOUT="Two TCP connections: curl to the proxy, which receives the whole URL
+(GET http://host:port/path), and the proxy to the origin, which receives
+the usual GET /path. The origin's answer travels back the same way, with
+the proxy's Via and Cache-Status headers added. Python's http.server
+speaks HTTP/1.0 and closes after each answer; curl closes when it is done."
+  start_origin
+  start_server web_proxy --port 0
+  FILTER="tcp port $PORT or tcp port $ORIGIN"
+  LADDER="client proxy:$PORT origin:$ORIGIN"
+  start_capture
+  client 0 curl -s -i --noproxy '' -x "http://127.0.0.1:$PORT" "http://127.0.0.1:$ORIGIN/hello.txt"
+  SERVER_PORTS="$PORT $ORIGIN"
   ;;
 esac
+# shellcheck disable=SC2086 # a list of ports
+wait_until_closed ${SERVER_PORTS:-$PORT}
 stop_capture
 
 # shellcheck disable=SC2086 # LADDER is a list of column arguments

@@ -199,6 +199,13 @@ fn capture_time_service_shows_the_key_exchange() {
     capture("time-service");
 }
 
+#[test]
+fn capture_http_via_proxy_shows_both_connections() {
+    if have_tool("curl") {
+        capture("http-via-proxy");
+    }
+}
+
 // ---- two_hosts.sh and firewall.sh --------------------------------------------
 
 /// Two namespaces made by two_hosts.sh under names unique to one test, and

@@ -16,12 +16,18 @@ pub const REFERENCE_SCENARIOS: &[&str] = &[
     "tcp-refused",
     "udp-port-unreachable",
     "time-service",
+    "http-via-proxy",
 ];
 
-/// One arrow of the ladder: which way it points, and its label.
+/// One arrow of the ladder: between which columns, which way it points,
+/// and its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrow {
-    /// Client to server (`---->|`), or server to client (`|<----`).
+    /// The gap it crosses: 0 between the first two columns (the client and
+    /// the server, or the client and the proxy), 1 between the next two
+    /// (the proxy and the origin).
+    pub gap: usize,
+    /// Rightwards, to the server (`---->|`), or leftwards (`|<----`).
     pub to_server: bool,
     pub label: String,
 }
@@ -31,16 +37,19 @@ pub fn arrows(txt: &str) -> Vec<Arrow> {
     ladder_section(txt)
         .lines()
         .filter_map(|line| {
-            let to_server = line.trim_end().ends_with("->|");
-            let from_server = line.contains("|<-");
-            if !to_server && !from_server {
-                return None;
-            }
-            let start = line.find('|').expect("an arrow starts with |");
-            let label = line[start..]
+            // An arrow starts at a column's `|` followed by `-` or `<`.
+            let start = line.find("|-").or_else(|| line.find("|<-"))?;
+            let gap = line[..start].matches('|').count();
+            let end = start + 1 + line[start + 1..].find('|')?;
+            let arrow = &line[start..=end];
+            let label = arrow
                 .trim_matches(|c| c == '|' || c == '<' || c == '>' || c == '-' || c == ' ')
                 .to_string();
-            Some(Arrow { to_server, label })
+            Some(Arrow {
+                gap,
+                to_server: arrow.ends_with(">|"),
+                label,
+            })
         })
         .collect()
 }
@@ -68,17 +77,19 @@ pub fn ladder_command(txt: &str) -> Vec<String> {
 /// Asserts that `arrows` show what the worksheet says about `scenario`.
 pub fn check(scenario: &str, arrows: &[Arrow]) {
     let to = |label: &str| Arrow {
+        gap: 0,
         to_server: true,
         label: label.into(),
     };
     let from = |label: &str| Arrow {
+        gap: 0,
         to_server: false,
         label: label.into(),
     };
     let has = |to_server: bool, pred: &dyn Fn(&str) -> bool| {
         arrows
             .iter()
-            .position(|a| a.to_server == to_server && pred(&a.label))
+            .position(|a| a.gap == 0 && a.to_server == to_server && pred(&a.label))
     };
     match scenario {
         "tcp-refused" => assert_eq!(
@@ -122,7 +133,69 @@ pub fn check(scenario: &str, arrows: &[Arrow]) {
                 "the client ACKs the server's FIN last: {arrows:#?}"
             );
         }
+        "http-via-proxy" => check_proxy(arrows),
         other => panic!("no expectations for scenario {other:?}"),
+    }
+}
+
+/// http-via-proxy: two connections, client-proxy (gap 0) and proxy-origin
+/// (gap 1), each with its handshake, request, response and FINs, in the
+/// order a forward proxy works.
+fn check_proxy(arrows: &[Arrow]) {
+    let find = |gap: usize, to_server: bool, pred: &dyn Fn(&str) -> bool, what: &str| {
+        arrows
+            .iter()
+            .position(|a| a.gap == gap && a.to_server == to_server && pred(&a.label))
+            .unwrap_or_else(|| panic!("no {what}: {arrows:#?}"))
+    };
+    let client_syn = find(0, true, &|l| l == "SYN seq=0", "SYN to the proxy");
+    find(
+        0,
+        false,
+        &|l| l.starts_with("SYN-ACK"),
+        "SYN-ACK from the proxy",
+    );
+    let full_url = find(
+        0,
+        true,
+        &|l| l.contains(" bytes \"GET http://127.0.0.1:"),
+        "GET with the whole URL to the proxy",
+    );
+    let origin_syn = find(1, true, &|l| l == "SYN seq=0", "SYN to the origin");
+    find(
+        1,
+        false,
+        &|l| l.starts_with("SYN-ACK"),
+        "SYN-ACK from the origin",
+    );
+    let path_only = find(
+        1,
+        true,
+        &|l| l.contains(" bytes \"GET /hello.txt HTTP/1.1"),
+        "GET /hello.txt to the origin",
+    );
+    let from_origin = find(
+        1,
+        false,
+        &|l| l.contains(" bytes \"HTTP/1.0 200 OK"),
+        "the origin's 200",
+    );
+    let to_client = find(
+        0,
+        false,
+        &|l| l.contains(" bytes \"HTTP/1.1 200 OK"),
+        "the proxy's 200",
+    );
+    assert!(
+        client_syn < full_url && full_url < origin_syn,
+        "the proxy connects to the origin after the request: {arrows:#?}"
+    );
+    assert!(
+        origin_syn < path_only && path_only < from_origin && from_origin < to_client,
+        "request, then response, relayed: {arrows:#?}"
+    );
+    for (gap, to_server) in [(0, true), (0, false), (1, true), (1, false)] {
+        find(gap, to_server, &|l| l.starts_with("FIN"), "a FIN");
     }
 }
 
@@ -143,14 +216,21 @@ fn is_reply(scenario: &str, label: &str) -> bool {
     }
 }
 
-/// What `tcpdump -r FILE -n` must print for `scenario` (its own parse of
-/// the packets, independent of ladder.py).
+/// What `tcpdump -r FILE -n -A` must print for `scenario` (its own parse of
+/// the packets, independent of ladder.py; -A adds each payload as ASCII).
 pub fn tcpdump_shows(scenario: &str) -> &'static [&'static str] {
     match scenario {
         "tcp-refused" => &["Flags [S]", "Flags [R.]"],
-        "udp-echo" => &["UDP, length 5"],
+        "udp-echo" => &["UDP, length 5", "hello", "HELLO"],
         "udp-port-unreachable" => &["UDP, length 5", "ICMP 127.0.0.1 udp port", "unreachable"],
-        _ => &["Flags [S]", "Flags [S.]", "Flags [P.]", "Flags [F.]"],
+        "tcp-echo" => &["Flags [S]", "Flags [S.]", "Flags [F.]", "hello", "HELLO"],
+        "time-service" => &["Flags [S]", "Flags [S.]", "Flags [F.]", "KEY "],
+        "http-via-proxy" => &[
+            "Flags [S]",
+            "GET http://127.0.0.1:",
+            "GET /hello.txt HTTP/1.1",
+        ],
+        other => panic!("no tcpdump expectations for scenario {other:?}"),
     }
 }
 
@@ -161,7 +241,7 @@ pub fn check_pcap(scenario: &str, pcap: &Path) {
         .len();
     assert!(size < 100_000, "{} is {size} bytes", pcap.display());
     let path = pcap.to_str().expect("a UTF-8 path");
-    let out = run("tcpdump", &["-r", path, "-n"], b"");
+    let out = run("tcpdump", &["-r", path, "-n", "-A"], b"");
     assert_eq!(out.code(), Some(0), "tcpdump -r {path}: {}", out.stderr);
     for needle in tcpdump_shows(scenario) {
         assert!(
