@@ -173,14 +173,15 @@ client() {
   else
     exe="$(command -v "$name")" || die "'$name' is not installed (Debian/Ubuntu: apt-get install $name)"
   fi
-  local status=0
+  local status=0 quoted
+  quoted="$(printf '%q ' "$@")" # the arguments as a shell would need them
   "$exe" "$@" >"$WORK/client.out" 2>&1 || status=$?
   {
-    echo "\$ $name $(printf '%q ' "$@")"
+    echo "\$ $name ${quoted% }"
     cat "$WORK/client.out"
     echo "(exit status $status)"
   } >>"$WORK/transcript"
-  echo "$name $(printf '%q ' "$@")" >>"$WORK/commands"
+  echo "$name ${quoted% }" >>"$WORK/commands"
   [ "$status" -eq "$expect" ] || die "$name exited with $status, expected $expect: $(cat "$WORK/client.out")"
 }
 
