@@ -153,25 +153,29 @@ wait_until_closed() {
 # and copy every packet except the marker to OUTDIR.
 stop_capture() {
   printf 'end of capture' >"/dev/udp/127.0.0.1/$MARK"
+  local seen=""
   for _ in $(seq "$WAIT"); do
-    tcpdump -r "$WORK/raw.pcap" -n "udp port $MARK" 2>/dev/null | grep -q . && break
+    if tcpdump -r "$WORK/raw.pcap" -n "udp port $MARK" 2>/dev/null | grep -q .; then
+      seen=yes
+      break
+    fi
     sleep 0.1
   done
+  [ -n "$seen" ] || die "tcpdump did not capture the end-of-capture marker within $((WAIT / 10)) s"
   kill -INT "$TCPDUMP"
   wait "$TCPDUMP" || true
   tcpdump -r "$WORK/raw.pcap" -w "$OUTDIR/$SCENARIO.pcap" "not udp port $MARK" 2>/dev/null
 }
 
 # Runs a client, records what it printed, and checks its exit status
-# (0: it worked; 1: the scenario expects it to fail, e.g. refused). NAME is a
-# lab program, or a tool such as curl.
+# (0: it worked; 1: the scenario expects it to fail, e.g. refused).
 client() {
   local expect="$1" name="$2" exe
   shift 2
-  if [ -x "$BIN/$name" ] || [[ "$name" == *_* ]]; then
-    exe="$(program "$name")"
+  if [ "$name" = curl ]; then # the one client that is not a lab program
+    exe="$(command -v curl)" || die "'curl' is not installed (Debian/Ubuntu: apt-get install curl)"
   else
-    exe="$(command -v "$name")" || die "'$name' is not installed (Debian/Ubuntu: apt-get install $name)"
+    exe="$(program "$name")"
   fi
   local status=0 quoted
   quoted="$(printf '%q ' "$@")" # the arguments as a shell would need them

@@ -42,7 +42,11 @@ PREVIEW = 24  # payload characters shown in a label
 def read_pcap(path):
     """Yields (seconds, bytes from the IP header on) for each IPv4 packet;
     skips the rest (ARP, IPv6)."""
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as err:
+        sys.exit(f"ladder.py: cannot read '{path}': {err.strerror}")
+    with f:
         header = f.read(24)
         if len(header) < 24:
             sys.exit(f"ladder.py: '{path}' is too short to be a pcap file")
@@ -176,15 +180,29 @@ def arrow(label, width, rightwards):
     return "|<" + "-" * left + text + "-" * right + "|"
 
 
+USAGE = "usage: ladder.py FILE.pcap client server:PORT [next:PORT ...]"
+
+
+def usage_error(message=None):
+    """Bad arguments: exit status 2, like the lab programs."""
+    if message:
+        print(f"ladder.py: {message}", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
-    if len(argv) < 3 or argv[1] in ("-h", "--help"):
-        sys.exit("usage: ladder.py FILE.pcap client server:PORT [next:PORT ...]")
+    if len(argv) > 1 and argv[1] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if len(argv) < 4:
+        usage_error()
     path, columns = argv[1], [argv[2]]
     ports = {}
     for spec in argv[3:]:
         name, _, port = spec.partition(":")
         if not port.isdigit():
-            sys.exit(f"ladder.py: column '{spec}' needs a port, like server:12000")
+            usage_error(f"column '{spec}' needs a port, like server:12000")
         ports[int(port)] = len(columns)
         columns.append(name)
 

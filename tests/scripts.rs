@@ -111,6 +111,36 @@ fn capture_usage_errors_exit_2_before_needing_root() {
 }
 
 #[test]
+fn ladder_py_rejects_bad_arguments_and_files_with_a_message() {
+    if !have_tool("python3") {
+        return;
+    }
+    let ladder = script("ladder.py");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (args, status, message) in [
+        (&["x.pcap", "client"][..], 2, "usage: ladder.py"),
+        (&["x.pcap", "client", "server"][..], 2, "needs a port"),
+        (
+            &["/nonexistent.pcap", "client", "server:1"][..],
+            1,
+            "cannot read",
+        ),
+        (
+            &[manifest, "client", "server:1"][..],
+            1,
+            "is not a pcap file",
+        ),
+    ] {
+        let mut all = vec![ladder.as_str()];
+        all.extend_from_slice(args);
+        let out = run("python3", &all, b"");
+        assert_eq!(out.code(), Some(status), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn capture_says_so_when_not_root_or_the_programs_are_not_built() {
     if !root() || !have_tool("setpriv") {
         return;
