@@ -19,7 +19,8 @@
 set -euo pipefail
 
 SCENARIOS="tcp-echo udp-echo tcp-refused udp-port-unreachable time-service http-via-proxy"
-USAGE="usage: capture.sh SCENARIO [OUTDIR]   (SCENARIO: ${SCENARIOS// /, }; OUTDIR defaults to captures/)"
+USAGE="usage: capture.sh SCENARIO [OUTDIR]   (SCENARIO: ${SCENARIOS// /, }; OUTDIR defaults to captures/;
+       the programs come from target/debug, so run 'cargo build' first, or from \$SOCKETLAB_BIN)"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${SOCKETLAB_BIN:-$ROOT/target/debug}"
 SNAPLEN=512 # bytes kept of each packet: every header, and the start of the payload
