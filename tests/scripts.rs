@@ -1,0 +1,582 @@
+//! scripts/capture.sh, scripts/two_hosts.sh and scripts/firewall.sh, run
+//! with bash against the real programs: the captures show the packets the
+//! worksheet describes, two namespaces talk across their veth pair, and the
+//! firewall's reject reads as "refused" and its drop as a timeout.
+//!
+//! Most tests need root (tcpdump, namespaces, nftables): they skip when not
+//! root on a developer's machine and fail under CI=true. Each namespace test
+//! makes its own pair of namespaces with unique names (LAB_A, LAB_B), so the
+//! tests can run in parallel and never touch a student's lab-a/lab-b.
+
+mod common;
+mod ladder;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Instant;
+
+use common::{Output, Server, WAIT, assert_error_and_hint, have_tool, run, run_with_env};
+
+const TCP_SERVER: &str = env!("CARGO_BIN_EXE_tcp_server");
+const TCP_CLIENT: &str = env!("CARGO_BIN_EXE_tcp_client");
+const UDP_SERVER: &str = env!("CARGO_BIN_EXE_udp_server");
+const UDP_CLIENT: &str = env!("CARGO_BIN_EXE_udp_client");
+
+fn script(name: &str) -> String {
+    format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder cargo built the programs into, for capture.sh's SOCKETLAB_BIN.
+fn bin_dir() -> String {
+    let dir = Path::new(TCP_SERVER).parent().expect("a folder");
+    dir.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// True if the test runs as root. Otherwise it skips on a developer's
+/// machine and fails under CI, which runs as root.
+fn root() -> bool {
+    let out = run("id", &["-u"], b"");
+    if out.stdout.trim() == "0" {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("this test needs root (tcpdump, namespaces, nftables); CI runs as root");
+    }
+    eprintln!("skipping: not root");
+    false
+}
+
+/// Runs `bash scripts/NAME args` with extra environment variables.
+fn bash(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let path = script(name);
+    let mut all = vec![path.as_str()];
+    all.extend_from_slice(args);
+    run_with_env("bash", &all, b"", env)
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{what}: stdout {:?} stderr {:?}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// A temporary folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("socketlab-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---- capture.sh -------------------------------------------------------------
+
+#[test]
+fn capture_usage_errors_exit_2_before_needing_root() {
+    let out = bash("capture.sh", &[], &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("usage: capture.sh SCENARIO [OUTDIR]")
+    );
+
+    let out = bash("capture.sh", &["tcp-ping"], &[]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("unknown scenario 'tcp-ping'"));
+    assert!(out.stderr.contains("tcp-echo, udp-echo, tcp-refused"));
+
+    let out = bash("capture.sh", &["--help"], &[]);
+    assert_eq!(out.code(), Some(0));
+    assert!(out.stdout.starts_with("usage: "));
+}
+
+#[test]
+fn ladder_py_rejects_bad_arguments_and_files_with_a_message() {
+    if !have_tool("python3") {
+        return;
+    }
+    let ladder = script("ladder.py");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (args, status, message) in [
+        (&["x.pcap", "client"][..], 2, "usage: ladder.py"),
+        (&["x.pcap", "client", "server"][..], 2, "needs a port"),
+        (
+            &["/nonexistent.pcap", "client", "server:1"][..],
+            1,
+            "cannot read",
+        ),
+        (
+            &[manifest, "client", "server:1"][..],
+            1,
+            "is not a pcap file",
+        ),
+    ] {
+        let mut all = vec![ladder.as_str()];
+        all.extend_from_slice(args);
+        let out = run("python3", &all, b"");
+        assert_eq!(out.code(), Some(status), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn capture_says_so_when_not_root_or_the_programs_are_not_built() {
+    if !root() || !have_tool("setpriv") {
+        return;
+    }
+    // The same script as an unprivileged user (nobody).
+    let path = script("capture.sh");
+    let out = run(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            &path,
+            "tcp-echo",
+            "/tmp",
+        ],
+        b"",
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tcpdump needs root") && out.stderr.contains("sudo"),
+        "{}",
+        out.stderr
+    );
+
+    let empty = TempDir::new("no-programs");
+    let out = bash(
+        "capture.sh",
+        &["tcp-echo", empty.path()],
+        &[("SOCKETLAB_BIN", empty.path())],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("cargo build"), "{}", out.stderr);
+}
+
+/// Runs capture.sh for `scenario` into a fresh folder and checks both files.
+fn capture(scenario: &str) {
+    if !root() || !have_tool("tcpdump") || !have_tool("python3") {
+        return;
+    }
+    let dir = TempDir::new(scenario);
+    let bin = bin_dir();
+    let out = bash(
+        "capture.sh",
+        &[scenario, dir.path()],
+        &[("SOCKETLAB_BIN", &bin)],
+    );
+    assert_ok(&out, scenario);
+    assert!(out.stdout.starts_with("wrote "), "{}", out.stdout);
+
+    let pcap = dir.0.join(format!("{scenario}.pcap"));
+    let txt_path = dir.0.join(format!("{scenario}.txt"));
+    ladder::check_pcap(scenario, &pcap);
+    let txt = std::fs::read_to_string(&txt_path).expect("the .txt");
+    ladder::check(scenario, &ladder::arrows(&txt));
+    ladder::check_ladder_matches_pcap(&txt_path);
+    // The packets as tcpdump prints them, with the payload in hex and ASCII.
+    assert!(txt.contains("## Packets: tcpdump -r"), "{txt}");
+    assert!(txt.contains("\t0x0000:  4500 "), "no hex dump in {txt}");
+    assert!(!txt.contains(dir.path()), "temporary paths leak into {txt}");
+}
+
+#[test]
+fn capture_tcp_echo_shows_handshake_data_and_both_fins() {
+    capture("tcp-echo");
+}
+
+#[test]
+fn capture_udp_echo_shows_two_datagrams() {
+    capture("udp-echo");
+}
+
+#[test]
+fn capture_tcp_refused_shows_the_syn_answered_by_a_rst() {
+    capture("tcp-refused");
+}
+
+#[test]
+fn capture_udp_port_unreachable_shows_the_icmp_error() {
+    capture("udp-port-unreachable");
+}
+
+#[test]
+fn capture_time_service_shows_the_key_exchange() {
+    capture("time-service");
+}
+
+#[test]
+fn capture_http_via_proxy_shows_both_connections() {
+    if have_tool("curl") {
+        capture("http-via-proxy");
+    }
+}
+
+// ---- two_hosts.sh and firewall.sh --------------------------------------------
+
+/// Two namespaces made by two_hosts.sh under names unique to one test, and
+/// removed (two_hosts.sh down) when dropped, even if the test fails.
+struct TwoHosts {
+    a: String,
+    b: String,
+}
+
+impl TwoHosts {
+    fn names(test: &str) -> TwoHosts {
+        let id = std::process::id();
+        TwoHosts {
+            a: format!("sl-{id}-{test}-a"),
+            b: format!("sl-{id}-{test}-b"),
+        }
+    }
+
+    fn up(test: &str) -> TwoHosts {
+        let hosts = TwoHosts::names(test);
+        assert_ok(&hosts.script("two_hosts.sh", &["up"]), "two_hosts.sh up");
+        hosts
+    }
+
+    fn env(&self) -> [(&str, &str); 2] {
+        [("LAB_A", &self.a), ("LAB_B", &self.b)]
+    }
+
+    fn script(&self, name: &str, args: &[&str]) -> Output {
+        bash(name, args, &self.env())
+    }
+
+    /// Runs a lab program inside namespace `ns` to completion.
+    fn run_in(&self, ns: &str, exe: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", ns, exe];
+        all.extend_from_slice(args);
+        run("ip", &all, b"")
+    }
+
+    /// Starts a lab server inside namespace B on port 0.
+    fn server_in_b(&self, exe: &str) -> Server {
+        Server::start("ip", &["netns", "exec", &self.b, exe, "--port", "0"])
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        let _ = self.script("two_hosts.sh", &["down"]);
+    }
+}
+
+fn namespaces() -> String {
+    run("ip", &["netns", "list"], b"").stdout
+}
+
+#[test]
+fn two_hosts_up_twice_then_down_leaves_nothing() {
+    if !root() || !have_tool("ip") {
+        return;
+    }
+    let hosts = TwoHosts::names("updown");
+    for _ in 0..2 {
+        let out = hosts.script("two_hosts.sh", &["up"]);
+        assert_ok(&out, "two_hosts.sh up");
+        assert!(out.stdout.contains("(10.10.0.1, veth-a)"), "{}", out.stdout);
+    }
+    let status = hosts.script("two_hosts.sh", &["status"]);
+    assert_ok(&status, "status");
+    assert!(status.stdout.contains("10.10.0.1/24"), "{}", status.stdout);
+    assert!(status.stdout.contains("10.10.0.2/24"), "{}", status.stdout);
+    // One veth end in each namespace, none on the host.
+    let a_links = hosts.run_in(&hosts.a, "ip", &["-br", "link"]).stdout;
+    assert_eq!(a_links.matches("veth-a").count(), 1, "{a_links}");
+    let b_addrs = hosts.run_in(&hosts.b, "ip", &["-br", "addr"]).stdout;
+    assert!(b_addrs.contains("10.10.0.2/24"), "{b_addrs}");
+    let host_links = run("ip", &["-br", "link"], b"").stdout;
+    assert!(
+        !host_links.contains("veth-"),
+        "a veth on the host: {host_links}"
+    );
+
+    assert_ok(&hosts.script("two_hosts.sh", &["down"]), "down");
+    let left = namespaces();
+    assert!(
+        !left.contains(&hosts.a) && !left.contains(&hosts.b),
+        "namespaces left behind: {left}"
+    );
+    let links = run("ip", &["-br", "link"], b"").stdout;
+    assert!(!links.contains("veth-"), "a veth left behind: {links}");
+    let status = hosts.script("two_hosts.sh", &["status"]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "status when down: {}",
+        status.stdout
+    );
+    // down again is harmless.
+    assert_ok(&hosts.script("two_hosts.sh", &["down"]), "second down");
+}
+
+#[test]
+fn script_usage_errors_exit_2() {
+    for (script, args) in [
+        ("two_hosts.sh", &[][..]),
+        ("two_hosts.sh", &["sideways"][..]),
+        ("firewall.sh", &[][..]),
+        ("firewall.sh", &["drop"][..]),
+        ("firewall.sh", &["drop", "0"][..]),
+        ("firewall.sh", &["drop", "70000"][..]),
+        ("firewall.sh", &["drop", "http"][..]),
+        ("firewall.sh", &["drop", "80", "--proto", "icmp"][..]),
+        ("firewall.sh", &["allow", "80", "tcp"][..]),
+    ] {
+        let out = bash(script, args, &[]);
+        assert_eq!(out.code(), Some(2), "{script} {args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("usage: "), "{script} {args:?}");
+    }
+}
+
+/// tcpdump inside a namespace, ready (it said "listening on") when returned.
+struct Tcpdump {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Tcpdump {
+    fn start(ns: &str, args: &[&str]) -> Tcpdump {
+        let mut all = vec!["netns", "exec", ns, "tcpdump", "-l"];
+        all.extend_from_slice(args);
+        let mut child = Command::new("ip")
+            .args(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        let stderr = child.stderr.take().expect("piped");
+        let (ready_tx, ready) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let mut out = child.stdout.take().expect("piped");
+        let (tx, stdout) = mpsc::channel();
+        thread::spawn(move || {
+            let mut all = String::new();
+            let _ = out.read_to_string(&mut all);
+            let _ = tx.send(all);
+        });
+        ready.recv_timeout(WAIT).expect("tcpdump is listening");
+        Tcpdump { child, stdout }
+    }
+
+    /// Waits for tcpdump to exit (it was started with -c N) and returns its output.
+    fn output(mut self) -> String {
+        let text = self.stdout.recv_timeout(WAIT).expect("tcpdump exits");
+        let _ = self.child.wait();
+        text
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_client_in_lab_a_reaches_a_server_in_lab_b_across_the_veth() {
+    if !root() || !have_tool("ip") || !have_tool("tcpdump") {
+        return;
+    }
+    let hosts = TwoHosts::up("veth");
+
+    let udp = hosts.server_in_b(UDP_SERVER);
+    let port = udp.port().to_string();
+    let filter = format!("udp port {port}");
+    let dump = Tcpdump::start(&hosts.b, &["-i", "veth-b", "-n", "-c", "2", &filter]);
+    let out = hosts.run_in(
+        &hosts.a,
+        UDP_CLIENT,
+        &["--host", "10.10.0.2", "--port", &port, "hello"],
+    );
+    assert_ok(&out, "udp_client in lab-a");
+    assert!(out.stdout.starts_with("HELLO\n"), "{}", out.stdout);
+    udp.expect_line("10.10.0.1:");
+    let packets = dump.output();
+    assert!(
+        packets.contains("10.10.0.1.")
+            && packets.contains(&format!("> 10.10.0.2.{port}: UDP, length 5")),
+        "tcpdump on veth-b: {packets}"
+    );
+
+    let tcp = hosts.server_in_b(TCP_SERVER);
+    let port = tcp.port().to_string();
+    let out = hosts.run_in(
+        &hosts.a,
+        TCP_CLIENT,
+        &["--host", "10.10.0.2", "--port", &port, "hello"],
+    );
+    assert_ok(&out, "tcp_client in lab-a");
+    assert!(
+        out.stdout.starts_with("From Server: HELLO\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("to local address 10.10.0.1:"),
+        "{}",
+        out.stdout
+    );
+    tcp.expect_line("10.10.0.1:");
+}
+
+/// The ruleset of the host itself, which firewall.sh must never change.
+fn host_ruleset() -> String {
+    let out = run("nft", &["list", "ruleset"], b"");
+    assert_ok(&out, "nft list ruleset on the host");
+    out.stdout
+}
+
+#[test]
+fn firewall_reject_is_refused_drop_times_out_allow_works_and_reset_clears() {
+    if !root() || !have_tool("ip") || !have_tool("nft") {
+        return;
+    }
+    let host_rules = host_ruleset();
+    let hosts = TwoHosts::up("fw");
+    let tcp = hosts.server_in_b(TCP_SERVER);
+    let udp = hosts.server_in_b(UDP_SERVER);
+    let (tcp_port, udp_port) = (tcp.port().to_string(), udp.port().to_string());
+    let tcp_client = || {
+        hosts.run_in(
+            &hosts.a,
+            TCP_CLIENT,
+            &[
+                "--host",
+                "10.10.0.2",
+                "--port",
+                &tcp_port,
+                "--timeout",
+                "300ms",
+                "hi",
+            ],
+        )
+    };
+    let udp_client = || {
+        hosts.run_in(
+            &hosts.a,
+            UDP_CLIENT,
+            &[
+                "--host",
+                "10.10.0.2",
+                "--port",
+                &udp_port,
+                "--timeout",
+                "300ms",
+                "--connect",
+                "hi",
+            ],
+        )
+    };
+    let firewall = |args: &[&str]| {
+        let out = hosts.script("firewall.sh", args);
+        assert_ok(&out, &format!("firewall.sh {args:?}"));
+        out
+    };
+    let both_work = |when: &str| {
+        let out = tcp_client();
+        assert_ok(&out, &format!("tcp_client {when}"));
+        assert!(
+            out.stdout.starts_with("From Server: HI\n"),
+            "{when}: {}",
+            out.stdout
+        );
+        let out = udp_client();
+        assert_ok(&out, &format!("udp_client {when}"));
+        assert!(out.stdout.starts_with("HI\n"), "{when}: {}", out.stdout);
+    };
+
+    both_work("before any rule");
+
+    // REJECT: the client hears an answer at once, and calls it refused.
+    firewall(&["reject", &tcp_port, "--proto", "tcp"]);
+    firewall(&["reject", &udp_port, "--proto", "udp"]);
+    let started = Instant::now();
+    let out = tcp_client();
+    assert_error_and_hint(&out, "answered the SYN with a RST");
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    let out = udp_client();
+    assert_error_and_hint(&out, "ICMP port unreachable");
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < WAIT,
+        "a reject is answered, not waited for"
+    );
+
+    // DROP: silence, so the client gives up after its timeout.
+    firewall(&["drop", &tcp_port, "--proto", "tcp"]);
+    firewall(&["drop", &udp_port, "--proto", "udp"]);
+    let out = tcp_client();
+    assert_error_and_hint(&out, "no answer to the SYN");
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    let out = udp_client();
+    assert_error_and_hint(&out, "no reply at all before the timeout");
+
+    // ALLOW goes on top of the chain, so it wins over the drop.
+    firewall(&["allow", &tcp_port]);
+    firewall(&["allow", &udp_port]);
+    both_work("after allow");
+    let status = firewall(&["status"]).stdout;
+    assert!(
+        status.contains(&format!("tcp dport {tcp_port} accept")),
+        "{status}"
+    );
+
+    // reset: no rules left at all, and everything works.
+    firewall(&["drop", &tcp_port]);
+    let out = firewall(&["reset"]);
+    assert!(out.stdout.contains("no rules"), "{}", out.stdout);
+    let rules = hosts.run_in(&hosts.b, "nft", &["list", "ruleset"]);
+    assert_eq!(rules.stdout, "", "rules left in lab-b after reset");
+    both_work("after reset");
+
+    assert_eq!(host_ruleset(), host_rules, "the host's own ruleset changed");
+}
+
+#[test]
+fn firewall_needs_the_namespace() {
+    if !root() || !have_tool("nft") {
+        return;
+    }
+    let hosts = TwoHosts::names("absent");
+    let out = hosts.script("firewall.sh", &["drop", "12000"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not exist") && out.stderr.contains("two_hosts.sh up"),
+        "{}",
+        out.stderr
+    );
+}
