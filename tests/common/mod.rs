@@ -5,6 +5,8 @@
 //! some helpers are unused in some files.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};

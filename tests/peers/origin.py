@@ -16,6 +16,8 @@ Routes (any method; HEAD gets the same head without a body):
                       answers If-None-Match / If-Modified-Since with 304
   /page               an HTML page with an <img src="/image.png">
   /image.png          a small PNG (1x1)
+  /imgcheck           an HTML page whose <title> becomes "image loaded" or "image failed"
+                      once its <img src="/image.png"> has loaded or failed (for a browser)
   /echo               the request head it received, as text; request bodies are read
                       and reported as X-Body-Length and X-Body-Sha256 headers
   /slow/MS            waits MS milliseconds, then answers
@@ -91,6 +93,13 @@ class Origin(BaseHTTPRequestHandler):
             self.send_cacheable(query, head)
         elif path == "/page":
             page = b'<!doctype html><title>page</title><p>hello<img src="/image.png">'
+            self.send(200, page, "text/html", head)
+        elif path == "/imgcheck":
+            page = (
+                b'<!doctype html><title>image pending</title><p>hello'
+                b'<img src="/image.png" onload="document.title=\'image loaded\'"'
+                b' onerror="document.title=\'image failed\'">'
+            )
             self.send(200, page, "text/html", head)
         elif path == "/image.png":
             self.send(200, PNG_1X1, "image/png", head)
