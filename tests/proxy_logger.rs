@@ -335,6 +335,28 @@ fn read_response_or_close(reader: &mut BufReader<TcpStream>) -> bool {
 }
 
 #[test]
+fn an_http_1_0_request_is_answered_and_the_connection_closed() {
+    let proxy = start();
+    let mut stream = connect(&proxy);
+    // HTTP/1.0 closes after each response unless the client asks for
+    // keep-alive (RFC 9112 §9.3); no FIN is sent from this side.
+    stream
+        .write_all(b"GET http://example.invalid/old HTTP/1.0\r\n\r\n")
+        .expect("send");
+    let mut reply = Vec::new();
+    stream
+        .read_to_end(&mut reply)
+        .expect("the server closes the connection");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("Connection: close\r\n"), "{reply}");
+    assert!(
+        reply
+            .ends_with("proxy_logger logged this request; it fetches nothing (see its terminal)\n")
+    );
+}
+
+#[test]
 fn expect_100_continue_gets_its_interim_response_before_the_body() {
     let proxy = start();
     let mut stream = connect(&proxy);

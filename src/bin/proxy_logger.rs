@@ -21,7 +21,9 @@
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
-//!         or: `chromium --proxy-server=127.0.0.1:2000 --user-data-dir=/tmp/p12 http://neverssl.com/`
+//!         or: `chromium --user-data-dir=/tmp/p12 --proxy-server=127.0.0.1:2000 http://example.com/`
+//! (Chromium never sends requests for 127.0.0.1 or localhost to a proxy
+//! unless you add `--proxy-bypass-list='<-loopback>'`.)
 //! Ctrl-C in terminal 1 prints how many requests came, and how many were conditional.
 //! Worksheet:  labs/03-browser-proxy-logger.md
 
@@ -37,7 +39,7 @@ use clap::Parser;
 use socketlab::cli::ServerArgs;
 use socketlab::explain::{self, Step};
 use socketlab::http::{
-    self, BodyLength, BodyReader, FramingError, HeadError, RequestHead, ResponseHead,
+    self, BodyLength, BodyReader, FramingError, HeadError, RequestHead, ResponseHead, Version,
 };
 use socketlab::limit::ConnectionLimit;
 use socketlab::listen;
@@ -167,10 +169,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log) -> anyhow::Result<u64
         served += 1;
         let head = match RequestHead::parse(&raw) {
             Ok(head) => head,
-            Err(err) => {
-                log.peer(peer, format_args!("sent a head that is not HTTP: {err}"));
-                return Err(refuse(&mut writer, err.status(), err.into()));
-            }
+            Err(err) => return Err(refuse(&mut writer, err.status(), err.into())),
         };
         let length = head.body_length();
         let kind = match length {
@@ -296,7 +295,11 @@ fn discard_body(
 ) -> anyhow::Result<()> {
     // A client that sent `Expect: 100-continue` waits for this interim
     // response before it sends the body (RFC 9110 §10.1.1).
-    if length != BodyLength::None && head.headers.has_token("Expect", "100-continue") {
+    // (HTTP/1.0 has no 1xx responses, so a 1.0 client never waits for one.)
+    if length != BodyLength::None
+        && head.version == Version::Http11
+        && head.headers.has_token("Expect", "100-continue")
+    {
         writer
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .context("failed to send 100 Continue")?;
