@@ -2,7 +2,7 @@
 //! request smuggling cases, chunked coding in both directions, URLs.
 
 use super::*;
-use std::io::{BufReader, Cursor};
+use std::io::{self, BufReader, Cursor, ErrorKind, Read, Write};
 
 /// A peer whose every `read()` returns one byte: the worst case of TCP
 /// delivering a message in pieces.
@@ -376,6 +376,17 @@ fn a_request_head_is_parsed_into_its_parts() {
 }
 
 #[test]
+fn connect_and_asterisk_targets_parse() {
+    let head = request("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_eq!(
+        (head.method.as_str(), head.target.as_str()),
+        ("CONNECT", "example.com:443")
+    );
+    assert_eq!(head.body_length(), Ok(BodyLength::Empty));
+    assert_eq!(request("OPTIONS * HTTP/1.1\r\n\r\n").target, "*");
+}
+
+#[test]
 fn a_canonical_head_is_written_back_byte_exact() {
     let input = b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-MiXeD: caf\xe9 \"q\"\r\nAccept: */*\r\n\r\n";
     let head = RequestHead::parse(input).expect("parses");
@@ -434,10 +445,10 @@ fn response_framing(status_and_fields: &str, method: &str) -> Result<BodyLength,
 
 #[test]
 fn request_bodies_are_framed_by_content_length_or_chunked_or_absent() {
-    assert_eq!(request_framing(""), Ok(BodyLength::None));
+    assert_eq!(request_framing(""), Ok(BodyLength::Empty));
     assert_eq!(
         request_framing("Content-Length: 0\r\n"),
-        Ok(BodyLength::None)
+        Ok(BodyLength::Empty)
     );
     assert_eq!(
         request_framing("Content-Length: 42\r\n"),
@@ -584,27 +595,27 @@ fn transfer_encoding_in_http_1_0_is_refused() {
 
 #[test]
 fn response_bodies_follow_the_request_method_and_status() {
-    use BodyLength::*;
+    use BodyLength::{Chunked, Empty, Length, UntilClose};
     assert_eq!(
         response_framing("200 OK\r\nContent-Length: 10\r\n", "HEAD"),
-        Ok(None)
+        Ok(Empty)
     );
-    assert_eq!(response_framing("100 Continue\r\n", "POST"), Ok(None));
+    assert_eq!(response_framing("100 Continue\r\n", "POST"), Ok(Empty));
     assert_eq!(
         response_framing("101 Switching Protocols\r\n", "GET"),
-        Ok(None)
+        Ok(Empty)
     );
     assert_eq!(
         response_framing("204 No Content\r\nContent-Length: 3\r\n", "GET"),
-        Ok(None)
+        Ok(Empty)
     );
     assert_eq!(
         response_framing("304 Not Modified\r\nContent-Length: 99\r\n", "GET"),
-        Ok(None)
+        Ok(Empty)
     );
     assert_eq!(
         response_framing("200 Connection established\r\n", "CONNECT"),
-        Ok(None)
+        Ok(Empty)
     );
     assert_eq!(
         response_framing("200 OK\r\nTransfer-Encoding: chunked\r\n", "GET"),
@@ -616,7 +627,7 @@ fn response_bodies_follow_the_request_method_and_status() {
     );
     assert_eq!(
         response_framing("200 OK\r\nContent-Length: 0\r\n", "GET"),
-        Ok(None)
+        Ok(Empty)
     );
     assert_eq!(response_framing("200 OK\r\n", "GET"), Ok(UntilClose));
     assert_eq!(
@@ -631,6 +642,14 @@ fn response_bodies_follow_the_request_method_and_status() {
         response_framing("200 OK\r\nContent-Length: 1, 2\r\n", "GET"),
         Err(FramingError::ConflictingContentLength)
     );
+}
+
+#[test]
+fn interim_responses_are_1xx_except_switching_protocols() {
+    assert!(response("HTTP/1.1 100 Continue\r\n\r\n").is_interim());
+    assert!(response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n").is_interim());
+    assert!(!response("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_interim());
+    assert!(!response("HTTP/1.1 200 OK\r\n\r\n").is_interim());
 }
 
 #[test]
@@ -670,7 +689,7 @@ fn a_content_length_body_cut_short_is_unexpected_eof() {
 fn no_body_reads_nothing_and_until_close_reads_everything() {
     let mut input = b"GET / HTTP/1.1\r\n\r\n".as_slice();
     assert_eq!(
-        read_all(BodyReader::new(&mut input, BodyLength::None)).expect("empty"),
+        read_all(BodyReader::new(&mut input, BodyLength::Empty)).expect("empty"),
         b""
     );
     assert_eq!(input.len(), 18);
@@ -697,14 +716,28 @@ fn chunked_bodies_are_decoded_even_one_byte_per_read() {
 }
 
 #[test]
-fn chunk_extensions_leading_zeros_and_bare_lf_are_accepted() {
-    let input = b"0005;name=value\r\nhello\r\n3 ; a=\"b;c\" ; d\r\nabc\r\n02\nde\n000;last\r\n\r\n";
-    assert_eq!(dechunk(input).expect("decodes"), b"helloabcde");
+fn chunk_extensions_and_leading_zeros_are_accepted() {
+    let input = b"0005;name=value\r\nhello\r\n3 ; a=\"b;c\" ;\td\r\nabc\r\n000;last\r\n\r\n";
+    assert_eq!(dechunk(input).expect("decodes"), b"helloabc");
+}
+
+#[test]
+fn bare_lf_and_bare_cr_in_chunk_lines_are_invalid_data() {
+    for (name, input) in [
+        ("bare LF after the size", &b"5\nhello\r\n0\r\n\r\n"[..]),
+        ("bare LF after the data", b"5\r\nhello\n0\r\n\r\n"),
+        ("bare LF after the last chunk", b"5\r\nhello\r\n0\n\r\n"),
+        ("bare CR in an extension", b"5;a\rb\r\nhello\r\n0\r\n\r\n"),
+        ("NUL in an extension", b"5;a\0\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let err = dechunk(input).expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::InvalidData, "{name}: {err}");
+    }
 }
 
 #[test]
 fn chunked_trailers_are_read_and_kept() {
-    let input = b"3\r\nabc\r\n0\r\nExpires: never\r\nX-Checksum: 42\r\n\r\nNEXT";
+    let input = b"3\r\nabc\r\n0\r\nExpires: never\r\nX-Checksum: 42\n\r\nNEXT";
     let mut reader = one_byte_at_a_time(input);
     let mut body = ChunkedReader::new(&mut reader);
     assert_eq!(rest_of(&mut body), b"abc");
@@ -814,6 +847,98 @@ fn chunked_writer_and_reader_round_trip_a_binary_body_with_trailers() {
     assert_eq!(decoded.trailers(), &trailers);
 }
 
+/// A peer whose bytes arrive in two reads, split at `at`.
+struct SplitAt<'a> {
+    first: &'a [u8],
+    second: &'a [u8],
+}
+
+impl Read for SplitAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.first.is_empty() {
+            false => self.first.read(buf),
+            true => self.second.read(buf),
+        }
+    }
+}
+
+#[test]
+fn a_message_split_into_two_reads_at_any_byte_reads_the_same() {
+    let message = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    for at in 0..=message.len() {
+        let (first, second) = message.split_at(at);
+        let mut reader = BufReader::new(SplitAt { first, second });
+        let head = RequestHead::read_from(&mut reader).expect("head");
+        let length = head.body_length().expect("framing");
+        assert_eq!(length, BodyLength::Chunked, "split at {at}");
+        let body = read_all(BodyReader::new(&mut reader, length));
+        assert_eq!(body.expect("body"), b"wikipedia", "split at {at}");
+        let next = RequestHead::read_from(&mut reader).expect("the next request");
+        assert_eq!(next.method, "GET", "split at {at}");
+    }
+}
+
+/// Over real TCP on loopback: the sender writes a head and a chunked body in
+/// pieces, pausing between them so they arrive in separate reads (the pause
+/// paces the sender; nothing waits on it), then closes.
+#[test]
+fn a_message_written_in_pieces_over_tcp_is_read_whole() {
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address");
+    let sender = std::thread::spawn(move || -> io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?; // send each write in its own segment
+        for piece in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Enc"[..],
+            b"oding: chunked\r\n\r",
+        ] {
+            stream.write_all(piece)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stream.write_all(b"\n")?;
+        let mut body = ChunkedWriter::new(&mut stream);
+        for piece in [&b"hello, "[..], b"world"] {
+            body.write_all(piece)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        body.finish()?;
+        Ok(())
+    });
+    let (stream, _) = listener.accept().expect("accept");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set timeout");
+    let mut reader = BufReader::new(stream);
+    let head = ResponseHead::read_from(&mut reader).expect("head");
+    let length = head.body_length("GET").expect("framing");
+    let body = read_all(BodyReader::new(&mut reader, length)).expect("body");
+    assert_eq!(body, b"hello, world");
+    sender.join().expect("sender thread").expect("sender io");
+    assert!(matches!(
+        ResponseHead::read_from(&mut reader),
+        Err(HeadError::Closed)
+    ));
+}
+
+#[test]
+fn a_read_timeout_in_the_middle_of_a_head_is_an_io_timeout() {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    client.write_all(b"GET / HTTP/1.1\r\nHost:").expect("send");
+    let (stream, _) = listener.accept().expect("accept");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .expect("set timeout");
+    match RequestHead::read_from(&mut BufReader::new(stream)) {
+        Err(HeadError::Io(err)) => assert!(crate::explain::is_timeout(&err), "{err:?}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
 // --- URLs -----------------------------------------------------------------------
 
 fn url(text: &str) -> HttpUrl {
@@ -865,9 +990,9 @@ fn bad_urls_say_what_is_wrong() {
         ("http://h/a b", BadCharacter),
         ("http://h/caf\u{e9}", BadCharacter),
         ("http://h/\r\nX: y", BadCharacter),
-        ("http://a:b:80/", BadHost("a:b".into())),
+        ("http://a:b:80/", BadHost("a:b:80".into())),
         ("http://[::1/", BadHost("[::1".into())),
-        ("http://[nope]/", BadHost("nope".into())),
+        ("http://[nope]/", BadHost("[nope]".into())),
         ("http://[::1]x/", BadHost("[::1]x".into())),
     ] {
         assert_eq!(HttpUrl::parse(text), Err(expected), "{text:?}");
@@ -876,4 +1001,91 @@ fn bad_urls_say_what_is_wrong() {
         UrlError::UnsupportedScheme("https".into()).to_string(),
         "unsupported scheme 'https' (only http:// is supported)"
     );
+}
+
+#[test]
+fn authorities_split_into_host_and_optional_port() {
+    let split = |text: &str| parse_authority(text);
+    assert_eq!(
+        split("example.com:443"),
+        Ok(("example.com".into(), Some(443)))
+    );
+    assert_eq!(split("example.com"), Ok(("example.com".into(), None)));
+    assert_eq!(split("example.com:"), Ok(("example.com".into(), None)));
+    assert_eq!(split("[::1]:8443"), Ok(("::1".into(), Some(8443))));
+    assert_eq!(split("127.0.0.1:80"), Ok(("127.0.0.1".into(), Some(80))));
+    assert_eq!(split("user@example.com:443"), Err(UrlError::UserInfo));
+    assert_eq!(
+        split("example.com:99999"),
+        Err(UrlError::BadPort("99999".into()))
+    );
+    assert_eq!(split(":443"), Err(UrlError::MissingHost));
+    assert_eq!(split("a/b:443"), Err(UrlError::BadHost("a/b:443".into())));
+    assert_eq!(split("exa mple.com:443"), Err(UrlError::BadCharacter));
+}
+
+// --- Never panic on what a peer sends ------------------------------------------
+
+/// A valid request with a chunked body, then the same bytes with random
+/// damage (bytes changed, cut short, pieces repeated), read with random
+/// read sizes: every outcome must be `Ok` or `Err`, never a panic or a hang.
+#[test]
+fn damaged_messages_give_errors_never_panics() {
+    use crate::random::Rng;
+    let valid = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+                  Content-Type: text/plain\r\n\r\n\
+                  4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nT: 1\r\n\r\n";
+    let alphabet = b"\r\n :;,0123456789abcdefABCDEF\"\\\t\x00\x7f\xff-GETPOSThttp/1.";
+    let mut rng = Rng::seeded(9112);
+    let (mut heads, mut bodies) = (0, 0);
+    for _ in 0..5_000 {
+        let mut message = valid.to_vec();
+        for _ in 0..rng.in_range(1, 4) {
+            let at = rng.in_range(0, message.len() as u64 - 1) as usize;
+            match rng.in_range(0, 2) {
+                0 => message[at] = alphabet[rng.in_range(0, alphabet.len() as u64 - 1) as usize],
+                1 => message.truncate(at.max(1)),
+                _ => {
+                    let piece = message[at..].iter().take(8).copied().collect::<Vec<_>>();
+                    message.splice(at..at, piece);
+                }
+            }
+        }
+        let mut reader = BufReader::with_capacity(
+            rng.in_range(1, 64) as usize,
+            OneByteOrMore(&message, rng.clone()),
+        );
+        let Ok(head) = RequestHead::read_from(&mut reader) else {
+            continue;
+        };
+        heads += 1;
+        let Ok(length) = head.body_length() else {
+            continue;
+        };
+        let mut body = BodyReader::new(&mut reader, length);
+        if read_all(&mut body).is_ok() {
+            bodies += 1;
+        }
+    }
+    // The damage left some messages readable, so both paths were exercised.
+    assert!(
+        heads > 100 && bodies > 100,
+        "heads {heads}, bodies {bodies}"
+    );
+}
+
+/// A peer whose reads return a random number of bytes (at least one).
+struct OneByteOrMore<'a>(&'a [u8], crate::random::Rng);
+
+impl Read for OneByteOrMore<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let most = buf.len().min(self.0.len());
+        if most == 0 {
+            return Ok(0);
+        }
+        let n = self.1.in_range(1, most as u64) as usize;
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
 }
