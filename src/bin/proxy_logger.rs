@@ -296,7 +296,7 @@ fn discard_body(
     // A client that sent `Expect: 100-continue` waits for this interim
     // response before it sends the body (RFC 9110 §10.1.1).
     // (HTTP/1.0 has no 1xx responses, so a 1.0 client never waits for one.)
-    if length != BodyLength::None
+    if length != BodyLength::Empty
         && head.version == Version::Http11
         && head.headers.has_token("Expect", "100-continue")
     {
