@@ -222,8 +222,9 @@ impl Kind {
             .into_iter()
             .filter(|name| head.headers.contains(name))
             .collect();
-        // For other methods these fields are preconditions that a server
-        // answers with 412, not cache validation.
+        // With other methods these fields are not cache validation:
+        // If-None-Match is a precondition (412 when it fails) and
+        // If-Modified-Since is ignored (RFC 9110 §13.1.2, §13.1.3).
         if !validators.is_empty() && (head.method == "GET" || head.method == "HEAD") {
             Kind::Conditional(validators)
         } else {
@@ -278,9 +279,12 @@ fn describe(
 fn printable(line: &[u8]) -> String {
     String::from_utf8_lossy(line)
         .chars()
-        .flat_map(|c| match c.is_control() {
-            true => c.escape_default().collect::<Vec<char>>(),
-            false => vec![c],
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<char>>()
+            } else {
+                vec![c]
+            }
         })
         .collect()
 }
