@@ -16,6 +16,9 @@ Routes (any method; HEAD gets the same head without a body):
                       answers If-None-Match / If-Modified-Since with 304
   /page               an HTML page with an <img src="/image.png">
   /image.png          a small PNG (1x1)
+  /reload-once        an HTML page with an ETag, a Last-Modified and Cache-Control: no-cache
+                      (answers conditionals with 304) whose script reloads it once; its
+                      <title> is "reloaded" after the reload (for a browser's cache tests)
   /imgcheck           an HTML page whose <title> becomes "image loaded" or "image failed"
                       once its <img src="/image.png"> has loaded or failed (for a browser)
   /echo               the request head it received, as text; request bodies are read
@@ -44,6 +47,12 @@ PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a0e0b1d6"
     "0000000049454e44ae426082"
+)
+
+RELOAD_ONCE = (
+    "<!doctype html><title>first load</title><p>cached with an ETag and a Last-Modified"
+    "<script>if (!sessionStorage.reloaded) { sessionStorage.reloaded = 1; location.reload() }"
+    " else { document.title = 'reloaded' }</script>"
 )
 
 hits = {}
@@ -103,6 +112,11 @@ class Origin(BaseHTTPRequestHandler):
                 b' onerror="document.title=\'image failed\'">'
             )
             self.send(200, page, "text/html", head)
+        elif path == "/reload-once":
+            self.send_cacheable({
+                "cc": "no-cache", "etag": '"p12"', "lm": "1", "ct": "text/html",
+                "body": RELOAD_ONCE,
+            }, head)
         elif path == "/image.png":
             self.send(200, PNG_1X1, "image/png", head)
         elif path == "/echo":
