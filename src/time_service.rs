@@ -54,6 +54,11 @@ impl KeyPair {
     }
 
     /// A fresh key pair with a private key from 2 to 255.
+    ///
+    /// 64, 128 and 192 are kept on purpose (labs/time-protocol.md, "weak
+    /// private keys"): 11 has order 64 mod 257, so they give the public key
+    /// 1 and the shared secret 1 whatever the peer picks. Real
+    /// Diffie-Hellman refuses such keys (RFC 8446 §4.2.8.1: 1 < Y < p-1).
     pub fn generate(rng: &mut Rng) -> KeyPair {
         let private = u32::try_from(rng.in_range(2, 255)).expect("2..=255 fits a u32");
         KeyPair::from_private(private)
@@ -312,6 +317,24 @@ mod tests {
         // 256 is among them: its key is 0, which both sides must refuse.
         assert!(secrets.contains(&256));
         assert_eq!(caesar_key(256), 0);
+    }
+
+    #[test]
+    fn private_keys_64_128_192_give_public_key_1_and_secret_1() {
+        let weak: Vec<u32> = (2..=255)
+            .filter(|&a| KeyPair::from_private(a).public == 1)
+            .collect();
+        assert_eq!(weak, [64, 128, 192]);
+        for a in weak {
+            for b in 2..=255 {
+                let (mine, theirs) = (KeyPair::from_private(a), KeyPair::from_private(b));
+                assert_eq!(mine.shared_secret(theirs.public), 1, "a={a} b={b}");
+                assert_eq!(theirs.shared_secret(mine.public), 1, "a={a} b={b}");
+            }
+        }
+        // They stay in the protocol: generate() can pick them.
+        let mut rng = Rng::seeded(7);
+        assert!((0..10_000).any(|_| KeyPair::generate(&mut rng).public == 1));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -345,6 +345,7 @@ fn a_plain_client_and_an_encrypting_server_both_say_so() {
         "{}",
         out.stderr
     );
+    assert_error_and_hint(&out, "both run with --plain or both without");
     server.expect_line("handshake refused: this server encrypts");
     // ... and the server still serves.
     assert_eq!(client(&server, &["--request", "date"], b"").code(), Some(0));
@@ -366,7 +367,91 @@ fn an_encrypting_client_and_a_plain_server_both_say_so() {
         "{}",
         out.stderr
     );
+    assert_error_and_hint(&out, "both run with --plain or both without");
     server.expect_line("handshake refused: this server is plain");
+}
+
+/// A one-connection server written in the test that reads the client's
+/// first line and answers `reply` (or just closes when it is empty).
+fn wrong_server(reply: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let _ = read_line(&mut reader);
+        let _ = (&stream).write_all(reply);
+    });
+    port
+}
+
+#[test]
+fn a_server_that_does_not_speak_the_protocol_is_an_error_with_a_hint() {
+    // Bad inputs: an HTTP status line, a key out of range, and silence
+    // (the connection closed without a handshake line).
+    for (reply, error) in [
+        (
+            &b"HTTP/1.1 400 Bad Request\r\n"[..],
+            "error: the server's handshake line makes no sense: expected 'KEY <public key>' or 'PLAIN', got \"HTTP/1.1 400 Bad Request\"",
+        ),
+        (
+            b"KEY 300\n",
+            "error: the server's handshake line makes no sense: public key '300' is not a number from 1 to 256",
+        ),
+        (
+            b"",
+            "error: the server closed the connection during the key exchange",
+        ),
+    ] {
+        let port = wrong_server(reply).to_string();
+        let out = run(CLIENT, &["--port", &port, "--request", "time"], b"");
+        assert_error_and_hint(&out, "is another service listening on that port?");
+        assert!(out.stderr.starts_with(error), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_session_the_server_ends_is_an_error_with_a_hint() {
+    // A server that agrees a key, then closes instead of answering.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port().to_string();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let line = read_line(&mut reader).expect("read").expect("a line");
+        let Ok(Hello::Key(_)) = Hello::parse(&line) else {
+            return;
+        };
+        // Public key 1: the secret is 1 whatever the client picked.
+        let _ = (&stream).write_all(b"KEY 1\n");
+        let _ = read_frame(&mut reader, 1);
+    });
+    let out = run(CLIENT, &["--port", &port, "--request", "date"], b"");
+    assert_error_and_hint(&out, "its log says why");
+    assert!(
+        out.stderr
+            .starts_with("error: the server closed the connection before answering DATE"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn menu_input_that_is_not_utf8_is_a_wrong_choice() {
+    let server = server(&[]);
+    let out = client(&server, &[], b"\xff\xfe\n2\n4\n");
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("is not on the menu: type 1, 2, 3 or 4."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Response: 2026-11-21 with RTT"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -632,7 +717,7 @@ fn a_bad_clock_setting_is_a_setup_error() {
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains("panicked"));
+    assert_error_and_hint(&out, "unset SOCKETLAB_NOW");
 }
 
 #[test]

@@ -20,7 +20,7 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use socketlab::explain;
 use socketlab::printable;
@@ -81,22 +81,30 @@ impl Capture {
         let mut capture = Capture::default();
         for (number, line) in lines.iter().enumerate() {
             // tshark prints an empty field for segments without payload
-            // (SYN, pure ACKs, FIN), and older versions separate bytes with ':'.
+            // (SYN, pure ACKs, FIN), older versions separate bytes with ':',
+            // and a file saved on Windows ends its lines with '\r'.
             let hex: String = line
                 .chars()
-                .filter(|c| !matches!(c, ':' | ' ' | '\t'))
+                .filter(|c| !matches!(c, ':' | ' ' | '\t' | '\r'))
                 .collect();
             if hex.is_empty() {
                 continue;
             }
-            let bytes = decode_hex(&hex)
-                .with_context(|| format!("line {}: invalid hex '{}'", number + 1, line.trim()))?;
+            let bytes = decode_hex(&hex).map_err(|why| {
+                explain::hinted(
+                    format!("line {}: invalid hex '{}': {why}", number + 1, line.trim()),
+                    "give one TCP payload per line in hex, as `tshark -T fields -e tcp.payload` \
+                     prints it, and nothing else (no -e tcp.srcport columns)",
+                )
+            })?;
             capture.add_segment(&bytes);
         }
         if capture.ciphertexts.is_empty() {
-            bail!(
-                "no frames in the input: give the hex payloads of a captured session (tshark -T fields -e tcp.payload)"
-            );
+            return Err(explain::hinted(
+                "no frames in the input: give the hex payloads of a captured session",
+                "capture a time_client session that asks something (tcpdump -w), then pipe \
+                 `tshark -r FILE -T fields -e tcp.payload` into crack_caesar",
+            ));
         }
         Ok(capture)
     }
@@ -138,16 +146,16 @@ fn split_frames(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(frames)
 }
 
-fn decode_hex(hex: &str) -> anyhow::Result<Vec<u8>> {
+fn decode_hex(hex: &str) -> Result<Vec<u8>, &'static str> {
     if hex.len() % 2 != 0 {
-        bail!("an odd number of hex digits");
+        return Err("an odd number of hex digits");
     }
     (0..hex.len())
         .step_by(2)
         .map(|i| {
             hex.get(i..i + 2)
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .context("not a hex digit pair")
+                .ok_or("not a hex digit pair")
         })
         .collect()
 }
@@ -237,9 +245,15 @@ fn crack_dh(client_public: u32, server_public: u32) -> anyhow::Result<()> {
     );
     let candidates = private_keys(client_public);
     let Some(&private) = candidates.first() else {
-        bail!(
-            "public key '{client_public}' is not a power of {G} mod {P}: no private key gives it (was it copied right?)"
-        );
+        return Err(explain::hinted(
+            format!(
+                "public key '{client_public}' is not a power of {G} mod {P}: no private key gives it"
+            ),
+            format!(
+                "only {reachable} numbers can be public keys here: copy A from the client's \
+                 `KEY A` line (the first line on the wire), then B from the server's"
+            ),
+        ));
     };
     let list: Vec<String> = candidates.iter().map(u32::to_string).collect();
     println!(

@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use socketlab::cli::ClientArgs;
 use socketlab::explain::{self, Proto, Step, is_timeout};
@@ -143,7 +143,10 @@ fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
     if cli.plain {
         send(&mut writer, Hello::Plain)?;
         if let Hello::Key(_) = server_line(&mut reader, server, cli.client.timeout)? {
-            bail!("the server sent a public key: it encrypts, so run time_client without --plain");
+            return Err(explain::hinted(
+                "the server answered PLAIN with a public key: it encrypts",
+                MODE_HINT,
+            ));
         }
         return Ok(Session {
             reader,
@@ -158,9 +161,10 @@ fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
         send(&mut writer, Hello::Key(pair.public))?;
         let Hello::Key(server_public) = server_line(&mut reader, server, cli.client.timeout)?
         else {
-            bail!(
-                "the server answered PLAIN: it runs --plain, so run time_client with --plain too"
-            );
+            return Err(explain::hinted(
+                "the server answered our public key with PLAIN: it runs --plain",
+                MODE_HINT,
+            ));
         };
         let secret = pair.shared_secret(server_public);
         let key = caesar_key(secret);
@@ -225,14 +229,36 @@ fn server_line(
         .set_read_timeout(Some(timeout))
         .with_context(step)?;
     let Some(line) = read_line(reader).with_context(step)? else {
-        bail!("the server closed the connection during the key exchange");
+        return Err(explain::hinted(
+            "the server closed the connection during the key exchange",
+            NOT_A_TIME_SERVER_HINT,
+        ));
     };
     if let Some(why) = line.strip_prefix("ERROR ") {
-        bail!("the server refused the handshake: {}", why.trim_end());
+        return Err(explain::hinted(
+            format!("the server refused the handshake: {}", why.trim_end()),
+            MODE_HINT,
+        ));
     }
-    Hello::parse(&line)
-        .map_err(|why| anyhow::anyhow!("the server's handshake line makes no sense: {why}"))
+    Hello::parse(&line).map_err(|why| {
+        explain::hinted(
+            format!("the server's handshake line makes no sense: {why}"),
+            NOT_A_TIME_SERVER_HINT,
+        )
+    })
 }
+
+/// For a handshake that ends in PLAIN meeting KEY.
+const MODE_HINT: &str = "time_server and time_client must both run with --plain or both without \
+     (labs/time-protocol.md, handshake errors); the server's log names this connection too";
+
+/// For a peer that does not follow the handshake at all.
+const NOT_A_TIME_SERVER_HINT: &str = "a time_server answers a KEY line with 'KEY <number>': \
+     is another service listening on that port? `ss -tlnp` names the program";
+
+/// For a session the server ended between or during frames.
+const SESSION_ENDED_HINT: &str = "the server ended the session (it stopped, or refused a frame): \
+     its log says why; start time_client again";
 
 /// The seed's menu, until 4 or the end of input.
 fn menu(mut session: Session) -> anyhow::Result<()> {
@@ -251,15 +277,17 @@ fn menu(mut session: Session) -> anyhow::Result<()> {
         println!("2. Request date from the server.");
         println!("3. Request temperature from the server.");
         println!("4. Exit");
-        let mut choice = String::new();
+        // Bytes, not read_line(): input that is not UTF-8 is a wrong choice,
+        // not an error that ends the session.
+        let mut choice = Vec::new();
         if stdin
-            .read_line(&mut choice)
+            .read_until(b'\n', &mut choice)
             .context("failed to read stdin")?
             == 0
         {
             break;
         }
-        let request = match choice.trim() {
+        let request = match String::from_utf8_lossy(&choice).trim() {
             "1" => Request::Time,
             "2" => Request::Date,
             "3" => Request::Temp,
@@ -313,17 +341,27 @@ fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Durat
     })?;
     let answer = match read_frame(&mut session.reader, session.key) {
         Ok(Some(answer)) => answer,
-        Ok(None) => bail!(
-            "the server closed the connection before answering {}",
-            request.as_str()
-        ),
+        Ok(None) => {
+            return Err(explain::hinted(
+                format!(
+                    "the server closed the connection before answering {}",
+                    request.as_str()
+                ),
+                SESSION_ENDED_HINT,
+            ));
+        }
         Err(FrameError::Io(err)) => {
             return Err(err).context(Step::Receive {
                 proto: Proto::Tcp,
                 peer,
             });
         }
-        Err(err) => return Err(err).context(format!("bad answer to {}", request.as_str())),
+        Err(err) => {
+            return Err(explain::hinted(
+                format!("bad answer to {}: {err}", request.as_str()),
+                SESSION_ENDED_HINT,
+            ));
+        }
     };
     let rtt = started.elapsed();
     Ok((String::from_utf8_lossy(&answer).into_owned(), rtt))

@@ -88,7 +88,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("failed to read the bound address")?;
     println!("time_server listening on {local} (TCP)");
     let threads = usize::from(cli.threads);
-    let pool = ThreadPool::new(threads).context("failed to start the worker threads")?;
+    let pool = ThreadPool::new(threads).map_err(|err| {
+        explain::hinted(
+            format!("failed to start {threads} worker threads: {err}"),
+            "the OS limits threads per user (ulimit -u) and memory: try a smaller --threads",
+        )
+    })?;
     let service = Arc::new(Service {
         plain: cli.plain,
         handshake_timeout: cli.handshake_timeout,
@@ -306,8 +311,10 @@ impl Clock {
         humantime::parse_rfc3339_weak(&text)
             .map(Clock::Pinned)
             .map_err(|err| {
-                anyhow!(
-                    "invalid SOCKETLAB_NOW '{text}': {err} (give a UTC time such as 2026-11-21T14:02:19.198Z)"
+                explain::hinted(
+                    format!("invalid SOCKETLAB_NOW '{text}': {err}"),
+                    "give an RFC 3339 time in UTC such as 2026-11-21T14:02:19.198Z, \
+                     or `unset SOCKETLAB_NOW` for the real clock",
                 )
             })
     }
