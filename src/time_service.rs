@@ -102,8 +102,12 @@ impl Hello {
             return Ok(Hello::Plain);
         }
         match line.strip_prefix("KEY ") {
+            // Digits only: Rust's parse would also take "+5", which the
+            // protocol (decimal text) does not allow.
             Some(number) => match number.parse::<u32>() {
-                Ok(key @ 1..=256) => Ok(Hello::Key(key)),
+                Ok(key @ 1..=256) if number.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(Hello::Key(key))
+                }
                 _ => Err(format!(
                     "public key '{}' is not a number from 1 to 256",
                     crate::printable::quoted(number.as_bytes(), 20).trim_matches('"')
@@ -386,6 +390,8 @@ mod tests {
             "KEY abc",
             "KEY ",
             "KEY 99999999999",
+            "KEY +5",
+            "KEY  5",
         ] {
             let err = Hello::parse(bad).expect_err(bad);
             assert!(
