@@ -933,6 +933,25 @@ fn a_304_from_revalidation_never_leaves_its_hop_by_hop_fields_in_the_cache() {
 }
 
 #[test]
+fn a_response_without_date_counts_its_expires_from_its_arrival() {
+    // Expired years ago; without a Date, "Expires minus 1970" would make
+    // it fresh for decades.
+    let expired: &'static [u8] = b"HTTP/1.1 200 OK\r\nExpires: Thu, 01 Jan 2015 00:00:00 GMT\r\nContent-Length: 3\r\n\r\nold";
+    let origin = raw_origin_sequence(vec![expired, expired]);
+    let proxy = proxy(&[]);
+    let target = format!("http://{origin}/");
+    for _ in 0..2 {
+        let out = curl(&proxy, &["-D", "-", &target]);
+        let head = head_of(&out);
+        assert!(
+            header(&head, "Cache-Status").is_some_and(|s| s.contains("fwd=uri-miss")),
+            "{head}"
+        );
+        assert!(header(&head, "Date").is_some(), "a Date is added: {head}");
+    }
+}
+
+#[test]
 fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
     let origin = origin();
     let proxy = proxy(&[]);

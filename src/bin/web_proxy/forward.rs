@@ -172,8 +172,15 @@ fn try_exchange(
         let _ = client.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let request_time = SystemTime::now();
-    let response = send_to_origin(client, &url, &outgoing, body, proxy)?;
+    let mut response = send_to_origin(client, &url, &outgoing, body, proxy)?;
     let times = (request_time, SystemTime::now());
+    // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
+    // before it is cached or passed on; the freshness rules count from it.
+    if !response.headers.contains("Date") {
+        response
+            .headers
+            .append("Date", httpdate::fmt_http_date(times.1));
+    }
 
     if let (Some(entry), 304) = (&revalidating, response.status) {
         if !response.keep_alive() {
