@@ -425,7 +425,9 @@ fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
 #[test]
 fn origins_that_refuse_do_not_resolve_or_stay_silent_get_502_and_504() {
     let origin = origin();
-    let proxy = proxy(&["--origin-timeout", "300ms"]);
+    // Long enough for the origin to answer /bytes/10 on a loaded machine
+    // (still_serves below); /hang never answers, so it gets 504 after this.
+    let proxy = proxy(&["--origin-timeout", "2s"]);
     let refused = format!("http://127.0.0.1:{}/", common::free_tcp_port());
     for (target, expected) in [
         (refused.as_str(), "502"),
