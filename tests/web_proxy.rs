@@ -425,7 +425,9 @@ fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
 #[test]
 fn origins_that_refuse_do_not_resolve_or_stay_silent_get_502_and_504() {
     let origin = origin();
-    let proxy = proxy(&["--origin-timeout", "300ms"]);
+    // Long enough for the origin to answer /bytes/10 on a loaded machine
+    // (still_serves below); /hang never answers, so it gets 504 after this.
+    let proxy = proxy(&["--origin-timeout", "2s"]);
     let refused = format!("http://127.0.0.1:{}/", common::free_tcp_port());
     for (target, expected) in [
         (refused.as_str(), "502"),
@@ -454,6 +456,23 @@ fn raw_origin(response: &'static [u8]) -> SocketAddr {
     let addr = listener.local_addr().expect("raw origin address");
     thread::spawn(move || {
         if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(response);
+        }
+    });
+    addr
+}
+
+/// An origin that answers its Nth connection's request with `responses[N]`.
+fn raw_origin_sequence(responses: Vec<&'static [u8]>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw origin");
+    let addr = listener.local_addr().expect("raw origin address");
+    thread::spawn(move || {
+        for response in responses {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
             let _ = stream.write_all(response);
@@ -891,6 +910,74 @@ fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
         out.stdout, "full[200]",
         "a plain request gets the whole response"
     );
+}
+
+#[test]
+fn a_304_from_revalidation_never_leaves_its_hop_by_hop_fields_in_the_cache() {
+    let origin = raw_origin_sequence(vec![
+        b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nCache-Control: no-cache\r\nContent-Length: 4\r\n\r\nbody",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\nX-Refreshed: yes\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
+    ]);
+    let proxy = proxy(&[]);
+    let target = format!("http://{origin}/");
+    assert!(cache_status(&proxy, &target, &[]).contains("stored"));
+    let out = curl(&proxy, &["-D", "-", &target]);
+    let head = head_of(&out);
+    assert!(
+        header(&head, "Cache-Status").is_some_and(|s| s.contains("fwd=stale; fwd-status=304")),
+        "{head}"
+    );
+    assert_eq!(header(&head, "X-Refreshed"), Some("yes"), "{head}");
+    for hop_by_hop in ["Connection", "X-Hop", "Keep-Alive"] {
+        assert_eq!(header(&head, hop_by_hop), None, "{hop_by_hop}: {head}");
+    }
+    assert!(out.stdout.ends_with("\r\n\r\nbody"), "{}", out.stdout);
+}
+
+#[test]
+fn a_response_without_date_counts_its_expires_from_its_arrival() {
+    // Expired years ago; without a Date, "Expires minus 1970" would make
+    // it fresh for decades.
+    let expired: &'static [u8] = b"HTTP/1.1 200 OK\r\nExpires: Thu, 01 Jan 2015 00:00:00 GMT\r\nContent-Length: 3\r\n\r\nold";
+    let origin = raw_origin_sequence(vec![expired, expired]);
+    let proxy = proxy(&[]);
+    let target = format!("http://{origin}/");
+    for _ in 0..2 {
+        let out = curl(&proxy, &["-D", "-", &target]);
+        let head = head_of(&out);
+        assert!(
+            header(&head, "Cache-Status").is_some_and(|s| s.contains("fwd=uri-miss")),
+            "{head}"
+        );
+        assert!(header(&head, "Date").is_some(), "a Date is added: {head}");
+    }
+}
+
+#[test]
+fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
+    let origin = origin();
+    let proxy = proxy(&[]);
+    let target = url(&origin, "/cache?cc=max-age%3D60");
+    cache_status(&proxy, &target, &[]);
+    assert!(cache_status(&proxy, &target, &[]).contains("hit"));
+    // A hit would leave the body unread, and the proxy would take it for
+    // the next request on the connection: a smuggled request.
+    let smuggled = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", url(&origin, "/echo"));
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let mut stream = TcpStream::connect(proxy.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("send");
+    stream.shutdown(Shutdown::Write).expect("FIN");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(reply.matches("HTTP/1.1 200 ").count(), 1, "{reply}");
+    assert!(!reply.contains("hit"), "served from the cache: {reply}");
+    assert_eq!(origin_hits(&origin, "/echo"), 0, "{reply}");
+    assert_eq!(origin_hits(&origin, "/cache"), 2, "{reply}");
 }
 
 #[test]

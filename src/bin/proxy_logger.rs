@@ -128,7 +128,7 @@ fn serve(listener: &TcpListener, log: Log) {
                 continue;
             }
         };
-        thread::spawn(move || {
+        let spawned = thread::Builder::new().spawn(move || {
             let _slot = slot;
             match converse(stream, peer, log) {
                 Ok(0) => log.peer(peer, "closed the connection without a request"),
@@ -139,6 +139,11 @@ fn serve(listener: &TcpListener, log: Log) {
                 Err(err) => log.peer(peer, format_args!("connection ended: {err:#}")),
             }
         });
+        // The OS refused a new thread (out of memory or over its thread
+        // limit): this connection is dropped, the server goes on.
+        if let Err(err) = spawned {
+            log.peer(peer, format_args!("no thread for this connection: {err}"));
+        }
     }
 }
 

@@ -125,7 +125,10 @@ fn try_exchange(
         ));
     }
     let key = cache_key(&url);
-    let cache = proxy.cache.as_ref().filter(|_| cacheable_request(request));
+    let cache = proxy
+        .cache
+        .as_ref()
+        .filter(|_| cacheable_request(request, body));
 
     // A stored response that may be used as it is answers the request
     // without the origin (RFC 9111 §4); one that must be revalidated
@@ -159,17 +162,35 @@ fn try_exchange(
         return Err(refuse(504, "only-if-cached, and no fresh stored response"));
     }
     let outgoing = origin_request(request, &url, body, revalidating.as_deref(), proxy);
-    if body != BodyLength::Empty && request.headers.has_token("Expect", "100-continue") {
+    if body != BodyLength::Empty
+        && request.version == Version::Http11
+        && request.headers.has_token("Expect", "100-continue")
+    {
         // The client waits for this before sending a large body (RFC 9110
         // §10.1.1); the proxy says it itself rather than forwarding Expect.
+        // HTTP/1.0 has no 1xx responses, so a 1.0 client never waits.
         let _ = client.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let request_time = SystemTime::now();
-    let response = send_to_origin(client, &url, &outgoing, body, proxy)?;
+    let mut response = send_to_origin(client, &url, &outgoing, body, proxy)?;
     let times = (request_time, SystemTime::now());
+    // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
+    // before it is cached or passed on; the freshness rules count from it.
+    if !response.headers.contains("Date") {
+        response
+            .headers
+            .append("Date", httpdate::fmt_http_date(times.1));
+    }
 
     if let (Some(entry), 304) = (&revalidating, response.status) {
-        let refreshed = entry.refreshed(&response, times);
+        if !response.keep_alive() {
+            client.origin = None;
+        }
+        // Only the 304's end-to-end fields update the stored response: its
+        // `Connection` or `Keep-Alive` were about that one origin connection.
+        let mut not_modified = ResponseHead::new(304, &response.reason);
+        not_modified.headers = end_to_end(&response.headers).cloned().collect_headers();
+        let refreshed = entry.refreshed(&not_modified, times);
         let why = if client_forced(request) {
             "request"
         } else {
@@ -199,9 +220,14 @@ fn try_exchange(
 }
 
 /// Only GET and HEAD can be answered from stored GET responses, and never
-/// a `Range` request (we store whole bodies only).
-fn cacheable_request(request: &RequestHead) -> bool {
-    matches!(request.method.as_str(), "GET" | "HEAD") && !request.headers.contains("Range")
+/// a `Range` request (we store whole bodies only). Nor a request with a
+/// body: a hit never reads it, so its bytes would be taken for the next
+/// request on the connection (request smuggling, RFC 9112 §11.2); such a
+/// request goes to the origin, body and all.
+fn cacheable_request(request: &RequestHead, body: BodyLength) -> bool {
+    matches!(request.method.as_str(), "GET" | "HEAD")
+        && !request.headers.contains("Range")
+        && body == BodyLength::Empty
 }
 
 /// The cache key: the URL with the host in lower case, so `Example.org`
@@ -323,7 +349,13 @@ fn try_reused(
     body: BodyLength,
 ) -> Option<Result<ResponseHead, Refusal>> {
     let origin = client.origin.as_mut()?;
-    let replayable = body == BodyLength::Empty;
+    // RFC 9112 §9.3.1: only an idempotent request may be sent again, and
+    // only one without a body (the body has been read from the client).
+    let idempotent = matches!(
+        outgoing.method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
+    let replayable = idempotent && body == BodyLength::Empty;
     if origin.writer.write_all(&outgoing.to_bytes()).is_err() {
         return if replayable {
             None

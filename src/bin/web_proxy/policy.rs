@@ -207,7 +207,11 @@ pub fn freshness_lifetime(response: &Facts) -> Duration {
         return lifetime;
     }
     if let Some(expires) = response.expires {
-        let date = response.date.unwrap_or(UNIX_EPOCH);
+        // Without a `Date` there is nothing to count from (the proxy adds
+        // one to every response it receives, RFC 9110 §6.6.1): stale.
+        let Some(date) = response.date else {
+            return Duration::ZERO;
+        };
         return expires.duration_since(date).unwrap_or(Duration::ZERO);
     }
     let heuristic_allowed = cc.public || HEURISTIC_STATUS.contains(&response.status);
@@ -416,6 +420,9 @@ mod tests {
     fn an_invalid_expires_means_already_expired() {
         let facts = response(&[("Date", DATE), ("Expires", "0")]);
         assert_eq!(freshness_lifetime(&facts), Duration::ZERO);
+        // Not "Expires minus 1970" either when the Date is missing.
+        let no_date = response(&[("Expires", "Thu, 01 Jan 2015 00:00:00 GMT")]);
+        assert_eq!(freshness_lifetime(&no_date), Duration::ZERO);
         assert!(may_store(&get(), &facts).is_err(), "no validator either");
     }
 

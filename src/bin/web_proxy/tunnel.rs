@@ -103,7 +103,7 @@ fn relay(client: &mut Client, server: TcpStream) -> io::Result<u64> {
     let mut to_server = server.try_clone()?;
     to_server.write_all(&early)?;
     let client_in = client.reader.get_ref().try_clone()?;
-    let upstream = thread::spawn(move || one_way(client_in, to_server));
+    let upstream = thread::Builder::new().spawn(move || one_way(client_in, to_server))?;
     let downstream = one_way(server, client.writer.try_clone()?);
     let upstream = upstream.join().unwrap_or(0);
     Ok(early.len() as u64 + upstream + downstream)
