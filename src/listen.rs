@@ -4,10 +4,10 @@
 //! `SO_REUSEADDR`, and the backlog passed to `listen(2)`. socket2 makes
 //! both visible.
 
-use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -46,6 +46,29 @@ pub fn tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub fn pause_after_accept_error(err: &io::Error) {
     if err.kind() != ErrorKind::ConnectionAborted {
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Closes a connection after the last response without destroying it
+/// (RFC 9112 §9.6): closing a socket that still has unread input makes the
+/// kernel send a RST, and a RST can make the client's kernel discard the
+/// response it has not read yet. So: FIN first (`shutdown(Write)`), then
+/// read and discard what the client still sends until its own FIN, for at
+/// most a second.
+pub fn close_gracefully(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut discard = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&*stream).read(&mut discard) {
+            // The client's FIN, a reset, or the timeout: done.
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 

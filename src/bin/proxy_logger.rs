@@ -118,19 +118,27 @@ fn plural(n: u64, noun: &str) -> String {
 fn serve(listener: &TcpListener, log: Log) {
     let limit = ConnectionLimit::new(MAX_CONNECTIONS);
     loop {
-        let slot = limit.acquire();
+        let slot = limit.acquire_logged(log);
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             // A client that reset before accept() (ECONNABORTED), or no
             // file descriptors left (EMFILE): one connection lost, go on.
             Err(err) => {
                 log.note(format_args!("{}: {err}", Step::Accept));
+                listen::pause_after_accept_error(&err);
                 continue;
             }
         };
         let spawned = thread::Builder::new().spawn(move || {
             let _slot = slot;
-            match converse(stream, peer, log) {
+            // A second handle on the socket, to close it gracefully at the
+            // end: after a 400 there may be request bytes left unread.
+            let closer = stream.try_clone();
+            let conversation = converse(stream, peer, log);
+            if let Ok(closer) = closer {
+                listen::close_gracefully(&closer);
+            }
+            match conversation {
                 Ok(0) => log.peer(peer, "closed the connection without a request"),
                 Ok(n) => log.peer(
                     peer,

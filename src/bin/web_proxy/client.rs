@@ -4,12 +4,12 @@
 //! back) work too: whatever the client sent beyond the current request
 //! waits in the `BufReader` until its turn.
 
-use std::io::{BufReader, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use socketlab::explain;
 use socketlab::http::{HeadError, RequestHead};
+use socketlab::{explain, listen};
 
 use crate::forward::{self, Origin, Outcome};
 use crate::{Proxy, tunnel};
@@ -54,7 +54,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
             break;
         }
     }
-    close_gracefully(client.reader.get_ref());
+    listen::close_gracefully(client.reader.get_ref());
 }
 
 /// Answers a connection the proxy will not serve. The request head is
@@ -82,7 +82,7 @@ pub fn refuse(stream: TcpStream, peer: SocketAddr, proxy: &Proxy, status: u16, m
         None => ("-", "-"),
     };
     access_log(proxy, peer, started, method, target, &outcome);
-    close_gracefully(&writer);
+    listen::close_gracefully(&writer);
 }
 
 /// Reads the next request head; None when the connection is done: closed
@@ -122,28 +122,6 @@ fn next_request(client: &mut Client, peer: SocketAddr, proxy: &Proxy) -> Option<
     None
 }
 
-/// Closes after the last response without destroying it (RFC 9112 §9.6):
-/// closing a socket that still has unread input makes the kernel send a
-/// RST, and a RST can make the client's kernel discard the response it has
-/// not read yet. So: FIN first (`shutdown(Write)`), then read and discard
-/// what the client still sends until its own FIN, for at most a second.
-pub fn close_gracefully(stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut discard = [0u8; 16 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*stream).read(&mut discard) {
-            // The client's FIN, a reset, or the timeout: done.
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
 fn connect_client(stream: TcpStream, proxy: &Proxy) -> std::io::Result<Client> {
     // Idle kept-alive connections end after --idle-timeout: every read of
     // the client gives up then.
@@ -160,8 +138,8 @@ fn connect_client(stream: TcpStream, proxy: &Proxy) -> std::io::Result<Client> {
     })
 }
 
-/// One line per transaction: time, client, elapsed, cache status and HTTP
-/// code (as squid writes them), body bytes, method, URL.
+/// One line per transaction, in the order of squid's access.log: time,
+/// elapsed, client, cache status and HTTP code, body bytes, method, URL.
 pub fn access_log(
     proxy: &Proxy,
     peer: SocketAddr,
@@ -173,14 +151,11 @@ pub fn access_log(
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     // The URL is the client's text: show it, but never its control bytes.
     let url = socketlab::printable::quoted(url.as_bytes(), 200);
-    proxy.log.peer(
-        peer,
-        format_args!(
-            "{elapsed:.1}ms {}/{} {} {method} {}",
-            outcome.cache,
-            outcome.status,
-            outcome.bytes,
-            url.trim_matches('"')
-        ),
-    );
+    proxy.log.note(format_args!(
+        "{elapsed:.1}ms {peer} {}/{} {} {method} {}",
+        outcome.cache,
+        outcome.status,
+        outcome.bytes,
+        url.trim_matches('"')
+    ));
 }
