@@ -52,9 +52,12 @@ case " $SCENARIOS " in
   ;;
 esac
 
-[ "$(id -u)" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
-for tool in tcpdump python3 ss; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed (Debian/Ubuntu: apt-get install $tool)"
+[ "$EUID" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
+# Each tool, and the Debian/Ubuntu package that has it.
+for tool_package in tcpdump:tcpdump python3:python3 ss:iproute2; do
+  tool="${tool_package%:*}"
+  command -v "$tool" >/dev/null ||
+    die "'$tool' is not installed (Debian/Ubuntu: apt-get install ${tool_package#*:})"
 done
 mkdir -p "$OUTDIR" || die "cannot create the output folder '$OUTDIR'"
 

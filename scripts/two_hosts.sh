@@ -45,7 +45,7 @@ esac
   echo "$USAGE" >&2
   exit 2
 }
-[ "$(id -u)" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $1'"
+[ "$EUID" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $1'"
 command -v ip >/dev/null || die "'ip' is not installed (Debian/Ubuntu: apt-get install iproute2)"
 
 has_netns() {

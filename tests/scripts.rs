@@ -59,7 +59,8 @@ const SCRIPT_WAIT: Duration = Duration::from_secs(60);
 /// the tcpdump and servers it started) gets SIGTERM, which the scripts'
 /// EXIT traps clean up after, then SIGKILL: nothing outlives the test.
 fn bash(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new("bash")
+    // Found on the test's own PATH: `env` may give the script another one.
+    let mut child = Command::new(bash_path())
         .arg(script(name))
         .args(args)
         .envs(env.iter().copied())
@@ -93,6 +94,12 @@ fn bash(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         stdout_bytes,
         stderr: String::from_utf8_lossy(&stderr.recv_timeout(WAIT).expect("stderr")).into_owned(),
     }
+}
+
+fn bash_path() -> String {
+    let found = run("sh", &["-c", "command -v bash"], b"");
+    assert_ok(&found, "bash");
+    found.stdout.trim().to_string()
 }
 
 fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
@@ -480,6 +487,79 @@ fn two_hosts_up_twice_then_down_leaves_nothing() {
     );
     // down again is harmless.
     assert_ok(&hosts.script("two_hosts.sh", &["down"]), "second down");
+}
+
+/// Every script says it needs root, and names a missing tool with the
+/// Debian package that has it.
+#[test]
+fn scripts_say_they_need_root_and_name_a_missing_tool() {
+    if !root() || !have_tool("setpriv") {
+        return;
+    }
+    for (name, args, needs) in [
+        (
+            "two_hosts.sh",
+            &["status"][..],
+            "network namespaces need root",
+        ),
+        ("firewall.sh", &["reset"][..], "firewall rules need root"),
+    ] {
+        let path = script(name);
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "bash"];
+        all.push(&path);
+        all.extend_from_slice(args);
+        let out = run("setpriv", &all, b"");
+        assert_eq!(out.code(), Some(1), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(needs) && out.stderr.contains("sudo"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+
+    // A PATH with only the tools named here.
+    let tools = TempDir::new("few-tools");
+    let only = |tool: &str| {
+        let found = run("sh", &["-c", &format!("command -v {tool}")], b"");
+        assert_ok(&found, tool);
+        std::os::unix::fs::symlink(found.stdout.trim(), tools.0.join(tool)).expect("symlink");
+    };
+    let path = [("PATH", tools.path())];
+    only("dirname");
+    let out = bash("two_hosts.sh", &["status"], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'ip' is not installed (Debian/Ubuntu: apt-get install iproute2)"),
+        "{}",
+        out.stderr
+    );
+    only("ip");
+    let out = bash("firewall.sh", &["reset"], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'nft' is not installed (Debian/Ubuntu: apt-get install nftables)"),
+        "{}",
+        out.stderr
+    );
+    let out = bash("capture.sh", &["tcp-echo", tools.path()], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'tcpdump' is not installed (Debian/Ubuntu: apt-get install tcpdump)"),
+        "{}",
+        out.stderr
+    );
+    only("tcpdump");
+    only("python3");
+    let out = bash("capture.sh", &["tcp-echo", tools.path()], &path);
+    assert!(
+        out.stderr
+            .contains("'ss' is not installed (Debian/Ubuntu: apt-get install iproute2)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
