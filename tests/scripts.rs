@@ -263,7 +263,7 @@ fn capture_killed_half_way_leaves_nothing_behind() {
         ),
         (
             "tcp_client",
-            format!("touch '{}'\nexec sleep 600", started.display()),
+            format!(": >'{}'\nexec sleep 600", started.display()),
         ),
     ] {
         let path = bin.join(name);
@@ -309,8 +309,17 @@ fn capture_killed_half_way_leaves_nothing_behind() {
     assert!(status.is_some(), "capture.sh did not end on SIGTERM");
     let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
     assert!(left.is_empty(), "capture.sh left {left:?} in TMPDIR");
-    let group_left = run("pgrep", &["-g", &group[1..]], b"");
-    assert_eq!(group_left.stdout, "", "processes left in the group");
+    // Zombies (state Z) are dead, waiting for init to reap them: not left running.
+    let ps = run("ps", &["-e", "-o", "pgid=,stat=,pid=,args="], b"");
+    let running: Vec<&str> = ps
+        .stdout
+        .lines()
+        .filter(|l| {
+            let mut fields = l.split_whitespace();
+            fields.next() == Some(&group[1..]) && !fields.next().is_some_and(|s| s.starts_with('Z'))
+        })
+        .collect();
+    assert!(running.is_empty(), "processes left running: {running:?}");
 }
 
 /// Runs capture.sh for `scenario` into a fresh folder and checks both files.
