@@ -24,7 +24,7 @@ USAGE="usage: capture.sh SCENARIO [OUTDIR]   (SCENARIO: ${SCENARIOS// /, }; OUTD
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${SOCKETLAB_BIN:-$ROOT/target/debug}"
 SNAPLEN=512 # bytes kept of each packet: every header, and the start of the payload
-WAIT=50     # tenths of a second any single wait may take
+WAIT=100    # tenths of a second any single wait may take
 
 die() {
   echo "capture.sh: error: $*" >&2
@@ -52,9 +52,12 @@ case " $SCENARIOS " in
   ;;
 esac
 
-[ "$(id -u)" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
-for tool in tcpdump python3 ss; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed (Debian/Ubuntu: apt-get install $tool)"
+[ "$EUID" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
+# Each tool, and the Debian/Ubuntu package that has it.
+for tool_package in tcpdump:tcpdump python3:python3 ss:iproute2; do
+  tool="${tool_package%:*}"
+  command -v "$tool" >/dev/null ||
+    die "'$tool' is not installed (Debian/Ubuntu: apt-get install ${tool_package#*:})"
 done
 mkdir -p "$OUTDIR" || die "cannot create the output folder '$OUTDIR'"
 
@@ -67,6 +70,7 @@ cleanup() {
   done
   rm -rf "$WORK"
 }
+# bash runs the EXIT trap on Ctrl-C and on kill (SIGTERM) too.
 trap cleanup EXIT
 
 # The path of a lab program, or a clear error if it has not been built.
@@ -96,9 +100,11 @@ print(s.getsockname()[1])" "$1"
 # Starts a lab server on port 0 and sets PORT to the port it printed on its
 # first line (`tcp_server listening on 127.0.0.1:41234 (TCP)`).
 start_server() {
-  local name="$1"
+  local name="$1" exe
   shift
-  "$(program "$name")" "$@" >"$WORK/$name.log" 2>&1 &
+  # Found first, so a missing program stops the script here, with its message.
+  exe="$(program "$name")"
+  "$exe" "$@" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   wait_for_text "$WORK/$name.log" " listening on " "$name starting"
   PORT="$(sed -n '1s/.* listening on [^ ]*:\([0-9]*\) .*/\1/p' "$WORK/$name.log")"

@@ -60,7 +60,7 @@ reset | status)
 *) usage_error ;;
 esac
 
-[ "$(id -u)" -eq 0 ] || die "firewall rules need root: run 'sudo $0 $*'"
+[ "$EUID" -eq 0 ] || die "firewall rules need root: run 'sudo $0 $*'"
 for tool in ip nft; do
   command -v "$tool" >/dev/null ||
     die "'$tool' is not installed (Debian/Ubuntu: apt-get install $([ "$tool" = ip ] && echo iproute2 || echo nftables))"

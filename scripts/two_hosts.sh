@@ -45,7 +45,7 @@ esac
   echo "$USAGE" >&2
   exit 2
 }
-[ "$(id -u)" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $1'"
+[ "$EUID" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $1'"
 command -v ip >/dev/null || die "'ip' is not installed (Debian/Ubuntu: apt-get install iproute2)"
 
 has_netns() {
@@ -73,9 +73,12 @@ up() {
     ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
   fi
   # IPv4 only: without IPv6 the cable carries no neighbour-discovery chatter,
-  # so tcpdump on it shows the lab's packets (and ARP) alone.
-  in_ns "$A" sysctl -qw net.ipv6.conf.veth-a.disable_ipv6=1
-  in_ns "$B" sysctl -qw net.ipv6.conf.veth-b.disable_ipv6=1
+  # so tcpdump on it shows the lab's packets (and ARP) alone. (A kernel
+  # booted with ipv6.disable=1 has no such setting, and no chatter either.)
+  if [ -d /proc/sys/net/ipv6 ]; then
+    in_ns "$A" sysctl -qw net.ipv6.conf.veth-a.disable_ipv6=1
+    in_ns "$B" sysctl -qw net.ipv6.conf.veth-b.disable_ipv6=1
+  fi
   # `replace` adds the address, or leaves it if it is already there.
   in_ns "$A" ip addr replace "$A_ADDR" dev veth-a
   in_ns "$B" ip addr replace "$B_ADDR" dev veth-b

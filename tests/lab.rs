@@ -195,6 +195,7 @@ fn bound_client_port_and_a_busy_5432() {
     has(&report, "to local address 0.0.0.0:5432)");
     has(&report, "127.0.0.1:5432 received 5 bytes \"hello\"");
     has(&report, "ok:   after: port 5432 on both runs");
+    has(&report, "why:  udp_client bind()s port 0, so the OS picks");
     has(&report, "Address already in use");
 
     let Ok(_busy) = UdpSocket::bind("0.0.0.0:5432") else {

@@ -12,13 +12,14 @@ mod common;
 mod ladder;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use common::{Output, Server, WAIT, assert_error_and_hint, have_tool, run, run_with_env};
+use common::{Output, Server, WAIT, assert_error_and_hint, have_tool, run};
 
 const TCP_SERVER: &str = env!("CARGO_BIN_EXE_tcp_server");
 const TCP_CLIENT: &str = env!("CARGO_BIN_EXE_tcp_client");
@@ -49,12 +50,66 @@ fn root() -> bool {
     false
 }
 
-/// Runs `bash scripts/NAME args` with extra environment variables.
+/// How long a script may run before the test gives up on it: capture.sh
+/// bounds each of its own waits (10 s), so this only catches a hang.
+const SCRIPT_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `bash scripts/NAME args` with extra environment variables, in a
+/// process group of its own. If it hangs, the whole group (the script and
+/// the tcpdump and servers it started) gets SIGTERM, which the scripts'
+/// EXIT traps clean up after, then SIGKILL: nothing outlives the test.
 fn bash(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let path = script(name);
-    let mut all = vec![path.as_str()];
-    all.extend_from_slice(args);
-    run_with_env("bash", &all, b"", env)
+    // Found on the test's own PATH: `env` may give the script another one.
+    let mut child = Command::new(bash_path())
+        .arg(script(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let stdout = read_all(child.stdout.take().expect("piped"));
+    let stderr = read_all(child.stderr.take().expect("piped"));
+    let group = format!("-{}", child.id());
+    let deadline = Instant::now() + SCRIPT_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            thread::sleep(Duration::from_secs(1));
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            panic!("{name} {args:?} did not exit within {SCRIPT_WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let stdout_bytes = stdout.recv_timeout(WAIT).expect("stdout");
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&stderr.recv_timeout(WAIT).expect("stderr")).into_owned(),
+    }
+}
+
+fn bash_path() -> String {
+    let found = run("sh", &["-c", "command -v bash"], b"");
+    assert_ok(&found, "bash");
+    found.stdout.trim().to_string()
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    rx
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -174,7 +229,97 @@ fn capture_says_so_when_not_root_or_the_programs_are_not_built() {
         &[("SOCKETLAB_BIN", empty.path())],
     );
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("cargo build"), "{}", out.stderr);
+    // One clear error, at once: not a wait for a server that never started.
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "capture.sh: error: '{}/tcp_server' not found: build the programs first with 'cargo build' (or set SOCKETLAB_BIN)",
+            empty.path()
+        )],
+        "{}",
+        out.stderr
+    );
+}
+
+/// Killed half-way (a client that hangs), capture.sh leaves nothing behind:
+/// no tcpdump, no server, no temporary folder. Its programs are stand-ins,
+/// a "server" that only prints its first line and a "client" that never ends.
+#[test]
+fn capture_killed_half_way_leaves_nothing_behind() {
+    if !root() || !have_tool("tcpdump") || !have_tool("python3") {
+        return;
+    }
+    let dir = TempDir::new("killed");
+    let (bin, tmp, out) = (dir.0.join("bin"), dir.0.join("tmp"), dir.0.join("out"));
+    for folder in [&bin, &tmp] {
+        std::fs::create_dir(folder).expect("folder");
+    }
+    let port = common::free_tcp_port();
+    let started = dir.0.join("client-started");
+    for (name, body) in [
+        (
+            "tcp_server",
+            format!("echo 'tcp_server listening on 127.0.0.1:{port} (TCP)'\nexec sleep 600"),
+        ),
+        (
+            "tcp_client",
+            format!(": >'{}'\nexec sleep 600", started.display()),
+        ),
+    ] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("stand-in");
+        let made = run("chmod", &["+x", path.to_str().expect("UTF-8")], b"");
+        assert_ok(&made, "chmod");
+    }
+    let mut capture = Command::new("bash")
+        .arg(script("capture.sh"))
+        .args(["tcp-echo", out.to_str().expect("UTF-8")])
+        .env("SOCKETLAB_BIN", &bin)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let group = format!("-{}", capture.id());
+    let kill_group = |signal: &str| {
+        let _ = Command::new("kill")
+            .args([signal, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
+    let deadline = Instant::now() + WAIT;
+    while !started.exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let client_ran = started.exists();
+    // What Ctrl-C does in a terminal: signal the whole foreground group.
+    kill_group("-TERM");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        match capture.try_wait().expect("try_wait") {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => break None,
+            None => thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    kill_group("-KILL");
+    let _ = capture.wait();
+    assert!(client_ran, "capture.sh never started the client");
+    assert!(status.is_some(), "capture.sh did not end on SIGTERM");
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
+    assert!(left.is_empty(), "capture.sh left {left:?} in TMPDIR");
+    // Zombies (state Z) are dead, waiting for init to reap them: not left running.
+    let ps = run("ps", &["-e", "-o", "pgid=,stat=,pid=,args="], b"");
+    let running: Vec<&str> = ps
+        .stdout
+        .lines()
+        .filter(|l| {
+            let mut fields = l.split_whitespace();
+            fields.next() == Some(&group[1..]) && !fields.next().is_some_and(|s| s.starts_with('Z'))
+        })
+        .collect();
+    assert!(running.is_empty(), "processes left running: {running:?}");
 }
 
 /// Runs capture.sh for `scenario` into a fresh folder and checks both files.
@@ -247,6 +392,7 @@ struct TwoHosts {
 
 impl TwoHosts {
     fn names(test: &str) -> TwoHosts {
+        remove_stale_namespaces();
         let id = std::process::id();
         TwoHosts {
             a: format!("sl-{id}-{test}-a"),
@@ -284,6 +430,22 @@ impl TwoHosts {
 impl Drop for TwoHosts {
     fn drop(&mut self) {
         let _ = self.script("two_hosts.sh", &["down"]);
+    }
+}
+
+/// Removes the namespaces of earlier test runs that were killed before
+/// their `Drop` could run (`sl-PID-...`, whose PID is gone).
+fn remove_stale_namespaces() {
+    for name in namespaces()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let Some(pid) = name.strip_prefix("sl-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = run("ip", &["netns", "del", name], b"");
+        }
     }
 }
 
@@ -334,6 +496,79 @@ fn two_hosts_up_twice_then_down_leaves_nothing() {
     );
     // down again is harmless.
     assert_ok(&hosts.script("two_hosts.sh", &["down"]), "second down");
+}
+
+/// Every script says it needs root, and names a missing tool with the
+/// Debian package that has it.
+#[test]
+fn scripts_say_they_need_root_and_name_a_missing_tool() {
+    if !root() || !have_tool("setpriv") {
+        return;
+    }
+    for (name, args, needs) in [
+        (
+            "two_hosts.sh",
+            &["status"][..],
+            "network namespaces need root",
+        ),
+        ("firewall.sh", &["reset"][..], "firewall rules need root"),
+    ] {
+        let path = script(name);
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "bash"];
+        all.push(&path);
+        all.extend_from_slice(args);
+        let out = run("setpriv", &all, b"");
+        assert_eq!(out.code(), Some(1), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(needs) && out.stderr.contains("sudo"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+
+    // A PATH with only the tools named here.
+    let tools = TempDir::new("few-tools");
+    let only = |tool: &str| {
+        let found = run("sh", &["-c", &format!("command -v {tool}")], b"");
+        assert_ok(&found, tool);
+        std::os::unix::fs::symlink(found.stdout.trim(), tools.0.join(tool)).expect("symlink");
+    };
+    let path = [("PATH", tools.path())];
+    only("dirname");
+    let out = bash("two_hosts.sh", &["status"], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'ip' is not installed (Debian/Ubuntu: apt-get install iproute2)"),
+        "{}",
+        out.stderr
+    );
+    only("ip");
+    let out = bash("firewall.sh", &["reset"], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'nft' is not installed (Debian/Ubuntu: apt-get install nftables)"),
+        "{}",
+        out.stderr
+    );
+    let out = bash("capture.sh", &["tcp-echo", tools.path()], &path);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("'tcpdump' is not installed (Debian/Ubuntu: apt-get install tcpdump)"),
+        "{}",
+        out.stderr
+    );
+    only("tcpdump");
+    only("python3");
+    let out = bash("capture.sh", &["tcp-echo", tools.path()], &path);
+    assert!(
+        out.stderr
+            .contains("'ss' is not installed (Debian/Ubuntu: apt-get install iproute2)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -130,18 +130,18 @@ fn pool_exhaustion(r: &mut Report) -> anyhow::Result<()> {
 fn listen_queue(r: &mut Report, addr: SocketAddr) {
     let filter = format!("sport = :{}", addr.port());
     let expected = "ss shows the 33rd connection completed by the kernel, waiting for accept(): Recv-Q 1 on the LISTEN socket";
-    let shown = format!("ss -Htln '{filter}'");
+    let command = format!("ss -Htln '{filter}'");
     let out = match Command::new("ss").args(["-Htln", &filter]).output() {
         Ok(out) => out,
         Err(err) => {
             return r.not_checked(
                 expected,
-                &format!("{shown} could not run: {err}; ss is in iproute2"),
+                &format!("{command} could not run: {err}; ss is in iproute2"),
             );
         }
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    r.did(&shown);
+    r.did(&command);
     for line in text.lines() {
         r.saw(format!(
             "ss: {}",

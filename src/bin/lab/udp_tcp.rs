@@ -291,8 +291,9 @@ fn bound_client_port(r: &mut Report) -> anyhow::Result<()> {
     }
     let (before, after) = ports.split_at(2);
     r.why(
-        "without bind() the OS picks a free ephemeral port at the first sendto(); with \
-         --bind-port the client bind()s 5432 first. The server replies to whatever address \
+        "udp_client bind()s port 0, so the OS picks a free ephemeral port (the classic \
+         Python client, which never calls bind(), gets one at its first sendto()); with \
+         --bind-port it bind()s 5432 instead. The server replies to whatever address \
          recvfrom() gave it, so it needs no change, and its own socket stays on its port",
     );
     match ephemeral_range() {
