@@ -9,6 +9,7 @@ pub mod browser;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -176,9 +177,12 @@ pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Output {
 
 /// Like [`run`], with extra environment variables.
 pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    // Its own process group, so a timeout can end everything it started
+    // (lab's servers, a script's tcpdump), not just the program itself.
     let mut child = Command::new(exe)
         .args(args)
         .envs(env.iter().copied())
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -197,6 +201,8 @@ pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]
             break status;
         }
         if Instant::now() > deadline {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = child.kill();
             let _ = child.wait();
             panic!("{exe} {args:?} did not exit within {WAIT:?}");
