@@ -344,6 +344,17 @@ fn the_origin_sees_our_user_agent_host_and_extra_headers() {
         );
     }
 
+    // The default User-Agent names the program and its version.
+    let out = ok(&[&url]);
+    let echoed = out.stdout.split("\r\n\r\n").nth(1).expect("a body");
+    assert!(
+        echoed.contains(&format!(
+            "User-Agent: http_get/{} (socketlab)\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{echoed}"
+    );
+
     // A --header with a default's name replaces it: one Host, ours.
     let out = ok(&[&url, "--header", "host: lm3nitro.com"]);
     let echoed = out.stdout.split("\r\n\r\n").nth(1).expect("a body");
@@ -435,7 +446,7 @@ fn refused_unresolvable_silent_truncated_and_not_http() {
         &["--port", "0", "--quiet"],
     );
     let out = get(&[&format!("http://{}/", banner.addr)]);
-    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    common::assert_error_and_hint(&out, "did not answer with an HTTP status line");
     assert!(
         out.stderr.contains("is not an HTTP/1.x response"),
         "{}",
@@ -484,11 +495,99 @@ fn bad_arguments_are_usage_errors() {
         "--output",
         "/nonexistent-dir/x",
     ]);
-    assert_eq!(out.code(), Some(1));
+    common::assert_error_and_hint(&out, "check that the directory '/nonexistent-dir' exists");
     assert!(
         out.stderr
             .contains("error: failed to create output file '/nonexistent-dir/x'"),
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_full_disk_is_an_error_with_a_hint() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let origin = origin();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let out = get(&[
+        &format!("http://{}/bytes/10", origin.addr),
+        "--output",
+        "/dev/full",
+    ]);
+    common::assert_error_and_hint(&out, "the disk is not full");
+    assert!(
+        out.stderr.contains("error: failed to save the body: "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_broken_origin_gets_an_error_and_a_hint() {
+    let origin = origin();
+    // Content-Length and Transfer-Encoding together: where does the body end?
+    let out = get(&[&format!("http://{}/ambiguous", origin.addr)]);
+    common::assert_error_and_hint(&out, "RFC 9112 §6.3");
+    assert!(
+        out.stderr.contains(&format!(
+            "error: the response from {} frames its body ambiguously",
+            origin.addr
+        )),
+        "{}",
+        out.stderr
+    );
+    // A chunk-size line `zz` after a good 5-byte chunk.
+    let out = get(&[&format!("http://{}/bad-chunk", origin.addr)]);
+    common::assert_error_and_hint(&out, "RFC 9112 §7.1");
+    assert!(
+        out.stderr
+            .contains("is not valid chunked coding, after 5 bytes"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_body_too_long_to_print_is_counted_not_kept() {
+    let origin = origin();
+    let out = ok(&[&format!("http://{}/bytes/4200000", origin.addr)]);
+    assert!(
+        out.stdout.contains(
+            "[more than 4 MiB, not shown]\nbody: 4200000 bytes (its length was the \
+             Content-Length); too long to print: save it with --output FILE"
+        ),
+        "{}",
+        &out.stdout[..out.stdout.len().min(2000)]
+    );
+    assert!(
+        out.stdout_bytes.len() < 1000,
+        "{} bytes printed",
+        out.stdout_bytes.len()
+    );
+}
+
+#[test]
+fn a_raw_request_without_a_final_newline_is_shown_on_its_own_lines() {
+    // threaded_server answers any bytes after a pause, with a banner.
+    let banner = Server::start(
+        env!("CARGO_BIN_EXE_threaded_server"),
+        &["--port", "0", "--quiet", "--idle", "100ms"],
+    );
+    let out = get(&[
+        &format!("http://{}/", banner.addr),
+        "--raw-request",
+        "hello",
+        "--show-request",
+    ]);
+    assert!(
+        out.stdout.starts_with(&format!(
+            "--- request: 5 bytes sent to {} ---\nhello\n--- response ---\n",
+            banner.addr
+        )),
+        "{}",
+        out.stdout
+    );
+    common::assert_error_and_hint(&out, "did not answer with an HTTP status line");
 }

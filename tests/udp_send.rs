@@ -14,6 +14,11 @@ use common::{Server, WAIT};
 
 const UDP_SEND: &str = env!("CARGO_BIN_EXE_udp_send");
 
+/// `--timeout` where a reply is expected. udp_send always listens this long,
+/// so it is a bound on how late a reply may come: ncat starts a shell and
+/// `cat` for every new peer, which on a busy machine can take a while.
+const REPLY_WAIT: &str = "3s";
+
 /// `ncat -u -l 127.0.0.1 PORT -k --sh-exec cat`, killed when dropped.
 struct Ncat {
     child: Child,
@@ -87,7 +92,13 @@ fn the_seed_message_comes_back_from_ncat() {
     let port = ncat.port.to_string();
     let out = common::run(
         UDP_SEND,
-        &["--port", &port, "Hello udp lm3nitro.com server"],
+        &[
+            "--port",
+            &port,
+            "--timeout",
+            REPLY_WAIT,
+            "Hello udp lm3nitro.com server",
+        ],
         b"",
     );
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
@@ -109,7 +120,14 @@ fn the_seed_message_comes_back_from_ncat() {
     // name, with the message typed on stdin, is answered too.
     let out = common::run(
         UDP_SEND,
-        &["--host", "localhost", "--port", &port],
+        &[
+            "--host",
+            "localhost",
+            "--port",
+            &port,
+            "--timeout",
+            REPLY_WAIT,
+        ],
         b"typed line\n",
     );
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
@@ -133,7 +151,14 @@ fn udp_server_answers_uppercased() {
     );
     let out = common::run(
         UDP_SEND,
-        &["--port", &server.port().to_string(), "hello", "world"],
+        &[
+            "--port",
+            &server.port().to_string(),
+            "--timeout",
+            REPLY_WAIT,
+            "hello",
+            "world",
+        ],
         b"",
     );
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
@@ -168,7 +193,7 @@ fn every_reply_is_printed_with_the_address_it_came_from() {
     });
     let out = common::run(
         UDP_SEND,
-        &["--port", &port, "--timeout", "500ms", "ping"],
+        &["--port", &port, "--timeout", REPLY_WAIT, "ping"],
         b"",
     );
     assert_eq!(answer.join().expect("peer thread"), b"ping");
@@ -228,4 +253,17 @@ fn bad_input_is_refused_cleanly() {
     let out = common::run(UDP_SEND, &["--port", "9"], b"");
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("error: no message"), "{}", out.stderr);
+    // A line longer than any datagram: refused before sendto() (which would say EMSGSIZE).
+    let mut long = vec![b'x'; 70_000];
+    long.push(b'\n');
+    let out = common::run(UDP_SEND, &["--port", "9"], &long);
+    common::assert_error_and_hint(&out, "at most 65507 bytes");
+    assert!(
+        out.stderr.contains(
+            "error: message of 70000 bytes is longer than the largest UDP datagram (65507 bytes)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("sent "), "{}", out.stdout);
 }

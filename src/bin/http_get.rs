@@ -22,7 +22,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.show_request {
         println!("--- request: {} bytes sent to {peer} ---", request.len());
         write_stdout(&request)?;
+        if !request.ends_with(b"\n") {
+            println!();
+        }
         println!("--- response ---");
     }
     (&stream).write_all(&request).context(Step::Send {
@@ -195,9 +198,13 @@ fn read_response(
         );
         return Ok(Response::Interim);
     }
-    let length = head
-        .body_length(method)
-        .with_context(|| format!("the response from {peer} frames its body ambiguously"))?;
+    let length = head.body_length(method).map_err(|err| {
+        explain::hinted(
+            format!("the response from {peer} frames its body ambiguously: {err}"),
+            "the head gives the body's length in two ways that disagree (RFC 9112 §6.3), so \
+             no client can tell where the body ends: the server, or something between, is broken",
+        )
+    })?;
     let framing = match length {
         BodyLength::Empty if method == "HEAD" => "none: a response to HEAD has no body",
         BodyLength::Empty if head.status == 204 || head.status == 304 => {
@@ -212,18 +219,18 @@ fn read_response(
     let (size, shown) = match output {
         Some(path) => {
             let mut file = File::create(path).map_err(|err| {
-                local_failure(
-                    format!("failed to create output file '{}'", path.display()),
-                    err,
+                file_failure(
+                    format!("failed to create output file '{}': {err}", path.display()),
+                    path,
                 )
             })?;
             let size = copy_body(&mut body, &mut file, peer)?;
             (size, format!("; saved to '{}'", path.display()))
         }
         None => {
-            let mut bytes = Vec::new();
-            let size = copy_body(&mut body, &mut bytes, peer)?;
-            (size, print_body(&bytes)?)
+            let mut kept = Kept::new(MAX_SHOWN);
+            let size = copy_body(&mut body, &mut kept, peer)?;
+            (size, print_body(&kept)?)
         }
     };
     if let BodyReader::Chunked(chunked) = &body {
@@ -248,9 +255,15 @@ fn copy_body(body: &mut impl Read, sink: &mut impl Write, peer: SocketAddr) -> a
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
             // A chunk-size line or CRLF that is wrong: the server's fault, not the socket's.
             Err(err) if err.kind() == ErrorKind::InvalidData => {
-                return Err(anyhow!("{err}")).with_context(|| {
-                    format!("the response body from {peer} is not valid chunked coding")
-                });
+                return Err(explain::hinted(
+                    format!(
+                        "the response body from {peer} is not valid chunked coding, \
+                         after {total} bytes: {err}"
+                    ),
+                    "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by a \
+                     chunk of size 0 and an empty line (RFC 9112 §7.1); the server sent \
+                     something else, so it is broken",
+                ));
             }
             Err(err) => {
                 return Err(err)
@@ -261,16 +274,61 @@ fn copy_body(body: &mut impl Read, sink: &mut impl Write, peer: SocketAddr) -> a
                     });
             }
         };
-        sink.write_all(&buf[..n])
-            .map_err(|err| local_failure("failed to save the body".to_string(), err))?;
+        // Only the --output file can fail here: a full disk, say.
+        sink.write_all(&buf[..n]).map_err(|err| {
+            explain::hinted(
+                format!("failed to save the body: {err}"),
+                "check that the disk is not full and that the file can still be written",
+            )
+        })?;
         total += n as u64;
     }
 }
 
-/// Prints a text body as it is; a binary one would garble the terminal, so
-/// only its size is printed. Returns what to add to the body line.
-fn print_body(body: &[u8]) -> anyhow::Result<String> {
-    match std::str::from_utf8(body) {
+/// The most of a body kept in memory to be printed, so a server that sends
+/// without end cannot use up this machine's memory.
+const MAX_SHOWN: usize = 4 * 1024 * 1024;
+
+/// The start of a body that is to be printed: at most `limit` bytes are
+/// kept, and whether more came is noted.
+struct Kept {
+    bytes: Vec<u8>,
+    limit: usize,
+    cut: bool,
+}
+
+impl Kept {
+    fn new(limit: usize) -> Kept {
+        Kept {
+            bytes: Vec::new(),
+            limit,
+            cut: false,
+        }
+    }
+}
+
+impl Write for Kept {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.limit - self.bytes.len();
+        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.cut |= buf.len() > room;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Prints a text body as it is; a binary one would garble the terminal and
+/// a huge one flood it, so for those only the size is printed. Returns what
+/// to add to the body line.
+fn print_body(body: &Kept) -> anyhow::Result<String> {
+    if body.cut {
+        println!("[more than {} MiB, not shown]", body.limit / (1024 * 1024));
+        return Ok("; too long to print: save it with --output FILE".to_string());
+    }
+    match std::str::from_utf8(&body.bytes) {
         Ok(text) => {
             write_stdout(text.as_bytes())?;
             if !text.is_empty() && !text.ends_with('\n') {
@@ -287,8 +345,9 @@ fn print_body(body: &[u8]) -> anyhow::Result<String> {
 
 /// `--raw-request`: prints whatever the server sends after the response,
 /// exactly as it arrives, until it closes the connection, stays quiet for
-/// [`MORE_RESPONSES_WAIT`], or has sent [`MORE_RESPONSES_MAX`] bytes. A server that found a second request in
-/// what was sent (seed 003's stray empty line) answers that one too.
+/// [`MORE_RESPONSES_WAIT`], or has sent [`MORE_RESPONSES_MAX`] bytes. A
+/// server that found a second request in what was sent (seed 003's stray
+/// empty line) answers that one too.
 fn print_rest_of_stream(
     stream: &TcpStream,
     reader: &mut BufReader<Recorder<&TcpStream>>,
@@ -349,9 +408,14 @@ fn head_error(err: http::HeadError, began: &[u8], peer: SocketAddr) -> anyhow::E
             "the server closed the connection without sending a response",
         ))
         .context(receive),
-        other => anyhow!(
-            "the reply from {peer} is not an HTTP/1.x response ({other}); it began {}",
-            printable::quoted(began, 120)
+        other => explain::hinted(
+            format!(
+                "the reply from {peer} is not an HTTP/1.x response ({other}); it began {}",
+                printable::quoted(began, 120)
+            ),
+            "a program listens on that port, but it did not answer with an HTTP status line \
+             and header lines ended by an empty line (RFC 9112 §2.1): check the port, or see \
+             what it says with `ncat HOST PORT`",
         ),
     }
 }
@@ -429,16 +493,28 @@ fn first_word(request: &[u8]) -> String {
     String::from_utf8_lossy(&request[..end.unwrap_or(request.len())]).into_owned()
 }
 
+/// Writes to the terminal (or pipe). A failure there is no network matter,
+/// so the OS error becomes part of the message and no socket hint is given.
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     io::stdout()
         .write_all(bytes)
-        .map_err(|err| local_failure("failed to write to stdout".to_string(), err))
+        .map_err(|err| anyhow!("failed to write to stdout: {err}"))
 }
 
-/// A failure of this machine's files or terminal, not of the network: the
-/// OS error becomes part of the message, so no socket hint is attached to it.
-fn local_failure(what: String, err: io::Error) -> anyhow::Error {
-    anyhow!("{what}: {err}")
+/// `--output` could not be written: a matter of this machine's files.
+fn file_failure(message: String, path: &Path) -> anyhow::Error {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    explain::hinted(
+        message,
+        format!(
+            "check that the directory '{}' exists, that you may write there, and that the \
+             disk is not full",
+            dir.display()
+        ),
+    )
 }
 
 /// A reader that notes when the first byte arrives (the time to first

@@ -28,6 +28,8 @@ Routes (any method; HEAD gets the same head without a body):
   /early-hints        a 103 Early Hints interim response, then a 200 (RFC 9110 §15.2)
   /truncated/N        promises N bytes with Content-Length, sends half, closes
   /truncated-cacheable/N  the same with Cache-Control: max-age=60 (a cache must not keep it)
+  /ambiguous          a 200 with both Content-Length and Transfer-Encoding: chunked (RFC 9112 §6.3)
+  /bad-chunk          a chunked 200 whose second chunk-size line is not hex
   /__stats            JSON: how many requests each path (without query) received
   /__reset            clears the counts
 
@@ -153,6 +155,19 @@ class Origin(BaseHTTPRequestHandler):
             self.wfile.write(pattern(n)[: n // 2])
             self.wfile.flush()
             self.close_connection = True
+        elif path == "/ambiguous":
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if not head:
+                self.wfile.write(b"5\r\nhello\r\n0\r\n\r\n")
+        elif path == "/bad-chunk":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if not head:
+                self.wfile.write(b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n")
         elif path == "/__stats":
             with hits_lock:
                 data = json.dumps(hits).encode()
