@@ -131,7 +131,7 @@ pub fn message_or_prompt(words: &[String]) -> anyhow::Result<Vec<u8>> {
         println!(); // end the prompt's line, so the error starts on its own
         return Err(crate::explain::hinted(
             "no message: stdin ended before a line was typed",
-            "type a line and press Enter, or give the message as arguments: udp_client hello world",
+            "type a line and press Enter, or give the message as arguments after the options",
         ));
     }
     while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {

@@ -255,6 +255,26 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
     })
 }
 
+/// The largest UDP payload over IPv4: 65535 bytes minus the 20-byte IP and
+/// 8-byte UDP headers. (IPv6 allows 65527; one limit keeps it simple.)
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// Refuses a message too long for one UDP datagram before `sendto()` would
+/// (with EMSGSIZE, "message too long"), with a hint that says why.
+pub fn check_datagram_len(len: usize) -> anyhow::Result<()> {
+    if len <= MAX_UDP_PAYLOAD {
+        return Ok(());
+    }
+    Err(hinted(
+        format!(
+            "message of {len} bytes is longer than the largest UDP datagram ({MAX_UDP_PAYLOAD} bytes)"
+        ),
+        "one UDP datagram carries at most 65507 bytes over IPv4 (65535 minus the IP and UDP \
+         headers), and UDP never splits a message: send less, or use TCP (tcp_client), whose \
+         byte stream carries any length",
+    ))
+}
+
 /// Finds the step and the OS error in an error's cause chain and explains
 /// them. An OS error with no step (writing to a closed stdout, say) gets no
 /// hint: its own words are all that is known.
@@ -449,6 +469,21 @@ mod tests {
         let err = anyhow::Error::new(io::Error::from(ErrorKind::BrokenPipe))
             .context("failed to write to stdout");
         assert_eq!(hint_for(&err), None);
+    }
+
+    #[test]
+    fn datagrams_over_65507_bytes_are_refused_with_a_hint() {
+        assert!(check_datagram_len(65_507).is_ok());
+        let err = check_datagram_len(65_508).expect_err("too long");
+        assert!(
+            format!("{err:#}").contains("message of 65508 bytes"),
+            "{err:#}"
+        );
+        assert!(
+            hint_for(&err)
+                .expect("a hint")
+                .contains("UDP never splits a message")
+        );
     }
 
     #[test]

@@ -343,7 +343,7 @@ fn a_message_too_long_for_udp_is_refused_before_sending() {
     let port = server.port().to_string();
     let long = "y".repeat(65_508);
     let out = run(CLIENT, &["--port", &port, &long], b"");
-    assert_error_and_hint(&out, "use tcp_client");
+    assert_error_and_hint(&out, "use TCP (tcp_client)");
     assert!(
         out.stderr.contains(
             "message of 65508 bytes is longer than the largest UDP datagram (65507 bytes)"

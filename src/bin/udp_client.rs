@@ -26,9 +26,6 @@ use socketlab::cli::{self, ClientArgs};
 use socketlab::explain::{self, Proto, Step};
 use socketlab::rtt::{self, Stats};
 
-/// The largest UDP payload over IPv4: 65535 minus the IPv4 and UDP headers.
-const MAX_DATAGRAM: usize = 65_507;
-
 /// Send a line over UDP and print the reply (K&R UDPClient); --count pings like the UDP pinger lab
 #[derive(Parser, Debug)]
 #[command(name = "udp_client", version)]
@@ -118,19 +115,10 @@ fn send_and_print_reply(
     connected: bool,
     message: &[u8],
 ) -> anyhow::Result<()> {
-    if message.len() > MAX_DATAGRAM {
-        return Err(explain::hinted(
-            format!(
-                "message of {} bytes is longer than the largest UDP datagram ({MAX_DATAGRAM} bytes)",
-                message.len()
-            ),
-            "one UDP datagram carries at most 65507 bytes over IPv4 (65535 minus the IP and UDP headers): \
-             send less, or use tcp_client, whose byte stream carries any length",
-        ));
-    }
+    explain::check_datagram_len(message.len())?;
     let started = Instant::now();
     send(socket, server, connected, message)?;
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut buf = vec![0u8; explain::MAX_UDP_PAYLOAD + 1];
     let (len, from) = socket.recv_from(&mut buf).context(Step::Receive {
         proto: Proto::Udp,
         peer: server,

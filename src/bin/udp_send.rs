@@ -47,25 +47,11 @@ fn main() -> ExitCode {
     explain::report(run(&cli))
 }
 
-/// The largest UDP payload over IPv4: 65535 bytes minus the 20-byte IP and
-/// 8-byte UDP headers. (IPv6 allows 65527; one limit keeps it simple.)
-const MAX_DATAGRAM: usize = 65507;
-
 fn run(cli: &Cli) -> anyhow::Result<()> {
     // resolve() fails rather than return no address, and lists IPv4 first.
     let peer = cli.client.resolve()?[0];
     let message = cli::message_or_prompt(&cli.message)?;
-    if message.len() > MAX_DATAGRAM {
-        return Err(explain::hinted(
-            format!(
-                "message of {} bytes is longer than the largest UDP datagram ({MAX_DATAGRAM} bytes)",
-                message.len()
-            ),
-            "one UDP datagram carries at most 65507 bytes over IPv4 (65535 minus the IP and UDP \
-             headers), and UDP never splits a message: send less, or use TCP, whose byte stream \
-             carries any length",
-        ));
-    }
+    explain::check_datagram_len(message.len())?;
     let socket = unconnected_socket(peer)?;
     send(&socket, peer, &message)?;
     let replies = print_replies(&socket, peer, cli.client.timeout)?;
