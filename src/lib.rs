@@ -5,14 +5,14 @@
 //! - [`explain`]: turns a failed socket call into an `error:` line and a
 //!   `hint:` line that says what happened on the wire.
 //! - [`http`]: reading HTTP/1.1 heads and bodies from a byte stream (framing, chunked).
-//! - [`listen`]: a TCP listening socket with a backlog big enough for a lab.
 //! - [`limit`]: a cap on how many connections a server serves at once.
+//! - [`listen`]: a TCP listening socket with a real backlog, and closing one gracefully.
 //! - [`log`]: one timestamped line per server event.
+//! - [`pool`]: a fixed pool of worker threads (the Rust Book's `ThreadPool`).
+//! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 //! - [`random`]: a tiny seedable random number generator.
 //! - [`rtt`]: round-trip times and ping-style statistics.
-//! - [`pool`]: a fixed pool of worker threads (the Rust Book's `ThreadPool`).
 //! - [`time_service`]: the time service's key exchange, Caesar shift and frames.
-//! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 
 pub mod cli;
 pub mod connect;
