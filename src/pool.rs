@@ -4,7 +4,7 @@
 //! A thread per connection (`threaded_server`) starts a thread for every
 //! client, however many come. A pool starts `size` threads once; each
 //! connection becomes a [`Job`] sent down a channel, and whichever
-//! [`Worker`] is idle takes it. With every worker busy, new jobs wait.
+//! `Worker` is idle takes it. With every worker busy, new jobs wait.
 //!
 //! What is grown up compared with the book:
 //! - [`ThreadPool::new`] returns an error instead of panicking when the OS
