@@ -685,6 +685,8 @@ fn a_silent_client_is_dropped_after_the_handshake_timeout() {
         "{}",
         out.stdout
     );
+    // The client has its answer; wait until the log line for it is read too.
+    server.expect_line("\"DATE\"");
     let lines = server.lines_so_far();
     let dropped = lines
         .iter()
@@ -700,6 +702,48 @@ fn a_silent_client_is_dropped_after_the_handshake_timeout() {
         .position(|l| l.contains("\"DATE\""))
         .expect("the good client was served");
     assert!(dropped < date, "{lines:#?}");
+}
+
+#[test]
+fn a_client_trickling_its_handshake_is_dropped_at_the_deadline() {
+    use std::io::ErrorKind;
+    use std::time::Duration;
+    // SO_RCVTIMEO bounds each read(), so a client sending a byte at a time
+    // could hold a worker for ever; the deadline is for the whole line.
+    let server = server(&["--threads", "1", "--handshake-timeout", "1s"]);
+    let mut slow = std::net::TcpStream::connect_timeout(&server.addr, WAIT).expect("connect");
+    let local = slow.local_addr().expect("local address");
+    server.expect_line(&format!("{local} connection open"));
+    // The 400 ms read timeout paces the trickle: "KEY 5" without its
+    // newline, a byte every 400 ms, 2 s in all, unless the server closes.
+    slow.set_read_timeout(Some(Duration::from_millis(400)))
+        .expect("timeout");
+    let mut closed_early = false;
+    for byte in b"KEY 5" {
+        if slow.write_all(&[*byte]).is_err() {
+            closed_early = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match slow.read(&mut buf) {
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            // 0 bytes (the server's FIN) or a reset: the server gave up on us.
+            _ => {
+                closed_early = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        closed_early,
+        "the server waited for the whole trickled line"
+    );
+    server.expect_line(&format!(
+        "{local} connection closed: no handshake line within 1s"
+    ));
+    // The worker is free again: a good client is served.
+    let out = client(&server, &["--request", "date", "--timeout", "10s"], b"");
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
 }
 
 #[test]

@@ -25,11 +25,11 @@
 //! Worksheet:  labs/05-time-service.md
 
 use std::f64::consts::TAU;
-use std::io::{BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Parser;
@@ -42,7 +42,7 @@ use socketlab::pool::ThreadPool;
 use socketlab::printable;
 use socketlab::random::Rng;
 use socketlab::time_service::{
-    FrameError, Hello, KeyPair, Request, caesar_key, read_frame, read_line, write_frame,
+    FrameError, Hello, KeyPair, MAX_LINE, Request, caesar_key, read_frame, write_frame,
 };
 
 /// Answer TIME, DATE and TEMP requests over a Caesar-shifted TCP protocol, with a pool of worker threads.
@@ -164,12 +164,10 @@ fn converse(stream: TcpStream, peer: SocketAddr, service: &Service) -> anyhow::R
     let mut writer = stream
         .try_clone()
         .context("failed to duplicate the socket")?;
-    // SO_RCVTIMEO for the handshake only: a client that connects and says
-    // nothing must not hold a worker forever. After it, a client may think
-    // as long as it likes between requests, as in the seed's menu.
-    stream
-        .set_read_timeout(Some(service.handshake_timeout))
-        .context("failed to set the handshake timeout")?;
+    // A deadline for the handshake only: a client that connects and says
+    // nothing (or trickles a byte at a time) must not hold a worker for
+    // ever. After it, a client may think as long as it likes between
+    // requests, as in the seed's menu.
     let mut reader = BufReader::new(stream);
     let Some(key) = handshake(&mut reader, &mut writer, peer, service)? else {
         bail!("the client left before the key exchange");
@@ -207,6 +205,39 @@ fn converse(stream: TcpStream, peer: SocketAddr, service: &Service) -> anyhow::R
     }
 }
 
+/// Reads one handshake line (at most [`MAX_LINE`] bytes) that must be
+/// complete by `deadline`. A socket's read timeout (SO_RCVTIMEO) restarts
+/// with every read(), so before each read it is set to the time left.
+/// `Ok(None)`: the client closed without a word.
+fn read_line_by(
+    reader: &mut BufReader<TcpStream>,
+    deadline: Instant,
+) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") && line.len() < MAX_LINE as usize {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        reader.get_ref().set_read_timeout(Some(left))?;
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break; // the client's FIN
+        }
+        let wanted = MAX_LINE as usize - line.len();
+        let take = match available.iter().position(|&b| b == b'\n') {
+            Some(newline) => (newline + 1).min(wanted),
+            None => available.len().min(wanted),
+        };
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+    }
+    if line.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
 /// The server's side of the key exchange: returns the Caesar key (0 in
 /// `--plain` mode), or None if the client closed without a word.
 fn handshake(
@@ -216,8 +247,9 @@ fn handshake(
     service: &Service,
 ) -> anyhow::Result<Option<u8>> {
     let mut rng = Rng::from_entropy();
+    let deadline = Instant::now() + service.handshake_timeout;
     loop {
-        let line = match read_line(reader) {
+        let line = match read_line_by(reader, deadline) {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(None),
             Err(err) if is_timeout(&err) => bail!(
