@@ -75,7 +75,9 @@ fn open(run: &Run) -> Result<TcpStream, Outcome> {
         .and_then(|()| stream.set_write_timeout(Some(run.timeout)));
     match timeouts {
         Ok(()) => Ok(stream),
-        Err(err) => Err(Outcome::Failed(format!("failed to set the timeouts: {err}"))),
+        Err(err) => Err(Outcome::Failed(format!(
+            "failed to set the timeouts: {err}"
+        ))),
     }
 }
 

@@ -269,7 +269,10 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
     for message in messages.iter().take(ERRORS_SHOWN) {
         println!("  {message}");
     }
-    println!("lost: {lost} (no reply within the timeout){}", late_note(late));
+    println!(
+        "lost: {lost} (no reply within the timeout){}",
+        late_note(late)
+    );
     println!("clients served: {served} of {clients}");
     if clients > served {
         println!(
@@ -292,15 +295,6 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
         ));
     }
     Ok(())
-}
-
-/// For UDP: replies that came after their request had been given up.
-fn late_note(late: u64) -> String {
-    if late == 0 {
-        String::new()
-    } else {
-        format!(", {late} of them answered late and ignored")
-    }
 }
 
 /// Parses `HOST:PORT`; the host is checked later, when it is resolved.

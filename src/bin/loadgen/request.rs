@@ -23,7 +23,8 @@ pub fn expected_reply(message: &[u8]) -> Vec<u8> {
 /// request timed out, not a wrong one.
 pub fn is_earlier_reply(reply: &[u8], client: u32, seq: u64) -> bool {
     let mut words = reply.split(|&b| b == b' ');
-    let number = |word: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(word?).ok()?.parse().ok() };
+    let number =
+        |word: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(word?).ok()?.parse().ok() };
     words.next() == Some(b"LOADGEN")
         && number(words.next()) == Some(u64::from(client))
         && number(words.next()).is_some_and(|earlier| earlier < seq)
@@ -46,7 +47,10 @@ mod tests {
         assert!(is_earlier_reply(&late, 3, 17));
         assert!(!is_earlier_reply(&late, 3, 12), "the current request");
         assert!(!is_earlier_reply(&late, 4, 17), "another client's");
-        assert!(!is_earlier_reply(&message(3, 12, 32), 3, 17), "not uppercased");
+        assert!(
+            !is_earlier_reply(&message(3, 12, 32), 3, 17),
+            "not uppercased"
+        );
         assert!(!is_earlier_reply(b"", 3, 17));
         assert!(!is_earlier_reply(b"LOADGEN x 1 ", 3, 17));
     }

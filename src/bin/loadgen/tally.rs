@@ -24,7 +24,7 @@ pub struct Tally {
     pub rtts: Vec<Duration>,
     pub errors: u64,
     pub lost: u64,
-    /// UDP replies that arrived after their request was counted lost.
+    /// UDP replies to earlier requests: late (counted lost) or duplicated.
     pub late: u64,
     pub messages: Vec<String>,
     /// When this client's last request ended.

@@ -61,7 +61,8 @@ pub fn client(run: &Run, tally: &mut Tally) {
 /// Connects and agrees on a key. `Ok(None)`: the run ended while this
 /// client waited in the backlog for a free worker.
 fn open(run: &Run, rng: &mut Rng) -> Result<Option<Session>, Outcome> {
-    let failed = |what: &str, err: &dyn std::fmt::Display| Outcome::Failed(format!("{what}: {err}"));
+    let failed =
+        |what: &str, err: &dyn std::fmt::Display| Outcome::Failed(format!("{what}: {err}"));
     let stream = TcpStream::connect_timeout(&run.server, run.timeout).map_err(|err| {
         if is_timeout(&err) {
             Outcome::Lost
@@ -155,7 +156,13 @@ mod tests {
     #[test]
     fn time_answers_must_read_hh_mm_ss_mmm() {
         assert!(is_time_of_day(b"14:02:19.198"));
-        for bad in [&b"14:02:19"[..], b"14:02:19.1980", b"ERROR unknown", b"1a:02:19.198", b""] {
+        for bad in [
+            &b"14:02:19"[..],
+            b"14:02:19.1980",
+            b"ERROR unknown",
+            b"1a:02:19.198",
+            b"",
+        ] {
             assert!(!is_time_of_day(bad), "{bad:?}");
         }
     }
