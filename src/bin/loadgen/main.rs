@@ -269,10 +269,11 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
     for message in messages.iter().take(ERRORS_SHOWN) {
         println!("  {message}");
     }
-    println!(
-        "lost: {lost} (no reply within the timeout){}",
-        late_note(late)
-    );
+    println!("lost: {lost} (no reply within the timeout)");
+    if late > 0 {
+        // Over UDP: replies to requests already counted lost, or duplicates.
+        println!("late replies ignored: {late}");
+    }
     println!("clients served: {served} of {clients}");
     if clients > served {
         println!(
