@@ -110,7 +110,7 @@ fn tcp_once_reports_the_classic_servers_cut_reply_as_errors() {
         &["--port", "0", "--quiet", "--once"],
     );
     let out = loadgen("tcp-once", &server.addr.to_string(), &["--size", "2000"]);
-    assert_error_and_hint(&out, "first errors");
+    assert_error_and_hint(&out, "errors are listed above");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
 }
 
@@ -165,6 +165,7 @@ fn udp_loss_is_counted_as_lost_and_fails_the_run() {
     );
     let out = loadgen("udp-echo", &server.addr.to_string(), &["--timeout", "20ms"]);
     assert_error_and_hint(&out, "no reply within --timeout");
+    assert!(out.stderr.contains("requests were lost"), "{}", out.stderr);
     assert!(count(&out, "lost") > 0, "{}", out.stdout);
     assert!(answered(&out) > 0, "{}", out.stdout);
     // A lost request is not an error: nothing wrong came back.
@@ -202,7 +203,7 @@ fn crossed_udp_replies_are_errors() {
     let out = loadgen("udp-echo", &addr.to_string(), &[]);
     stop.store(true, Ordering::Relaxed);
     fake.join().expect("fake server");
-    assert_error_and_hint(&out, "first errors");
+    assert_error_and_hint(&out, "errors are listed above");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
     assert!(
         out.stdout.contains("wrong reply: expected \"LOADGEN "),
@@ -259,7 +260,7 @@ fn an_echo_that_does_not_uppercase_is_an_error() {
         }
     });
     let out = loadgen("tcp-echo", &addr.to_string(), &[]);
-    assert_error_and_hint(&out, "first errors");
+    assert_error_and_hint(&out, "errors are listed above");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
     assert!(
         out.stdout.contains("wrong reply: expected \"LOADGEN 0 1 ")

@@ -277,16 +277,22 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
     println!("clients served: {served} of {clients}");
     if clients > served {
         println!(
-            "  {} clients never got an answer: they waited (in the listen backlog, or for a \
-             worker) for the whole run",
+            "  {} clients never got an answer: they waited for the whole run (in the listen \
+             backlog, or for a worker), or every request they sent was lost",
             clients - served
         );
     }
     if errors + lost > 0 {
+        let what = match (errors, lost) {
+            (0, lost) => format!("{lost} requests were lost"),
+            (errors, 0) => format!("{errors} requests failed"),
+            (errors, lost) => format!("{errors} requests failed and {lost} were lost"),
+        };
         return Err(explain::hinted(
-            format!("{errors} requests failed and {lost} were lost"),
-            "the lines above show the first errors; a lost request got no reply within --timeout \
-             (UDP: a datagram dropped; TCP: a connection the server never accepted or answered)",
+            what,
+            "errors are listed above; a lost request got no reply within --timeout (UDP: a \
+             datagram dropped; TCP: a connection the server never accepted, because a full listen \
+             backlog drops the SYN, or never answered)",
         ));
     }
     if answered == 0 {
