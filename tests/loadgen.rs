@@ -320,3 +320,20 @@ fn help_shows_every_default() {
         assert!(out.stdout.contains(default), "{default}: {}", out.stdout);
     }
 }
+
+#[test]
+fn ipv6_servers_are_reached_over_ipv6() {
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_tcp_server"),
+        &["--bind", "::1", "--port", "0", "--quiet"],
+    );
+    let out = loadgen("tcp-echo", &format!("[::1]:{}", server.port()), &[]);
+    assert_clean(&out);
+    assert!(out.stdout.contains("tcp-echo [::1]:"), "{}", out.stdout);
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_udp_server"),
+        &["--bind", "::1", "--port", "0", "--quiet"],
+    );
+    let out = loadgen("udp-echo", &format!("[::1]:{}", server.port()), &[]);
+    assert_clean(&out);
+}

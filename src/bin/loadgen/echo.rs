@@ -10,6 +10,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use socketlab::explain::is_timeout;
 use socketlab::printable::quoted;
 
@@ -17,9 +18,14 @@ use crate::Run;
 use crate::request;
 use crate::tally::{Outcome, Tally};
 
-/// One connection before the run, so a refused one is a setup error with a hint.
-pub fn probe(server: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-    socketlab::connect::tcp(&[server], timeout).map(drop)
+/// One connection before the run, so a refused one is a setup error with a
+/// hint. Returns the first of the server's addresses that accepted (a name
+/// such as `localhost` can have several): the clients use that one.
+pub fn probe(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<SocketAddr> {
+    let stream = socketlab::connect::tcp(addrs, timeout)?;
+    stream
+        .peer_addr()
+        .context("failed to read the server's address")
 }
 
 /// tcp-echo: one connection for all of this client's requests. After a

@@ -126,13 +126,13 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let (host, port) = &cli.server;
-    let server = resolve(host, *port)?[0];
+    let addrs = resolve(host, *port)?;
     // One request before the clients start: a server that is not there is a
     // setup error with a hint, not thousands of failed requests.
-    match cli.target {
-        Target::UdpEcho => udp::probe(server, cli.timeout)?,
-        Target::TcpEcho | Target::TcpOnce | Target::Time => echo::probe(server, cli.timeout)?,
-    }
+    let server = match cli.target {
+        Target::UdpEcho => udp::probe(addrs[0], cli.timeout)?,
+        Target::TcpEcho | Target::TcpOnce | Target::Time => echo::probe(&addrs, cli.timeout)?,
+    };
     println!(
         "loadgen: {target} {server}, {clients} clients for {duration}{size}",
         target = cli

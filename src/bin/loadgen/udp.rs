@@ -17,8 +17,8 @@ use crate::tally::{Outcome, Tally};
 
 /// One datagram before the run: a server that is not there answers with an
 /// ICMP port unreachable, which becomes an error with a hint. No reply at
-/// all is not an error yet: the datagram may have been lost.
-pub fn probe(server: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+/// all is not an error yet: the datagram may have been lost. Returns `server`.
+pub fn probe(server: SocketAddr, timeout: Duration) -> anyhow::Result<SocketAddr> {
     let socket = connected_socket(server)?;
     socket
         .set_read_timeout(Some(timeout))
@@ -29,8 +29,8 @@ pub fn probe(server: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     };
     socket.send(b"loadgen probe").with_context(step)?;
     match socket.recv(&mut [0u8; 64]) {
-        Ok(_) => Ok(()),
-        Err(err) if is_timeout(&err) => Ok(()),
+        Ok(_) => Ok(server),
+        Err(err) if is_timeout(&err) => Ok(server),
         Err(err) => Err(err).context(Step::Receive {
             proto: Proto::Udp,
             peer: server,
