@@ -22,12 +22,16 @@
 # It prints a Markdown table (requests/s, p50/p99 latency, errors, lost
 # requests, clients served), the ratios the issue sets as targets, and each
 # server's peak resident memory (VmHWM) after its 64-client run.
-# Figures are indicative: loadgen runs on the same CPUs as the server.
+# PIN=1 gives the server and loadgen one CPU each (taskset), which compares
+# the servers core for core: unpinned, a server that keeps every core busy
+# (ours) also competes with the load generator, while a Python server held
+# to one core by its GIL leaves loadgen a core of its own.
+# Figures are indicative: the machine may be shared.
 # Worksheet: labs/01-udp-tcp.md ("How does my server hold up?")
 set -euo pipefail
 
 usage() {
-  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] scripts/bench.sh" >&2
+  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] [PIN=0|1] scripts/bench.sh" >&2
   exit 2
 }
 [ $# -eq 0 ] || usage
@@ -55,6 +59,15 @@ trap cleanup EXIT
 
 command -v python3 >/dev/null || die "python3 is needed for the classic servers (apt-get install python3)"
 
+SERVER_CPU=()
+LOADGEN_CPU=()
+CPUS="$(nproc) CPUs shared by loadgen and the server"
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_CPU=(taskset -c 1)
+  LOADGEN_CPU=(taskset -c 0)
+  CPUS="the server on CPU 1, loadgen on CPU 0"
+fi
+
 # --- servers ------------------------------------------------------------------
 
 # Starts a server on port 0 and waits (up to 10 s) for its first line,
@@ -62,7 +75,8 @@ command -v python3 >/dev/null || die "python3 is needed for the classic servers 
 start() { # NAME COMMAND...
   local name=$1 log="$WORK/$1.log"
   shift
-  "$@" >"$log" 2>&1 &
+  # taskset execs the server, so $! is the server's own PID.
+  "${SERVER_CPU[@]}" "$@" >"$log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   for _ in $(seq 100); do
@@ -95,7 +109,7 @@ measure() { # KEY TARGET PORT CLIENTS LABEL [LOADGEN FLAGS...]
   shift 5
   echo "measuring $label, $target, $clients clients, $DURATION" >&2
   # loadgen exits 1 when a request failed or was lost: that is a result here.
-  out="$("$BIN/loadgen" --target "$target" "127.0.0.1:$port" --clients "$clients" \
+  out="$("${LOADGEN_CPU[@]}" "$BIN/loadgen" --target "$target" "127.0.0.1:$port" --clients "$clients" \
     --duration "$DURATION" "$@" 2>&1)" || true
   echo "$out" >>"$WORK/loadgen.log"
   grep -q '^requests/s:' <<<"$out" || die "loadgen failed against $label: $out"
@@ -152,7 +166,7 @@ bench time_py time "pool_time_server.py (32 workers)" --session-requests "$SESSI
   python3 "$PY/pool_time_server.py" 0 32
 
 echo
-echo "loadgen, $DURATION per measurement, 32-byte requests, loopback, $(nproc) CPUs shared by loadgen and the server; time: $SESSION_REQUESTS requests per session"
+echo "loadgen, $DURATION per measurement, 32-byte requests, loopback, $CPUS; time: $SESSION_REQUESTS requests per session"
 echo
 echo "| target | server | clients | req/s | p50 ms | p99 ms | errors | lost | clients served |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
