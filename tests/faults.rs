@@ -22,19 +22,10 @@ use socketlab::http::{BodyReader, ResponseHead};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_web_proxy");
 
-fn origin() -> Server {
-    Server::start("python3", &["tests/peers/origin.py", "0"])
-}
-
 fn proxy(extra: &[&str]) -> Server {
     let mut args = vec!["--port", "0"];
     args.extend_from_slice(extra);
     Server::start(PROXY, &args)
-}
-
-/// The bytes origin.py's /bytes/N sends.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i * 31 + 7) % 256) as u8).collect()
 }
 
 fn url(origin: SocketAddr, path: &str) -> String {
@@ -66,7 +57,7 @@ fn assert_good_get(proxy: SocketAddr, origin: SocketAddr, n: usize) {
     let (status, body) = get(proxy, &url(origin, &format!("/bytes/{n}")));
     assert_eq!(status, 200, "a good transaction failed");
     assert!(
-        body.expect("a whole body") == pattern(n),
+        body.expect("a whole body") == common::origin_pattern(n),
         "a good transaction's body differs"
     );
 }
@@ -170,7 +161,7 @@ fn closed_by_peer(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn faults_end_only_their_own_transaction_and_leak_no_fd_or_thread() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--origin-timeout", "1s"]);
     // A first transaction, so anything the proxy creates once exists.
     assert_good_get(proxy.addr, origin.addr, 10);
@@ -257,7 +248,7 @@ fn faults_end_only_their_own_transaction_and_leak_no_fd_or_thread() {
 
 #[test]
 fn a_slow_client_does_not_hold_up_the_others_and_an_idle_one_is_closed() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--idle-timeout", "2s"]);
     assert_good_get(proxy.addr, origin.addr, 10);
     let baseline = settled_holdings(proxy.pid());
@@ -301,7 +292,7 @@ fn a_slow_client_does_not_hold_up_the_others_and_an_idle_one_is_closed() {
     assert_eq!(head.status, 200);
     let mut body = vec![0u8; 5];
     reader.read_exact(&mut body).expect("its body");
-    assert_eq!(body, pattern(5));
+    assert_eq!(body, common::origin_pattern(5));
     // Kept alive, then silent: closed after --idle-timeout.
     assert!(
         closed_by_peer(&mut slow),

@@ -14,10 +14,6 @@ use common::{Output, Server, WAIT};
 
 const HTTP_GET: &str = env!("CARGO_BIN_EXE_http_get");
 
-fn origin() -> Server {
-    Server::start("python3", &["tests/peers/origin.py", "0"])
-}
-
 fn get(args: &[&str]) -> Output {
     let out = common::run(HTTP_GET, args, b"");
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
@@ -28,11 +24,6 @@ fn ok(args: &[&str]) -> Output {
     let out = get(args);
     assert_eq!(out.code(), Some(0), "{args:?}: {}", out.stderr);
     out
-}
-
-/// The origin's body pattern: every byte value, so any text handling would show.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i * 31 + 7) % 256) as u8).collect()
 }
 
 /// A directory under the system temp dir, removed when dropped.
@@ -110,7 +101,7 @@ impl Drop for PythonHttpServer {
 #[test]
 fn files_from_python_http_server_a_mebibyte_byte_exact_through_output() {
     let dir = TempDir::new("files");
-    let blob = pattern(1 << 20);
+    let blob = common::origin_pattern(1 << 20);
     std::fs::write(dir.path("blob.bin"), &blob).expect("write blob");
     std::fs::write(dir.path("hello.txt"), "hello from a file\n").expect("write text");
     let server = PythonHttpServer::start(&dir.0);
@@ -190,7 +181,7 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
     // `Connection: keep-alive` makes the origin keep the connection open
     // after its response: a client that read until close would hang until
     // the timeout and fail.
-    let origin = origin();
+    let origin = common::origin();
     let url = |path: &str| format!("http://{}{path}", origin.addr);
     let dir = TempDir::new("framing");
     let keep = ["--header", "Connection: keep-alive", "--timeout", "5s"];
@@ -207,7 +198,11 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
     };
 
     let (out, body) = save("/chunked/100000", "chunked.bin", &keep);
-    assert_eq!(body, pattern(100_000), "chunked body, decoded");
+    assert_eq!(
+        body,
+        common::origin_pattern(100_000),
+        "chunked body, decoded"
+    );
     assert!(
         out.stdout.contains("Transfer-Encoding: chunked\r\n"),
         "{}",
@@ -227,10 +222,10 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
     );
 
     let (_, body) = save("/bytes/70000", "length.bin", &keep);
-    assert_eq!(body, pattern(70_000), "Content-Length body");
+    assert_eq!(body, common::origin_pattern(70_000), "Content-Length body");
 
     let (out, body) = save("/close/5000", "close.bin", &[]);
-    assert_eq!(body, pattern(5000), "close-delimited body");
+    assert_eq!(body, common::origin_pattern(5000), "close-delimited body");
     assert!(
         out.stdout.contains(
             "body: 5000 bytes (no length given: read until the server closed the connection)"
@@ -273,7 +268,7 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
 
 #[test]
 fn an_interim_103_is_followed_by_the_final_response() {
-    let origin = origin();
+    let origin = common::origin();
     let out = ok(&[&format!("http://{}/early-hints", origin.addr)]);
     assert!(
         out.stdout.starts_with("HTTP/1.1 103 Early Hints\r\n"),
@@ -297,7 +292,7 @@ fn an_interim_103_is_followed_by_the_final_response() {
 
 #[test]
 fn the_origin_sees_our_user_agent_host_and_extra_headers() {
-    let origin = origin();
+    let origin = common::origin();
     let url = format!("http://localhost:{}/echo", origin.port());
     let out = ok(&[
         &url,
@@ -367,7 +362,7 @@ fn the_origin_sees_our_user_agent_host_and_extra_headers() {
 
 #[test]
 fn seed_003s_empty_line_ends_the_head_before_the_user_agent() {
-    let origin = origin();
+    let origin = common::origin();
     let url = format!("http://{}/", origin.addr);
     // Seed 003 sent this: the empty line after Host ends the request head,
     // so the User-Agent line arrives as the start of a second request.
@@ -421,7 +416,7 @@ fn refused_unresolvable_silent_truncated_and_not_http() {
     let out = get(&["http://no-such-host.invalid/"]);
     common::assert_error_and_hint(&out, "could not be turned into an IP address");
 
-    let origin = origin();
+    let origin = common::origin();
     let out = get(&[
         &format!("http://{}/hang", origin.addr),
         "--timeout",
@@ -489,7 +484,7 @@ fn bad_arguments_are_usage_errors() {
             out.stderr
         );
     }
-    let origin = origin();
+    let origin = common::origin();
     let out = get(&[
         &format!("http://{}/bytes/10", origin.addr),
         "--output",
@@ -509,7 +504,7 @@ fn a_full_disk_is_an_error_with_a_hint() {
     if !Path::new("/dev/full").exists() {
         return;
     }
-    let origin = origin();
+    let origin = common::origin();
     // Every write to /dev/full fails with ENOSPC, as on a full disk.
     let out = get(&[
         &format!("http://{}/bytes/10", origin.addr),
@@ -526,7 +521,7 @@ fn a_full_disk_is_an_error_with_a_hint() {
 
 #[test]
 fn a_broken_origin_gets_an_error_and_a_hint() {
-    let origin = origin();
+    let origin = common::origin();
     // Content-Length and Transfer-Encoding together: where does the body end?
     let out = get(&[&format!("http://{}/ambiguous", origin.addr)]);
     common::assert_error_and_hint(&out, "RFC 9112 §6.3");
@@ -551,7 +546,7 @@ fn a_broken_origin_gets_an_error_and_a_hint() {
 
 #[test]
 fn a_body_too_long_to_print_is_counted_not_kept() {
-    let origin = origin();
+    let origin = common::origin();
     let out = ok(&[&format!("http://{}/bytes/4200000", origin.addr)]);
     assert!(
         out.stdout.contains(

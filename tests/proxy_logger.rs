@@ -560,7 +560,7 @@ fn chromium_revisits_and_reloads_a_cached_page_with_conditional_gets() {
     let Some(browser) = Chromium::new() else {
         return;
     };
-    let origin = Server::start("python3", &["tests/peers/origin.py", "0"]);
+    let origin = common::origin();
     let proxy = start();
     let url = format!("http://{}/reload-once", origin.addr);
 

@@ -14,19 +14,10 @@ use socketlab::http::{BodyReader, ResponseHead};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_web_proxy");
 
-fn origin() -> Server {
-    Server::start("python3", &["tests/peers/origin.py", "0"])
-}
-
 fn proxy(extra: &[&str]) -> Server {
     let mut args = vec!["--port", "0"];
     args.extend_from_slice(extra);
     Server::start(PROXY, &args)
-}
-
-/// The bytes origin.py's /bytes/N and /chunked/N send.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i * 31 + 7) % 256) as u8).collect()
 }
 
 /// Runs curl through the proxy; `-s -S` keeps errors but not the meter.
@@ -125,13 +116,13 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn bodies_arrive_byte_exact_whatever_their_framing() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     for path in ["/bytes/1048576", "/chunked/1048576", "/close/1048576"] {
         let out = curl(&proxy, &[&url(&origin, path)]);
         assert_eq!(out.code(), Some(0), "{path}: {}", out.stderr);
         assert!(
-            out.stdout_bytes == pattern(1 << 20),
+            out.stdout_bytes == common::origin_pattern(1 << 20),
             "{path}: body differs ({} bytes)",
             out.stdout_bytes.len()
         );
@@ -140,7 +131,7 @@ fn bodies_arrive_byte_exact_whatever_their_framing() {
 
 #[test]
 fn chunked_and_close_delimited_responses_are_reframed_for_the_client() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     for path in ["/chunked/1000", "/close/1000"] {
         let out = curl(&proxy, &["-D", "-", "-o", "/dev/null", &url(&origin, path)]);
@@ -161,17 +152,17 @@ fn chunked_and_close_delimited_responses_are_reframed_for_the_client() {
     // An HTTP/1.0 client cannot take chunked: it gets the body until close.
     let out = curl(&proxy, &["-0", "-D", "-", &url(&origin, "/chunked/1000")]);
     assert_eq!(header(&head_of(&out), "Transfer-Encoding"), None);
-    assert!(out.stdout_bytes.ends_with(&pattern(1000)));
+    assert!(out.stdout_bytes.ends_with(&common::origin_pattern(1000)));
 }
 
 #[test]
 fn post_bodies_are_forwarded_byte_exact_with_either_framing() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let dir = temp_dir("post");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("body");
-    std::fs::write(&file, pattern(1 << 20)).expect("write body");
+    std::fs::write(&file, common::origin_pattern(1 << 20)).expect("write body");
     let sum = common::run("sha256sum", &[file.to_str().expect("utf-8 path")], b"");
     let sha = sum
         .stdout
@@ -202,7 +193,7 @@ fn post_bodies_are_forwarded_byte_exact_with_either_framing() {
 
 #[test]
 fn head_requests_and_bodiless_statuses_have_no_body() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let out = curl(&proxy, &["-I", &url(&origin, "/bytes/5000")]);
     assert_eq!(
@@ -236,7 +227,7 @@ fn head_requests_and_bodiless_statuses_have_no_body() {
 
 #[test]
 fn the_origin_sees_origin_form_and_no_hop_by_hop_fields() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     let out = curl(
         &proxy,
@@ -289,7 +280,7 @@ fn the_origin_sees_origin_form_and_no_hop_by_hop_fields() {
 
 #[test]
 fn several_requests_share_one_client_connection() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let first = url(&origin, "/bytes/100");
     let second = url(&origin, "/chunked/100");
@@ -313,7 +304,7 @@ fn several_requests_share_one_client_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     let mut requests = Vec::new();
     for path in ["/bytes/3", "/chunked/5", "/echo", "/bytes/7"] {
@@ -343,7 +334,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn the_access_log_has_one_line_per_transaction() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/bytes/123");
     curl(&proxy, &["-o", "/dev/null", &target]);
@@ -365,7 +356,7 @@ fn the_access_log_has_one_line_per_transaction() {
 
 #[test]
 fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let big = format!(
         "GET {} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
@@ -431,7 +422,7 @@ fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
 
 #[test]
 fn origins_that_refuse_do_not_resolve_or_stay_silent_get_502_and_504() {
-    let origin = origin();
+    let origin = common::origin();
     // Long enough for the origin to answer /bytes/10 on a loaded machine
     // (still_serves below); /hang never answers, so it gets 504 after this.
     let proxy = proxy(&["--origin-timeout", "2s"]);
@@ -521,7 +512,7 @@ fn origins_with_ambiguous_or_broken_responses_get_502() {
 
 #[test]
 fn loops_are_refused() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let to_itself = format!("http://{}/", proxy.addr);
     let out = curl(
@@ -562,7 +553,7 @@ fn loops_are_refused() {
 
 #[test]
 fn clients_outside_allow_get_403() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--allow", "10.0.0.0/8"]);
     let out = curl(
         &proxy,
@@ -588,7 +579,7 @@ fn clients_outside_allow_get_403() {
 
 #[test]
 fn clients_over_max_clients_get_503() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--max-clients", "1"]);
     // The first client holds the only slot with a kept-alive connection.
     let mut first = TcpStream::connect(proxy.addr).expect("connect");
@@ -663,7 +654,7 @@ fn idle_client_connections_are_closed() {
 
 #[test]
 fn an_origin_that_vanishes_mid_body_ends_only_that_transaction() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     for _ in 0..2 {
         let out = curl(
@@ -687,7 +678,7 @@ fn an_origin_that_vanishes_mid_body_ends_only_that_transaction() {
 
 #[test]
 fn a_client_that_vanishes_mid_body_ends_only_its_transaction() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let mut stream = TcpStream::connect(proxy.addr).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -707,7 +698,7 @@ fn a_client_that_vanishes_mid_body_ends_only_its_transaction() {
 
 #[test]
 fn an_http_1_0_client_that_asks_for_keep_alive_gets_it() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let mut stream = TcpStream::connect(proxy.addr).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -730,7 +721,7 @@ fn an_http_1_0_client_that_asks_for_keep_alive_gets_it() {
         BodyReader::new(&mut reader, head.body_length("GET").expect("framing"))
             .read_to_end(&mut body)
             .expect("body");
-        assert_eq!(body, pattern(n));
+        assert_eq!(body, common::origin_pattern(n));
     }
 }
 
@@ -748,7 +739,7 @@ fn cache_status(proxy: &Server, target: &str, extra: &[&str]) -> String {
 
 #[test]
 fn a_fresh_response_is_served_from_the_cache_with_age() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&body=fresh");
     assert!(cache_status(&proxy, &target, &[]).contains("fwd=uri-miss; fwd-status=200; stored"));
@@ -766,7 +757,7 @@ fn a_fresh_response_is_served_from_the_cache_with_age() {
 
 #[test]
 fn no_store_private_and_vary_star_are_never_cached() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     for (query, why) in [
         ("cc=no-store%2C%20max-age%3D60", "no-store"),
@@ -787,7 +778,7 @@ fn no_store_private_and_vary_star_are_never_cached() {
 
 #[test]
 fn authorized_requests_are_cached_only_when_the_response_allows() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let private = url(&origin, "/cache?cc=max-age%3D60&body=a");
     let public = url(&origin, "/cache?cc=public%2C%20max-age%3D60&body=b");
@@ -803,7 +794,7 @@ fn authorized_requests_are_cached_only_when_the_response_allows() {
 
 #[test]
 fn stale_entries_are_revalidated_with_etag_and_last_modified() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     for query in ["cc=no-cache&etag=%22v1%22", "cc=max-age%3D0&lm=1"] {
         let target = url(&origin, &format!("/cache?{query}&body=stored"));
@@ -831,7 +822,7 @@ fn stale_entries_are_revalidated_with_etag_and_last_modified() {
 
 #[test]
 fn a_clients_no_cache_or_max_age_0_forces_revalidation() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22");
     cache_status(&proxy, &target, &[]);
@@ -851,7 +842,7 @@ fn a_clients_no_cache_or_max_age_0_forces_revalidation() {
 
 #[test]
 fn a_clients_matching_conditional_gets_304_from_the_cache() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22&lm=1");
     cache_status(&proxy, &target, &[]);
@@ -896,7 +887,7 @@ fn a_clients_matching_conditional_gets_304_from_the_cache() {
 
 #[test]
 fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22&body=full");
     let out = curl(
@@ -962,7 +953,7 @@ fn a_response_without_date_counts_its_expires_from_its_arrival() {
 
 #[test]
 fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
     cache_status(&proxy, &target, &[]);
@@ -989,7 +980,7 @@ fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
 
 #[test]
 fn only_if_cached_never_reaches_the_origin() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
     let only = ["-H", "Cache-Control: only-if-cached"];
@@ -1007,7 +998,7 @@ fn only_if_cached_never_reaches_the_origin() {
 
 #[test]
 fn unsafe_methods_invalidate_the_url() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
     cache_status(&proxy, &target, &[]);
@@ -1022,7 +1013,7 @@ fn unsafe_methods_invalidate_the_url() {
 
 #[test]
 fn vary_keeps_responses_for_different_request_fields_apart() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&vary=Accept-Language");
     cache_status(&proxy, &target, &["-H", "Accept-Language: en"]);
@@ -1034,7 +1025,7 @@ fn vary_keeps_responses_for_different_request_fields_apart() {
 
 #[test]
 fn no_cache_flag_forwards_everything() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
     for _ in 0..2 {
@@ -1045,7 +1036,7 @@ fn no_cache_flag_forwards_everything() {
 
 #[test]
 fn the_least_recently_used_entry_is_evicted() {
-    let origin = origin();
+    let origin = common::origin();
     // An eighth of 80K: bodies up to 10 KiB are stored, about 8 of them fit.
     let proxy = proxy(&["--cache-size", "80K"]);
     let body = "x".repeat(9000);
@@ -1073,7 +1064,7 @@ fn the_least_recently_used_entry_is_evicted() {
 
 #[test]
 fn the_disk_cache_survives_a_restart() {
-    let origin = origin();
+    let origin = common::origin();
     let dir = temp_dir("disk");
     let dir_arg = dir.to_str().expect("utf-8 path");
     let target = url(&origin, "/cache?cc=max-age%3D600&body=persisted");
@@ -1150,11 +1141,11 @@ fn connect_tunnels_pass_bytes_and_half_close_through() {
 
 #[test]
 fn curl_fetches_through_a_tunnel_and_other_ports_are_refused() {
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&["--connect-ports", &origin.port().to_string()]);
     let out = curl(&proxy, &["-p", &url(&origin, "/bytes/70000")]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert!(out.stdout_bytes == pattern(70000));
+    assert!(out.stdout_bytes == common::origin_pattern(70000));
     let other = format!("http://127.0.0.1:{}/", common::free_tcp_port());
     let out = curl(&proxy, &["-p", "-v", "-o", "/dev/null", &other]);
     assert!(out.stderr.contains("403"), "{}", out.stderr);
@@ -1169,7 +1160,7 @@ fn chromium_loads_a_page_and_its_image_through_the_proxy() {
     let Some(browser) = common::browser::Chromium::new() else {
         return;
     };
-    let origin = origin();
+    let origin = common::origin();
     let proxy = proxy(&[]);
     let load = browser.load(&url(&origin, "/imgcheck"), Some(proxy.addr));
     assert_eq!(load.title(), Some("image loaded"), "{load:?}");

@@ -141,6 +141,17 @@ impl Drop for Server {
     }
 }
 
+/// The test HTTP origin, tests/peers/origin.py, on a free port.
+pub fn origin() -> Server {
+    Server::start("python3", &["tests/peers/origin.py", "0"])
+}
+
+/// The n bytes the origin's /bytes/N, /chunked/N and /close/N send: every
+/// byte value, so any text handling along the way would show.
+pub fn origin_pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 31 + 7) % 256) as u8).collect()
+}
+
 /// The address in a line such as `udp_server listening on 0.0.0.0:41234 (UDP)`.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split(" listening on ").nth(1)?;
