@@ -5,12 +5,18 @@
 #   scripts/bench.sh                  (DURATION=5s per measurement, about 2 minutes)
 #   DURATION=2s scripts/bench.sh
 #
+# It prints its report and writes it into README.md, between the lines
+# <!-- bench:begin --> and <!-- bench:end --> (README=FILE names another
+# file, README=- only prints). It builds and runs the release programs of
+# target/release, or the programs in $SOCKETLAB_BIN without building.
+#
 # Each pair runs side by side in this run, at 1 and at 64 concurrent clients:
 #
 #   udp-echo   udp_server             tests/classic/UDPServer.py (K&R, one thread)
-#   tcp-echo   tcp_server             scripts/bench/threaded_echo.py (a thread per
-#              (one kept connection      connection, like seed 003's server)
-#               per client)
+#   tcp-echo   tcp_server (one        scripts/bench/threaded_echo.py (a thread per
+#              thread, an event loop;    connection, like seed 003's server)
+#              one kept connection
+#              per client)
 #   tcp-once   tcp_server --once      tests/classic/TCPServer.py (K&R, listen(1),
 #              (a connection per         one connection at a time) and threaded_echo.py
 #               request)
@@ -31,7 +37,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] [PIN=0|1] scripts/bench.sh" >&2
+  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] [PIN=0|1] [README=FILE|-] [SOCKETLAB_BIN=DIR] scripts/bench.sh" >&2
   exit 2
 }
 [ $# -eq 0 ] || usage
@@ -39,7 +45,8 @@ usage() {
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${DURATION:-5s}"
 SESSION_REQUESTS="${SESSION_REQUESTS:-100}"
-BIN="$ROOT/target/release"
+BIN="${SOCKETLAB_BIN:-$ROOT/target/release}"
+README="${README:-$ROOT/README.md}"
 WORK="$(mktemp -d /tmp/bench.XXXXXX)"
 PIDS=()
 
@@ -61,7 +68,7 @@ command -v python3 >/dev/null || die "python3 is needed for the classic servers 
 
 SERVER_CPU=()
 LOADGEN_CPU=()
-CPUS="$(nproc) CPUs shared by loadgen and the server"
+CPUS="loadgen and the server share them"
 if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   SERVER_CPU=(taskset -c 1)
   LOADGEN_CPU=(taskset -c 0)
@@ -140,14 +147,39 @@ bench() { # KEY TARGET LABEL [LOADGEN FLAGS...] -- COMMAND...
   stop "$SERVER_PID"
 }
 
-ratio() { # A B
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'
+ratio() { # A B [DECIMALS]
+  awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { if (b > 0) printf "%.*f", d, a / b; else print "n/a" }'
+}
+
+BEGIN_MARK='<!-- bench:begin -->'
+END_MARK='<!-- bench:end -->'
+
+# Replaces what is between the two marker lines of FILE with REPORT.
+write_report_into() { # FILE REPORT
+  local file=$1 report=$2
+  awk -v begin="$BEGIN_MARK" -v end="$END_MARK" -v report="$report" '
+    $0 == begin { print; while ((getline line < report) > 0) print line; skipping = 1; next }
+    $0 == end { skipping = 0 }
+    !skipping { print }
+  ' "$file" >"$WORK/readme.new"
+  cat "$WORK/readme.new" >"$file"
 }
 
 # --- the run ----------------------------------------------------------------------
 
-echo "building (release)" >&2
-(cd "$ROOT" && cargo build --release --quiet --bin loadgen --bin udp_server --bin tcp_server --bin time_server)
+# Before two minutes of measuring: can the figures be written?
+if [ "$README" != - ]; then
+  [ -w "$README" ] || die "cannot write the figures into '$README' (README=- only prints them)"
+  grep -qxF "$BEGIN_MARK" "$README" && grep -qxF "$END_MARK" "$README" ||
+    die "$README has no '$BEGIN_MARK' and '$END_MARK' lines to write the figures between (README=- only prints them)"
+fi
+if [ -z "${SOCKETLAB_BIN:-}" ]; then
+  echo "building (release)" >&2
+  (cd "$ROOT" && cargo build --release --quiet --bin loadgen --bin udp_server --bin tcp_server --bin time_server)
+fi
+for program in loadgen udp_server tcp_server time_server; do
+  [ -x "$BIN/$program" ] || die "'$BIN/$program' not found (SOCKETLAB_BIN names the folder of the built programs)"
+done
 
 CLASSIC="$ROOT/tests/classic"
 PY="$ROOT/scripts/bench"
@@ -165,24 +197,34 @@ bench time time "time_server (32 workers)" --session-requests "$SESSION_REQUESTS
 bench time_py time "pool_time_server.py (32 workers)" --session-requests "$SESSION_REQUESTS" -- \
   python3 "$PY/pool_time_server.py" 0 32
 
+report() {
+  echo "One run of \`scripts/bench.sh\` on $(date -u +%Y-%m-%d), a $(nproc)-CPU machine ($CPUS), $DURATION per measurement, 32-byte requests, loopback; time: $SESSION_REQUESTS requests per session."
+  echo
+  echo "| target | server | clients | req/s | p50 ms | p99 ms | errors | lost | clients served |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "At 64 clients, against issue 7's targets (measured here, not asserted by a test):"
+  echo
+  echo "- tcp_server vs threaded_echo.py, kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_thr.64]}")x the requests/s (target >= 2), p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_thr.64]}" 2)x (target <= 0.33), lost ${LOST[tcp.64]}, errors ${ERRORS[tcp.64]} (target 0)"
+  echo "- tcp_server --once vs threaded_echo.py, a connection per request: $(ratio "${RPS[once.64]}" "${RPS[once_thr.64]}")x the requests/s, p99 $(ratio "${P99[once.64]}" "${P99[once_thr.64]}" 2)x, lost ${LOST[once.64]}, errors ${ERRORS[once.64]}"
+  echo "- the classic TCPServer.py (listen(1)): lost ${LOST[once_py.64]}, errors ${ERRORS[once_py.64]}"
+  echo "- udp_server: lost ${LOST[udp.64]} (target 0); the classic UDPServer.py: lost ${LOST[udp_py.64]}"
+  echo "- time_server, 32 workers, 64 clients: served ${SERVED[time.64]}, errors ${ERRORS[time.64]}, lost ${LOST[time.64]} (target: all served, none failed)"
+  echo
+  echo "Peak resident memory (VmHWM) after the 64-client run (target < 20 MB for the echo servers):"
+  echo
+  echo "| server | udp-echo | tcp-echo | tcp-once | time |"
+  echo "|---|---:|---:|---:|---:|"
+  echo "| ours | ${RSS[udp]} MB | ${RSS[tcp]} MB | ${RSS[once]} MB | ${RSS[time]} MB |"
+  echo "| Python | ${RSS[udp_py]} MB | ${RSS[tcp_thr]} MB | ${RSS[once_py]} MB (listen(1)), ${RSS[once_thr]} MB (threaded) | ${RSS[time_py]} MB |"
+}
+
+report >"$WORK/report.md"
 echo
-echo "loadgen, $DURATION per measurement, 32-byte requests, loopback, $CPUS; time: $SESSION_REQUESTS requests per session"
-echo
-echo "| target | server | clients | req/s | p50 ms | p99 ms | errors | lost | clients served |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-printf '%s\n' "${ROWS[@]}"
-echo
-echo "At 64 clients (targets from issue 7, reported, not asserted):"
-echo
-echo "- tcp_server vs threaded_echo.py, kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_thr.64]}")x the requests/s (target >= 2), p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_thr.64]}")x (target <= 0.33), lost ${LOST[tcp.64]}, errors ${ERRORS[tcp.64]} (target 0)"
-echo "- tcp_server --once vs threaded_echo.py, a connection per request: $(ratio "${RPS[once.64]}" "${RPS[once_thr.64]}")x the requests/s, p99 $(ratio "${P99[once.64]}" "${P99[once_thr.64]}")x, lost ${LOST[once.64]}, errors ${ERRORS[once.64]}"
-echo "- the classic TCPServer.py (listen(1)): lost ${LOST[once_py.64]}, errors ${ERRORS[once_py.64]}"
-echo "- udp_server: lost ${LOST[udp.64]} (target 0); the classic UDPServer.py: lost ${LOST[udp_py.64]}"
-echo "- time_server, 32 workers, 64 clients: served ${SERVED[time.64]}, errors ${ERRORS[time.64]}, lost ${LOST[time.64]} (target: all served, none failed)"
-echo
-echo "Peak resident memory (VmHWM) after the 64-client run (target < 20 MB for the echo servers):"
-echo
-echo "| server | udp-echo | tcp-echo | tcp-once | time |"
-echo "|---|---:|---:|---:|---:|"
-echo "| ours | ${RSS[udp]} MB | ${RSS[tcp]} MB | ${RSS[once]} MB | ${RSS[time]} MB |"
-echo "| Python | ${RSS[udp_py]} MB | ${RSS[tcp_thr]} MB | ${RSS[once_py]} MB (listen(1)), ${RSS[once_thr]} MB (threaded) | ${RSS[time_py]} MB |"
+cat "$WORK/report.md"
+if [ "$README" != - ]; then
+  write_report_into "$README" "$WORK/report.md"
+  echo
+  echo "wrote the figures into $README"
+fi

@@ -244,22 +244,15 @@ fn a_duplicated_udp_reply_is_not_taken_for_the_next_one() {
 #[test]
 fn an_echo_that_does_not_uppercase_is_an_error() {
     // A fake tcp_server that sends the bytes back unchanged.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 1024];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    if stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
+    let addr = fake_tcp_server(|mut stream| {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
         }
     });
-    let out = loadgen("tcp-echo", &addr.to_string(), &[]);
+    let out = loadgen("tcp-echo", &addr, &[]);
     assert_error_and_hint(&out, "errors are listed above");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
     assert!(
@@ -269,6 +262,111 @@ fn an_echo_that_does_not_uppercase_is_an_error() {
         out.stdout
     );
     assert_eq!(answered(&out), 0, "{}", out.stdout);
+}
+
+/// A fake TCP server: `serve` gets each accepted connection on a thread.
+fn fake_tcp_server(serve: fn(std::net::TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream));
+        }
+    });
+    addr.to_string()
+}
+
+#[test]
+fn a_server_that_never_replies_loses_every_request_within_the_timeout() {
+    // Reads every request and never answers; after the client's FIN
+    // (tcp-once) it keeps the connection open past the client's timeout.
+    let addr = fake_tcp_server(|mut stream| {
+        let mut buf = [0u8; 1024];
+        while let Ok(1..) = stream.read(&mut buf) {}
+        thread::sleep(Duration::from_secs(1));
+    });
+    for target in ["tcp-echo", "tcp-once"] {
+        let out = loadgen(target, &addr, &["--timeout", "200ms"]);
+        assert_error_and_hint(&out, "a lost request got no reply within --timeout");
+        assert!(out.stderr.contains("requests were lost"), "{}", out.stderr);
+        assert_eq!(answered(&out), 0, "{target}: {}", out.stdout);
+        assert_eq!(count(&out, "errors"), 0, "{target}: {}", out.stdout);
+        // Each of the 4 clients waits 200 ms per request for 300 ms: its
+        // first request is lost, and a second one started before the end.
+        let lost = count(&out, "lost");
+        assert!((4..=8).contains(&lost), "{target}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("clients served: 0 of 4"),
+            "{target}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn a_server_that_closes_mid_reply_is_an_error() {
+    // Answers half of the first request, then closes.
+    let addr = fake_tcp_server(|mut stream| {
+        let mut buf = [0u8; 1024];
+        if let Ok(n @ 2..) = stream.read(&mut buf) {
+            let _ = stream.write_all(&buf[..n / 2].to_ascii_uppercase());
+        }
+    });
+    let out = loadgen("tcp-echo", &addr, &[]);
+    assert_error_and_hint(&out, "errors are listed above");
+    assert!(out.stderr.contains("requests failed"), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("the server closed the connection before the whole reply came back"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(answered(&out), 0, "{}", out.stdout);
+    // tcp-once reads to the FIN: half a reply is a wrong one.
+    let out = loadgen("tcp-once", &addr, &[]);
+    assert_error_and_hint(&out, "errors are listed above");
+    assert!(out.stdout.contains("wrong reply"), "{}", out.stdout);
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_fails_the_requests_cleanly() {
+    // tcp_server, killed once the clients are connecting: their kept
+    // connections are reset, their reconnects refused, each request fails
+    // at once (not lost after a timeout) and the run still ends on time.
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_tcp_server"),
+        &["--bind", "127.0.0.1", "--port", "0"],
+    );
+    let addr = server.addr.to_string();
+    let killer = thread::spawn(move || {
+        // loadgen's probe connects and closes; then its clients connect.
+        server.expect_line("closed: received 0 bytes");
+        server.expect_line("connected");
+        drop(server);
+    });
+    let args = [
+        "--target",
+        "tcp-echo",
+        &addr,
+        "--clients",
+        "4",
+        "--duration",
+        "2s",
+    ];
+    let out = run(LOADGEN, &args, b"");
+    killer.join().expect("killer thread");
+    assert_error_and_hint(&out, "errors are listed above");
+    assert!(out.stderr.contains("requests failed"), "{}", out.stderr);
+    assert_eq!(count(&out, "lost"), 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Connection refused")
+            || out.stdout.contains("Connection reset by peer")
+            || out
+                .stdout
+                .contains("closed the connection before the whole reply"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -815,3 +815,80 @@ fn firewall_needs_the_namespace() {
         out.stderr
     );
 }
+
+/// bench.sh, briefly (200 ms per measurement, the debug programs): its
+/// report replaces what was between the README's markers, and nothing else
+/// in the file changes. A file without the markers is refused before any
+/// measuring, and left as it was.
+#[test]
+fn bench_writes_its_report_between_the_readme_markers() {
+    if !have_tool("python3") {
+        return;
+    }
+    let dir = TempDir::new("bench");
+    let readme = Path::new(dir.path()).join("README.md");
+    let readme_path = readme.to_str().expect("UTF-8");
+    let bin = bin_dir();
+    let env = [
+        ("DURATION", "200ms"),
+        ("SOCKETLAB_BIN", bin.as_str()),
+        ("README", readme_path),
+    ];
+    let (head, tail) = ("# socketlab\n\nintro\n\n", "\nafter the figures\n");
+    std::fs::write(
+        &readme,
+        format!("{head}<!-- bench:begin -->\nold figures\n<!-- bench:end -->\n{tail}"),
+    )
+    .expect("write the README");
+    let out = bash("bench.sh", &[], &env);
+    assert_ok(&out, "bench.sh");
+    let written = std::fs::read_to_string(&readme).expect("read the README");
+    let (before, rest) = written
+        .split_once("<!-- bench:begin -->\n")
+        .expect("the begin marker is kept");
+    let (report, after) = rest
+        .split_once("<!-- bench:end -->\n")
+        .expect("the end marker is kept");
+    assert_eq!((before, after), (head, tail), "{written}");
+    assert!(
+        report.starts_with("One run of `scripts/bench.sh` on "),
+        "{report}"
+    );
+    assert!(!report.contains("old figures"), "{report}");
+    assert!(out.stdout.contains(report), "{}", out.stdout);
+    // Every server at 1 and at 64 clients: 9 servers, 18 rows, each with
+    // its figures (a number of requests/s, not an empty cell).
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.ends_with("/1 |") || l.ends_with("/64 |"))
+        .collect();
+    assert_eq!(rows.len(), 18, "{report}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert!(cells[3].parse::<f64>().is_ok(), "{row}");
+    }
+    for line in [
+        "- tcp_server vs threaded_echo.py, kept connections: ",
+        "- udp_server: lost 0 (target 0)",
+        "- time_server, 32 workers, 64 clients: served 64/64, errors 0, lost 0",
+        "| ours | ",
+    ] {
+        assert!(report.contains(line), "{line:?} in {report}");
+    }
+
+    std::fs::write(&readme, "no markers\n").expect("write the README");
+    let out = bash("bench.sh", &[], &env);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "bench.sh: error: {readme_path} has no '<!-- bench:begin -->' and '<!-- bench:end -->' lines"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("measuring"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&readme).expect("read the README"),
+        "no markers\n"
+    );
+}

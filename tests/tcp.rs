@@ -283,6 +283,81 @@ fn at_max_clients_the_next_client_waits_in_the_backlog() {
 }
 
 #[test]
+fn a_client_that_never_stops_sending_does_not_hold_up_the_others() {
+    let server = tcp_server(&["--quiet"]);
+    // The flood: 64 KiB writes for as long as the test runs, its echo read
+    // (and checked) by a second thread so that the server never has to wait.
+    let flood = connect(&server);
+    let mut reader = flood.try_clone().expect("clone");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let writer = thread::spawn(move || {
+        let mut flood = flood;
+        let chunk = vec![b'f'; 65_536];
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            flood.write_all(&chunk).expect("flood");
+        }
+        flood.shutdown(Shutdown::Write).expect("FIN");
+    });
+    let echo = thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        let mut total = 0usize;
+        loop {
+            match reader.read(&mut buf).expect("flood echo") {
+                0 => return total,
+                n => {
+                    assert!(
+                        buf[..n].iter().all(|&b| b == b'F'),
+                        "a wrong byte in the flood"
+                    );
+                    total += n;
+                }
+            }
+        }
+    });
+    // Meanwhile every other client is served, each within WAIT.
+    for i in 0..20 {
+        let message = format!("client {i} during the flood");
+        assert_eq!(
+            exchange(&server, message.as_bytes()),
+            message.to_uppercase().as_bytes()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    let echoed = echo.join().expect("echo reader");
+    assert!(echoed > 0, "the flooding client was not served at all");
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_logs_and_serves_the_waiting_client_later() {
+    if !have_tool("prlimit") {
+        return;
+    }
+    // 8 descriptors: stdin, stdout, stderr, the listener, the epoll queue,
+    // and three connections. The fourth client's accept() fails (EMFILE)
+    // and it waits in the backlog until a descriptor is free again.
+    let mut args = vec!["--nofile=8", SERVER, "--bind", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(&["--max-clients", "100"]);
+    let server = Server::start("prlimit", &args);
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
+    for _ in 0..3 {
+        server.expect_line("connected");
+    }
+    let mut fourth = connect(&server);
+    fourth.write_all(b"waited for a descriptor").expect("send");
+    fourth.shutdown(Shutdown::Write).expect("FIN");
+    server.expect_line("accept failed: Too many open files");
+    drop(held);
+    let mut reply = Vec::new();
+    fourth
+        .read_to_end(&mut reply)
+        .expect("served once a descriptor was free");
+    assert_eq!(reply, b"WAITED FOR A DESCRIPTOR");
+    assert_eq!(exchange(&server, b"still serving"), b"STILL SERVING");
+}
+
+#[test]
 fn bad_arguments_and_a_taken_port_fail_clearly() {
     for args in [
         vec!["--buffer", "0"],

@@ -5,12 +5,24 @@
 //! request, as the classic TCPServer expects: connect, send, `shutdown(Write)`
 //! (a FIN: "that is all I will send"), read until the server's FIN. Its
 //! latency includes the three-way handshake and the close.
+//!
+//! All the clients run on one thread. A thread per client would measure
+//! loadgen as much as the server: with 64 clients on a 2-CPU machine, each
+//! reply would first wait for its client's thread to be scheduled, and
+//! loadgen's thread switches would take CPU from the server. So, like the
+//! wrk benchmark tool, loadgen runs these clients as an event loop: the
+//! sockets are non-blocking, and mio (epoll, kqueue) says which of them has
+//! a reply to read or room for a request. Each client is still a closed
+//! loop of its own: one request at a time, its reply checked, then the next.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
 use socketlab::explain::is_timeout;
 use socketlab::printable::quoted;
 
@@ -28,104 +40,257 @@ pub fn probe(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<SocketAd
         .context("failed to read the server's address")
 }
 
-/// tcp-echo: one connection for all of this client's requests. After a
-/// failed or lost request the stream is out of step (a late reply may still
-/// come), so the client drops the connection and opens a new one.
-pub fn kept_connection(id: u32, run: &Run, tally: &mut Tally) {
-    let mut connection = None;
-    let mut seq = 0;
-    while run.next_request() {
-        seq += 1;
-        let message = request::message(id, seq, run.size);
-        let stream = match connection.as_mut() {
-            Some(stream) => stream,
-            None => match open(run) {
-                Ok(stream) => connection.insert(stream),
-                Err(outcome) => {
-                    tally.record(outcome);
-                    continue;
-                }
-            },
-        };
-        let outcome = round_trip(stream, &message, seq);
-        if !matches!(outcome, Outcome::Answered(_)) {
-            connection = None;
-        }
-        tally.record(outcome);
-    }
-}
+/// How often to look for requests that have waited longer than --timeout.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(10);
 
-/// tcp-once: a new connection for every request.
-pub fn connection_per_request(id: u32, run: &Run, tally: &mut Tally) {
-    let mut seq = 0;
-    while run.next_request() {
-        seq += 1;
-        let message = request::message(id, seq, run.size);
-        tally.record(one_connection(run, &message, seq));
-    }
-}
-
-/// Connects with every wait bounded by --timeout. A connection that is not
-/// accepted in time counts as lost: a full listen backlog makes Linux drop
-/// the SYN, and the client would only retry it a second later.
-fn open(run: &Run) -> Result<TcpStream, Outcome> {
-    let stream = TcpStream::connect_timeout(&run.server, run.timeout).map_err(|err| {
-        if is_timeout(&err) {
-            Outcome::Lost
-        } else {
-            Outcome::Failed(format!("connect failed: {err}"))
-        }
-    })?;
-    let timeouts = stream
-        .set_read_timeout(Some(run.timeout))
-        .and_then(|()| stream.set_write_timeout(Some(run.timeout)));
-    match timeouts {
-        Ok(()) => Ok(stream),
-        Err(err) => Err(Outcome::Failed(format!(
-            "failed to set the timeouts: {err}"
-        ))),
-    }
-}
-
-/// Writes the request and reads exactly as many bytes back.
-fn round_trip(stream: &mut TcpStream, message: &[u8], seq: u64) -> Outcome {
-    let started = Instant::now();
-    if let Err(err) = stream.write_all(message) {
-        return io_outcome(seq, "send", &err);
-    }
-    let mut reply = vec![0u8; message.len()];
-    if let Err(err) = stream.read_exact(&mut reply) {
-        return io_outcome(seq, "receive", &err);
-    }
-    check(message, &reply, seq, started)
-}
-
-/// Connect, send, half-close, read to the server's FIN.
-fn one_connection(run: &Run, message: &[u8], seq: u64) -> Outcome {
-    let started = Instant::now();
-    let mut stream = match open(run) {
-        Ok(stream) => stream,
-        Err(outcome) => return outcome,
+/// Runs `count` clients until the run ends, each with a connection per
+/// request if `once`; returns each client's tally.
+pub fn clients(count: u32, once: bool, run: &Run) -> Vec<Tally> {
+    let poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(err) => return vec![failed_to_start(run, err)],
     };
-    if let Err(err) = stream.write_all(message) {
-        return io_outcome(seq, "send", &err);
+    let mut clients: Vec<Client> = (0..count)
+        .map(|id| Client::new(id, once, Tally::new(Arc::clone(&run.live))))
+        .collect();
+    for (token, client) in clients.iter_mut().enumerate() {
+        client.next_request(run, poll.registry(), Token(token));
     }
-    if let Err(err) = stream.shutdown(Shutdown::Write) {
-        return io_outcome(seq, "shutdown", &err);
+    let mut poll = poll;
+    let mut events = Events::with_capacity(1024);
+    while clients.iter().any(|client| !client.finished) {
+        if let Err(err) = poll.poll(&mut events, Some(TIMEOUT_CHECK)) {
+            if err.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            // Nothing this loop can do without poll(): end every client.
+            for client in &mut clients {
+                client.give_up(poll.registry(), &format!("poll failed: {err}"));
+            }
+            break;
+        }
+        for event in events.iter() {
+            let token = event.token();
+            clients[token.0].advance(run, poll.registry(), token);
+        }
+        let now = Instant::now();
+        for (token, client) in clients.iter_mut().enumerate() {
+            if !client.finished && now >= client.deadline {
+                client.end_request(Outcome::Lost, run, poll.registry(), Token(token));
+            }
+        }
     }
-    let mut reply = Vec::with_capacity(message.len());
-    // A read of 0 bytes (the server's FIN) ends read_to_end().
-    if let Err(err) = stream.read_to_end(&mut reply) {
-        return io_outcome(seq, "receive", &err);
+    clients.into_iter().map(|client| client.tally).collect()
+}
+
+/// Where a client's current request is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The three-way handshake of a new connection is under way.
+    Connecting,
+    /// Part of the request is written.
+    Sending,
+    /// The whole request is written (tcp-once: and our FIN sent); part of
+    /// the reply is read.
+    Receiving,
+}
+
+struct Client {
+    id: u32,
+    /// tcp-once: a connection per request.
+    once: bool,
+    seq: u64,
+    /// None before a request that needs a new connection: the first one,
+    /// every one for tcp-once, and one after a failed or lost request (the
+    /// stream is then out of step: a late reply may still come).
+    stream: Option<TcpStream>,
+    step: Step,
+    message: Vec<u8>,
+    written: usize,
+    reply: Vec<u8>,
+    received: usize,
+    /// When the request started: tcp-echo, once connected; tcp-once, with
+    /// the handshake.
+    started: Instant,
+    /// When the request, or the handshake, counts as lost.
+    deadline: Instant,
+    finished: bool,
+    tally: Tally,
+}
+
+impl Client {
+    fn new(id: u32, once: bool, tally: Tally) -> Client {
+        let now = Instant::now();
+        Client {
+            id,
+            once,
+            seq: 0,
+            stream: None,
+            step: Step::Connecting,
+            message: Vec::new(),
+            written: 0,
+            reply: Vec::new(),
+            received: 0,
+            started: now,
+            deadline: now,
+            finished: false,
+            tally,
+        }
     }
-    check(message, &reply, seq, started)
+
+    /// Starts the next request if the run has time and budget left,
+    /// connecting first if need be; otherwise the client is finished.
+    fn next_request(&mut self, run: &Run, registry: &Registry, token: Token) {
+        // A failed connect ends its request at once; the loop starts the next.
+        loop {
+            if !run.next_request() {
+                self.hang_up(registry);
+                self.finished = true;
+                return;
+            }
+            self.seq += 1;
+            self.message = request::message(self.id, self.seq, run.size);
+            // tcp-once reads to the server's FIN: one byte more than the
+            // right reply shows a wrong one.
+            self.reply = vec![0; self.message.len() + usize::from(self.once)];
+            (self.written, self.received) = (0, 0);
+            self.started = Instant::now();
+            self.deadline = self.started + run.timeout;
+            if self.stream.is_some() {
+                self.step = Step::Sending;
+                return self.advance(run, registry, token);
+            }
+            // A non-blocking connect() returns at once; the socket becomes
+            // writable when the handshake is done (or has failed).
+            let connected = TcpStream::connect(run.server).and_then(|mut stream| {
+                registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                Ok(stream)
+            });
+            match connected {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    self.step = Step::Connecting;
+                    return;
+                }
+                Err(err) => self
+                    .tally
+                    .record(Outcome::Failed(format!("connect failed: {err}"))),
+            }
+        }
+    }
+
+    /// Goes as far as the socket allows: finish the handshake, write the
+    /// request, read the reply, check it and start the next request, until
+    /// a call says WouldBlock. mio reports readiness once per change
+    /// ("edge-triggered"), so stopping earlier would wait for ever.
+    fn advance(&mut self, run: &Run, registry: &Registry, token: Token) {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return; // finished, or an event for a connection already dropped
+            };
+            let outcome = match self.step {
+                Step::Connecting => match stream.take_error() {
+                    // The handshake failed: refused, unreachable...
+                    Ok(Some(err)) | Err(err) => io_outcome(self.seq, "connect", &err),
+                    Ok(None) => match stream.peer_addr() {
+                        Ok(_) => {
+                            self.step = Step::Sending;
+                            if !self.once {
+                                self.started = Instant::now();
+                                self.deadline = self.started + run.timeout;
+                            }
+                            continue;
+                        }
+                        // Still under way: the next event tells.
+                        Err(err) if err.kind() == ErrorKind::NotConnected => return,
+                        Err(err) => io_outcome(self.seq, "connect", &err),
+                    },
+                },
+                Step::Sending => match stream.write(&self.message[self.written..]) {
+                    Ok(n) => {
+                        self.written += n;
+                        if self.written < self.message.len() {
+                            continue;
+                        }
+                        self.step = Step::Receiving;
+                        if !self.once {
+                            continue;
+                        }
+                        // tcp-once: our FIN tells the server the request is whole.
+                        match stream.shutdown(Shutdown::Write) {
+                            Ok(()) => continue,
+                            Err(err) => io_outcome(self.seq, "shutdown", &err),
+                        }
+                    }
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                    Err(err) => io_outcome(self.seq, "send", &err),
+                },
+                Step::Receiving => match stream.read(&mut self.reply[self.received..]) {
+                    // tcp-once: the server's FIN ends the reply.
+                    Ok(0) if self.once => check(
+                        &self.message,
+                        &self.reply[..self.received],
+                        self.seq,
+                        self.started,
+                    ),
+                    Ok(0) => io_outcome(self.seq, "receive", &ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => {
+                        self.received += n;
+                        if self.received < self.reply.len() {
+                            continue;
+                        }
+                        check(&self.message, &self.reply, self.seq, self.started)
+                    }
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                    Err(err) => io_outcome(self.seq, "receive", &err),
+                },
+            };
+            return self.end_request(outcome, run, registry, token);
+        }
+    }
+
+    /// Records how the request ended and starts the next one.
+    fn end_request(&mut self, outcome: Outcome, run: &Run, registry: &Registry, token: Token) {
+        if self.once || !matches!(outcome, Outcome::Answered(_)) {
+            self.hang_up(registry);
+        }
+        self.tally.record(outcome);
+        self.next_request(run, registry, token);
+    }
+
+    /// Ends the client at once, with its request counted as failed.
+    fn give_up(&mut self, registry: &Registry, why: &str) {
+        if !self.finished {
+            self.hang_up(registry);
+            self.tally.record(Outcome::Failed(why.to_string()));
+            self.finished = true;
+        }
+    }
+
+    /// Stops watching the connection and closes it.
+    fn hang_up(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = registry.deregister(&mut stream);
+        }
+    }
+}
+
+/// The tally of a run that could not start its event loop.
+fn failed_to_start(run: &Run, err: std::io::Error) -> Tally {
+    let mut tally = Tally::new(Arc::clone(&run.live));
+    tally.record(Outcome::Failed(format!(
+        "failed to create the event queue (epoll or kqueue): {err}"
+    )));
+    tally
 }
 
 /// A timeout is a lost request; anything else the OS said is an error.
 fn io_outcome(seq: u64, call: &str, err: &std::io::Error) -> Outcome {
     match err.kind() {
         _ if is_timeout(err) => Outcome::Lost,
-        // read_exact() hit the server's FIN before the whole reply.
+        // The server's FIN came before the whole reply.
         ErrorKind::UnexpectedEof => Outcome::Failed(format!(
             "request {seq}: the server closed the connection before the whole reply came back"
         )),

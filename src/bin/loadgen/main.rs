@@ -3,9 +3,9 @@
 //!
 //! The seed 000 lab asks for the server's response time. One client on an
 //! idle machine measures little: a server shows what it is made of when
-//! many clients ask at once. loadgen starts `--clients` threads; each is a
-//! client in a closed loop (send a request, wait for its reply, check it,
-//! send the next), for `--duration`. Every reply is checked: each request
+//! many clients ask at once. loadgen starts `--clients` clients, each in a
+//! closed loop (send a request, wait for its reply, check it, send the
+//! next), for `--duration`. Every reply is checked: each request
 //! carries its client's number and sequence number, so a reply meant for
 //! another client, or for an earlier request, is caught. At the end it
 //! prints requests per second, latency percentiles (p50: half the requests
@@ -14,6 +14,9 @@
 //! Targets: `udp-echo` (udp_server), `tcp-echo` (tcp_server, one kept
 //! connection per client), `tcp-once` (tcp_server --once and the classic
 //! Python TCPServer: a connection per request) and `time` (time_server).
+//! The TCP echo clients all run on one thread, with an event loop, so that
+//! a fast server is not measured through loadgen's own thread switches (see
+//! echo.rs); the udp-echo and time clients have a thread each.
 //!
 //! Terminal 1: `cargo run --release --bin tcp_server -- --quiet`
 //! Terminal 2: `cargo run --release --bin loadgen -- --target tcp-echo 127.0.0.1:12000 --clients 64`
@@ -52,7 +55,7 @@ struct Cli {
     #[arg(value_name = "HOST:PORT", value_parser = host_port)]
     server: (String, u16),
 
-    /// Concurrent clients, each a thread with its own socket
+    /// Concurrent clients, each with its own socket (tcp-echo, tcp-once: all on one thread; udp-echo, time: a thread each)
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
     clients: u32,
 
@@ -90,7 +93,7 @@ enum Target {
     Time,
 }
 
-/// What every client thread shares: where to send, what, and until when.
+/// What every client shares: where to send, what, and until when.
 pub struct Run {
     pub server: SocketAddr,
     pub size: usize,
@@ -167,7 +170,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 .join()
                 .map_err(|_| anyhow::anyhow!("a client thread panicked"))
         })
-        .collect::<anyhow::Result<Vec<Tally>>>()?;
+        .collect::<anyhow::Result<Vec<Vec<Tally>>>>()?;
+    let tallies: Vec<Tally> = tallies.into_iter().flatten().collect();
     // The run lasted until the last request ended, not until the last
     // queued client gave up waiting.
     let elapsed = tallies
@@ -178,38 +182,57 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     report(&tallies, elapsed, cli.clients)
 }
 
-/// A client thread and the flag it raises when it has finished.
-type Client = (thread::JoinHandle<Tally>, Arc<AtomicBool>);
+/// A thread of clients and the flag it raises when they have all finished.
+type Client = (thread::JoinHandle<Vec<Tally>>, Arc<AtomicBool>);
 
-/// Starts one thread per client; each returns its tally when the run ends.
+/// Starts the clients: the TCP echo clients all on one thread, the others
+/// on a thread each. Every thread returns its clients' tallies when the run ends.
 fn start_clients(target: Target, clients: u32, shared: &Arc<Run>) -> anyhow::Result<Vec<Client>> {
+    let one_client: fn(u32, &Run, &mut Tally) = match target {
+        Target::TcpEcho | Target::TcpOnce => {
+            let once = target == Target::TcpOnce;
+            let thread = spawn("TCP echo clients".to_string(), shared, move |run| {
+                echo::clients(clients, once, run)
+            })?;
+            return Ok(vec![thread]);
+        }
+        Target::UdpEcho => udp::client,
+        Target::Time => |_, run, tally| time::client(run, tally),
+    };
     (0..clients)
         .map(|id| {
-            let shared = Arc::clone(shared);
-            let done = Arc::new(AtomicBool::new(false));
-            let done_by_client = Arc::clone(&done);
-            let handle = thread::Builder::new()
-                .name(format!("client {id}"))
-                .spawn(move || {
-                    let mut tally = Tally::new(Arc::clone(&shared.live));
-                    match target {
-                        Target::UdpEcho => udp::client(id, &shared, &mut tally),
-                        Target::TcpEcho => echo::kept_connection(id, &shared, &mut tally),
-                        Target::TcpOnce => echo::connection_per_request(id, &shared, &mut tally),
-                        Target::Time => time::client(&shared, &mut tally),
-                    }
-                    done_by_client.store(true, Ordering::Relaxed);
-                    tally
-                })
-                .map_err(|err| {
-                    explain::hinted(
-                        format!("failed to start client thread {id}: {err}"),
-                        "the OS limits threads per user (ulimit -u) and memory: try fewer --clients",
-                    )
-                })?;
-            Ok((handle, done))
+            spawn(format!("client {id}"), shared, move |run| {
+                let mut tally = Tally::new(Arc::clone(&run.live));
+                one_client(id, run, &mut tally);
+                vec![tally]
+            })
         })
         .collect()
+}
+
+/// Starts a thread that runs `clients` and raises its flag when they end.
+fn spawn(
+    name: String,
+    shared: &Arc<Run>,
+    clients: impl FnOnce(&Run) -> Vec<Tally> + Send + 'static,
+) -> anyhow::Result<Client> {
+    let shared = Arc::clone(shared);
+    let done = Arc::new(AtomicBool::new(false));
+    let done_by_clients = Arc::clone(&done);
+    let handle = thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let tallies = clients(&shared);
+            done_by_clients.store(true, Ordering::Relaxed);
+            tallies
+        })
+        .map_err(|err| {
+            explain::hinted(
+                format!("failed to start thread '{name}': {err}"),
+                "the OS limits threads per user (ulimit -u) and memory: try fewer --clients",
+            )
+        })?;
+    Ok((handle, done))
 }
 
 /// Waits for the clients, redrawing one status line a few times a second
