@@ -170,8 +170,11 @@ write_report_into() { # FILE REPORT
 # Before two minutes of measuring: can the figures be written?
 if [ "$README" != - ]; then
   [ -w "$README" ] || die "cannot write the figures into '$README' (README=- only prints them)"
-  grep -qxF "$BEGIN_MARK" "$README" && grep -qxF "$END_MARK" "$README" ||
-    die "$README has no '$BEGIN_MARK' and '$END_MARK' lines to write the figures between (README=- only prints them)"
+  # Exactly one of each marker, the begin line first: anything else would
+  # make the rewrite drop part of the file.
+  markers="$(grep -xF -e "$BEGIN_MARK" -e "$END_MARK" "$README" | tr '\n' ' ')" || true
+  [ "$markers" = "$BEGIN_MARK $END_MARK " ] ||
+    die "$README has no '$BEGIN_MARK' and '$END_MARK' lines, once each and in that order, to write the figures between (README=- only prints them)"
 fi
 if [ -z "${SOCKETLAB_BIN:-}" ]; then
   echo "building (release)" >&2

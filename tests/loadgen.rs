@@ -291,8 +291,9 @@ fn a_server_that_never_replies_loses_every_request_within_the_timeout() {
         assert!(out.stderr.contains("requests were lost"), "{}", out.stderr);
         assert_eq!(answered(&out), 0, "{target}: {}", out.stdout);
         assert_eq!(count(&out, "errors"), 0, "{target}: {}", out.stdout);
-        // Each of the 4 clients waits 200 ms per request for 300 ms: its
-        // first request is lost, and a second one started before the end.
+        // Each of the 4 clients gives a request up after 200 ms, in a run
+        // of 300 ms: its first request is lost, and a second one if it
+        // started before the end (usually 8 in all).
         let lost = count(&out, "lost");
         assert!((4..=8).contains(&lost), "{target}: {}", out.stdout);
         assert!(
@@ -331,16 +332,16 @@ fn a_server_that_closes_mid_reply_is_an_error() {
 #[test]
 fn a_server_that_goes_away_mid_run_fails_the_requests_cleanly() {
     // tcp_server, killed once the clients are connecting: their kept
-    // connections are reset, their reconnects refused, each request fails
-    // at once (not lost after a timeout) and the run still ends on time.
+    // connections are reset and their reconnects refused, so requests fail
+    // at once rather than wait for a timeout.
     let server = Server::start(
         env!("CARGO_BIN_EXE_tcp_server"),
         &["--bind", "127.0.0.1", "--port", "0"],
     );
     let addr = server.addr.to_string();
     let killer = thread::spawn(move || {
-        // loadgen's probe connects and closes; then its clients connect.
-        server.expect_line("closed: received 0 bytes");
+        // The first "connected" is loadgen's probe, the second a client's.
+        server.expect_line("connected");
         server.expect_line("connected");
         drop(server);
     });
@@ -357,7 +358,13 @@ fn a_server_that_goes_away_mid_run_fails_the_requests_cleanly() {
     killer.join().expect("killer thread");
     assert_error_and_hint(&out, "errors are listed above");
     assert!(out.stderr.contains("requests failed"), "{}", out.stderr);
-    assert_eq!(count(&out, "lost"), 0, "{}", out.stdout);
+    // A connect racing the kill can still wait out its timeout (a SYN
+    // that met no listener and no RST), but nearly all fail at once.
+    assert!(
+        count(&out, "errors") > 100 * count(&out, "lost"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout.contains("Connection refused")
             || out.stdout.contains("Connection reset by peer")

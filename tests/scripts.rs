@@ -876,19 +876,25 @@ fn bench_writes_its_report_between_the_readme_markers() {
         assert!(report.contains(line), "{line:?} in {report}");
     }
 
-    std::fs::write(&readme, "no markers\n").expect("write the README");
-    let out = bash("bench.sh", &[], &env);
-    assert_eq!(out.code(), Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!(
-            "bench.sh: error: {readme_path} has no '<!-- bench:begin -->' and '<!-- bench:end -->' lines"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("measuring"), "{}", out.stderr);
-    assert_eq!(
-        std::fs::read_to_string(&readme).expect("read the README"),
-        "no markers\n"
-    );
+    for bad in [
+        "no markers\n",
+        "<!-- bench:end -->\nbackwards\n<!-- bench:begin -->\n",
+        "<!-- bench:begin -->\n<!-- bench:end -->\n<!-- bench:end -->\n",
+    ] {
+        std::fs::write(&readme, bad).expect("write the README");
+        let out = bash("bench.sh", &[], &env);
+        assert_eq!(out.code(), Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "bench.sh: error: {readme_path} has no '<!-- bench:begin -->' and '<!-- bench:end -->' lines, once each and in that order"
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("measuring"), "{}", out.stderr);
+        assert_eq!(
+            std::fs::read_to_string(&readme).expect("read the README"),
+            bad
+        );
+    }
 }

@@ -40,13 +40,14 @@ pub fn probe(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<SocketAd
         .context("failed to read the server's address")
 }
 
-/// How often to look for requests that have waited longer than --timeout.
+/// How often to look for requests that have waited longer than --timeout,
+/// and to retry a connect() that failed at once.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(10);
 
 /// Runs `count` clients until the run ends, each with a connection per
 /// request if `once`; returns each client's tally.
 pub fn clients(count: u32, once: bool, run: &Run) -> Vec<Tally> {
-    let poll = match Poll::new() {
+    let mut poll = match Poll::new() {
         Ok(poll) => poll,
         Err(err) => return vec![failed_to_start(run, err)],
     };
@@ -54,11 +55,10 @@ pub fn clients(count: u32, once: bool, run: &Run) -> Vec<Tally> {
         .map(|id| Client::new(id, once, Tally::new(Arc::clone(&run.live))))
         .collect();
     for (token, client) in clients.iter_mut().enumerate() {
-        client.next_request(run, poll.registry(), Token(token));
+        client.start_request(run, poll.registry(), Token(token));
     }
-    let mut poll = poll;
     let mut events = Events::with_capacity(1024);
-    while clients.iter().any(|client| !client.finished) {
+    while clients.iter().any(|client| client.step != Step::Finished) {
         if let Err(err) = poll.poll(&mut events, Some(TIMEOUT_CHECK)) {
             if err.kind() == ErrorKind::Interrupted {
                 continue;
@@ -75,24 +75,38 @@ pub fn clients(count: u32, once: bool, run: &Run) -> Vec<Tally> {
         }
         let now = Instant::now();
         for (token, client) in clients.iter_mut().enumerate() {
-            if !client.finished && now >= client.deadline {
-                client.end_request(Outcome::Lost, run, poll.registry(), Token(token));
+            let token = Token(token);
+            match client.step {
+                Step::Finished => {}
+                // Its connect() failed at once: try again now, not in a
+                // tight loop that would keep every other client waiting.
+                Step::Paused => client.start_request(run, poll.registry(), token),
+                _ if now >= client.deadline => {
+                    client.end_request(Outcome::Lost, poll.registry());
+                    client.start_request(run, poll.registry(), token);
+                }
+                _ => {}
             }
         }
     }
     clients.into_iter().map(|client| client.tally).collect()
 }
 
-/// Where a client's current request is.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a client is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Step {
     /// The three-way handshake of a new connection is under way.
     Connecting,
-    /// Part of the request is written.
+    /// The request is being written (the kernel may take it in parts).
     Sending,
-    /// The whole request is written (tcp-once: and our FIN sent); part of
-    /// the reply is read.
+    /// The whole request is written (tcp-once: and our FIN sent); the
+    /// reply is being read.
     Receiving,
+    /// A connect() failed at once; the next request starts at the next
+    /// timeout check.
+    Paused,
+    /// The run is over for this client.
+    Finished,
 }
 
 struct Client {
@@ -114,7 +128,6 @@ struct Client {
     started: Instant,
     /// When the request, or the handshake, counts as lost.
     deadline: Instant,
-    finished: bool,
     tally: Tally,
 }
 
@@ -126,55 +139,64 @@ impl Client {
             once,
             seq: 0,
             stream: None,
-            step: Step::Connecting,
+            step: Step::Paused,
             message: Vec::new(),
             written: 0,
             reply: Vec::new(),
             received: 0,
             started: now,
             deadline: now,
-            finished: false,
             tally,
         }
     }
 
     /// Starts the next request if the run has time and budget left,
-    /// connecting first if need be; otherwise the client is finished.
-    fn next_request(&mut self, run: &Run, registry: &Registry, token: Token) {
-        // A failed connect ends its request at once; the loop starts the next.
-        loop {
-            if !run.next_request() {
-                self.hang_up(registry);
-                self.finished = true;
-                return;
+    /// connecting first if need be, and goes as far with it as the socket
+    /// allows; otherwise the client is finished.
+    fn start_request(&mut self, run: &Run, registry: &Registry, token: Token) {
+        if !self.begin(run, registry, token) {
+            return;
+        }
+        self.advance(run, registry, token);
+    }
+
+    /// Sets up the next request; false if there is nothing to advance.
+    fn begin(&mut self, run: &Run, registry: &Registry, token: Token) -> bool {
+        if !run.next_request() {
+            self.hang_up(registry);
+            self.step = Step::Finished;
+            return false;
+        }
+        self.seq += 1;
+        self.message = request::message(self.id, self.seq, run.size);
+        // tcp-once reads to the server's FIN: one byte more than the right
+        // reply shows a wrong one.
+        self.reply = vec![0; self.message.len() + usize::from(self.once)];
+        (self.written, self.received) = (0, 0);
+        self.started = Instant::now();
+        self.deadline = self.started + run.timeout;
+        if self.stream.is_some() {
+            self.step = Step::Sending;
+            return true;
+        }
+        // A non-blocking connect() returns at once; the socket becomes
+        // writable when the handshake is done (or has failed).
+        let connected = TcpStream::connect(run.server).and_then(|mut stream| {
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+            Ok(stream)
+        });
+        match connected {
+            Ok(stream) => {
+                self.stream = Some(stream);
+                self.step = Step::Connecting;
+                true
             }
-            self.seq += 1;
-            self.message = request::message(self.id, self.seq, run.size);
-            // tcp-once reads to the server's FIN: one byte more than the
-            // right reply shows a wrong one.
-            self.reply = vec![0; self.message.len() + usize::from(self.once)];
-            (self.written, self.received) = (0, 0);
-            self.started = Instant::now();
-            self.deadline = self.started + run.timeout;
-            if self.stream.is_some() {
-                self.step = Step::Sending;
-                return self.advance(run, registry, token);
-            }
-            // A non-blocking connect() returns at once; the socket becomes
-            // writable when the handshake is done (or has failed).
-            let connected = TcpStream::connect(run.server).and_then(|mut stream| {
-                registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-                Ok(stream)
-            });
-            match connected {
-                Ok(stream) => {
-                    self.stream = Some(stream);
-                    self.step = Step::Connecting;
-                    return;
-                }
-                Err(err) => self
-                    .tally
-                    .record(Outcome::Failed(format!("connect failed: {err}"))),
+            // Out of file descriptors or local ports, say.
+            Err(err) => {
+                self.tally
+                    .record(Outcome::Failed(format!("connect failed: {err}")));
+                self.step = Step::Paused;
+                false
             }
         }
     }
@@ -185,13 +207,25 @@ impl Client {
     /// ("edge-triggered"), so stopping earlier would wait for ever.
     fn advance(&mut self, run: &Run, registry: &Registry, token: Token) {
         loop {
-            let Some(stream) = self.stream.as_mut() else {
-                return; // finished, or an event for a connection already dropped
+            let Some(outcome) = self.step_forward(run) else {
+                return; // the next event (or the timeout check) goes on
             };
-            let outcome = match self.step {
+            self.end_request(outcome, registry);
+            if !self.begin(run, registry, token) {
+                return;
+            }
+        }
+    }
+
+    /// Makes the current request progress as far as it can: Some(outcome)
+    /// once it has ended, None when a call would block.
+    fn step_forward(&mut self, run: &Run) -> Option<Outcome> {
+        loop {
+            let stream = self.stream.as_mut()?;
+            match self.step {
                 Step::Connecting => match stream.take_error() {
                     // The handshake failed: refused, unreachable...
-                    Ok(Some(err)) | Err(err) => io_outcome(self.seq, "connect", &err),
+                    Ok(Some(err)) | Err(err) => return Some(io_outcome(self.seq, "connect", &err)),
                     Ok(None) => match stream.peer_addr() {
                         Ok(_) => {
                             self.step = Step::Sending;
@@ -199,11 +233,10 @@ impl Client {
                                 self.started = Instant::now();
                                 self.deadline = self.started + run.timeout;
                             }
-                            continue;
                         }
                         // Still under way: the next event tells.
-                        Err(err) if err.kind() == ErrorKind::NotConnected => return,
-                        Err(err) => io_outcome(self.seq, "connect", &err),
+                        Err(err) if err.kind() == ErrorKind::NotConnected => return None,
+                        Err(err) => return Some(io_outcome(self.seq, "connect", &err)),
                     },
                 },
                 Step::Sending => match stream.write(&self.message[self.written..]) {
@@ -213,60 +246,63 @@ impl Client {
                             continue;
                         }
                         self.step = Step::Receiving;
-                        if !self.once {
-                            continue;
-                        }
                         // tcp-once: our FIN tells the server the request is whole.
-                        match stream.shutdown(Shutdown::Write) {
-                            Ok(()) => continue,
-                            Err(err) => io_outcome(self.seq, "shutdown", &err),
+                        if self.once {
+                            if let Err(err) = stream.shutdown(Shutdown::Write) {
+                                return Some(io_outcome(self.seq, "shutdown", &err));
+                            }
                         }
                     }
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => return,
-                    Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                    Err(err) => io_outcome(self.seq, "send", &err),
+                    // The send buffer is full: wait until it has room.
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => return None,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                    Err(err) => return Some(io_outcome(self.seq, "send", &err)),
                 },
                 Step::Receiving => match stream.read(&mut self.reply[self.received..]) {
                     // tcp-once: the server's FIN ends the reply.
-                    Ok(0) if self.once => check(
-                        &self.message,
-                        &self.reply[..self.received],
-                        self.seq,
-                        self.started,
-                    ),
-                    Ok(0) => io_outcome(self.seq, "receive", &ErrorKind::UnexpectedEof.into()),
+                    Ok(0) if self.once => {
+                        let reply = &self.reply[..self.received];
+                        return Some(check(&self.message, reply, self.seq, self.started));
+                    }
+                    Ok(0) => {
+                        let eof = ErrorKind::UnexpectedEof.into();
+                        return Some(io_outcome(self.seq, "receive", &eof));
+                    }
                     Ok(n) => {
                         self.received += n;
-                        if self.received < self.reply.len() {
-                            continue;
+                        if self.received == self.reply.len() {
+                            return Some(check(&self.message, &self.reply, self.seq, self.started));
                         }
-                        check(&self.message, &self.reply, self.seq, self.started)
                     }
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => return,
-                    Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                    Err(err) => io_outcome(self.seq, "receive", &err),
+                    // Nothing more yet: wait for the rest of the reply.
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => return None,
+                    Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                    Err(err) => return Some(io_outcome(self.seq, "receive", &err)),
                 },
-            };
-            return self.end_request(outcome, run, registry, token);
+                Step::Paused | Step::Finished => return None,
+            }
         }
     }
 
-    /// Records how the request ended and starts the next one.
-    fn end_request(&mut self, outcome: Outcome, run: &Run, registry: &Registry, token: Token) {
+    /// Records how the request ended. The connection goes after every
+    /// tcp-once request, and after a failed or lost one.
+    fn end_request(&mut self, outcome: Outcome, registry: &Registry) {
         if self.once || !matches!(outcome, Outcome::Answered(_)) {
             self.hang_up(registry);
         }
         self.tally.record(outcome);
-        self.next_request(run, registry, token);
     }
 
-    /// Ends the client at once, with its request counted as failed.
+    /// Ends the client at once, with a request in flight counted as failed.
     fn give_up(&mut self, registry: &Registry, why: &str) {
-        if !self.finished {
-            self.hang_up(registry);
+        if matches!(
+            self.step,
+            Step::Connecting | Step::Sending | Step::Receiving
+        ) {
             self.tally.record(Outcome::Failed(why.to_string()));
-            self.finished = true;
         }
+        self.hang_up(registry);
+        self.step = Step::Finished;
     }
 
     /// Stops watching the connection and closes it.

@@ -183,27 +183,40 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// A thread of clients and the flag it raises when they have all finished.
-type Client = (thread::JoinHandle<Vec<Tally>>, Arc<AtomicBool>);
+type ClientThread = (thread::JoinHandle<Vec<Tally>>, Arc<AtomicBool>);
 
 /// Starts the clients: the TCP echo clients all on one thread, the others
-/// on a thread each. Every thread returns its clients' tallies when the run ends.
-fn start_clients(target: Target, clients: u32, shared: &Arc<Run>) -> anyhow::Result<Vec<Client>> {
-    let one_client: fn(u32, &Run, &mut Tally) = match target {
+/// on a thread each. Every thread returns its clients' tallies when the run
+/// ends.
+fn start_clients(
+    target: Target,
+    clients: u32,
+    shared: &Arc<Run>,
+) -> anyhow::Result<Vec<ClientThread>> {
+    match target {
         Target::TcpEcho | Target::TcpOnce => {
             let once = target == Target::TcpOnce;
             let thread = spawn("TCP echo clients".to_string(), shared, move |run| {
                 echo::clients(clients, once, run)
             })?;
-            return Ok(vec![thread]);
+            Ok(vec![thread])
         }
-        Target::UdpEcho => udp::client,
-        Target::Time => |_, run, tally| time::client(run, tally),
-    };
+        Target::UdpEcho => a_thread_each(clients, shared, udp::client),
+        Target::Time => a_thread_each(clients, shared, |_, run, tally| time::client(run, tally)),
+    }
+}
+
+/// Starts `clients` threads, each running `client` with its own number.
+fn a_thread_each(
+    clients: u32,
+    shared: &Arc<Run>,
+    client: fn(u32, &Run, &mut Tally),
+) -> anyhow::Result<Vec<ClientThread>> {
     (0..clients)
         .map(|id| {
             spawn(format!("client {id}"), shared, move |run| {
                 let mut tally = Tally::new(Arc::clone(&run.live));
-                one_client(id, run, &mut tally);
+                client(id, run, &mut tally);
                 vec![tally]
             })
         })
@@ -215,7 +228,7 @@ fn spawn(
     name: String,
     shared: &Arc<Run>,
     clients: impl FnOnce(&Run) -> Vec<Tally> + Send + 'static,
-) -> anyhow::Result<Client> {
+) -> anyhow::Result<ClientThread> {
     let shared = Arc::clone(shared);
     let done = Arc::new(AtomicBool::new(false));
     let done_by_clients = Arc::clone(&done);
@@ -237,7 +250,7 @@ fn spawn(
 
 /// Waits for the clients, redrawing one status line a few times a second
 /// when stderr is a terminal (never into a pipe or a log file).
-fn show_progress(shared: &Run, started: Instant, clients: &[Client]) {
+fn show_progress(shared: &Run, started: Instant, clients: &[ClientThread]) {
     let terminal = std::io::stderr().is_terminal();
     let mut last_drawn = Instant::now();
     while !clients.iter().all(|(_, done)| done.load(Ordering::Relaxed)) {

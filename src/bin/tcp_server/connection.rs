@@ -24,6 +24,8 @@ pub struct Connection {
     reads: u64,
     /// When a byte last moved either way, for --idle-timeout.
     pub last_progress: Instant,
+    /// Waiting in the loop's list for another turn (`Turn::MoreToRead`).
+    pub queued: bool,
 }
 
 /// Where a turn left the connection.
@@ -32,7 +34,7 @@ pub enum Turn {
     /// when it is ready again.
     Waiting,
     /// It used up its reads for this turn and may have more bytes waiting.
-    Busy,
+    MoreToRead,
     /// Done: the reply is sent.
     Finished,
 }
@@ -59,12 +61,16 @@ impl Connection {
             sent: 0,
             reads: 0,
             last_progress: Instant::now(),
+            queued: false,
         }
     }
 
     /// The streaming echo: send what is waiting, then read, uppercase and
     /// send again, until a call would block; after the client's FIN and the
-    /// last reply byte, send our own FIN.
+    /// last reply byte, send our own FIN. mio reports readiness once per
+    /// change ("edge-triggered"): a turn that stops before read() says
+    /// WouldBlock gets no new event for the bytes still waiting, so it
+    /// returns `MoreToRead` and the loop comes back to it.
     pub fn serve_stream(&mut self, buffer: &mut [u8]) -> io::Result<Turn> {
         for _ in 0..READS_PER_TURN {
             // While the client does not take its replies, read nothing
@@ -89,16 +95,20 @@ impl Connection {
                 Err(err) => return Err(err),
             }
         }
-        Ok(Turn::Busy)
+        Ok(Turn::MoreToRead)
     }
 
     /// The classic server: one `recv(buffer)`, reply, close.
     pub fn serve_once(&mut self, buffer: &mut [u8]) -> io::Result<Turn> {
         if self.reads == 0 {
             match self.stream.read(buffer) {
+                // Like the classic server, a FIN with nothing before it
+                // (Ok(0)) is also the one read: 0 bytes back, then close.
                 Ok(n) => self.echo(&mut buffer[..n]),
+                // The client has not sent yet: wait for its bytes.
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Turn::Waiting),
-                Err(err) if err.kind() == ErrorKind::Interrupted => return Ok(Turn::Busy),
+                // A signal interrupted the call: come back to make it again.
+                Err(err) if err.kind() == ErrorKind::Interrupted => return Ok(Turn::MoreToRead),
                 Err(err) => return Err(err),
             }
         }
@@ -149,14 +159,15 @@ impl Connection {
         }
     }
 
-    /// The log line for the end of this connection.
-    pub fn ending(&self, end: &End, once: bool, buffer: usize, idle: Duration) -> String {
+    /// The log lines for the end of this connection.
+    pub fn log_lines(&self, end: &End, once: bool, buffer: usize, idle: Duration) -> Vec<String> {
         let idle = humantime::format_duration(idle);
         match end {
-            End::Failed(err) => format!("error: {err}"),
-            End::Idle => format!("idle for {idle}: closing"),
-            End::NotReading => format!("has not read its replies for {idle}: closing"),
-            End::Finished if once => format!(
+            End::Failed(err) => vec![format!("error: {err}")],
+            End::Idle if once => vec![format!("idle for {idle}: closing")],
+            End::Idle => vec![format!("idle for {idle}: closing"), self.totals()],
+            End::NotReading => vec![format!("has not read its replies for {idle}: closing")],
+            End::Finished if once => vec![format!(
                 "closed after one read: received {n} bytes (--buffer {buffer}), sent {n}{unread}",
                 n = self.received,
                 unread = if self.has_unread_data() {
@@ -164,21 +175,24 @@ impl Connection {
                 } else {
                     ""
                 }
-            ),
-            // How many reads the bytes took shows that TCP is a stream: it
-            // keeps the bytes and their order, not the sender's write
-            // boundaries.
-            End::Finished => format!(
-                "closed: received {} bytes in {}, sent {}",
-                self.received,
-                if self.reads == 1 {
-                    "1 read".to_string()
-                } else {
-                    format!("{} reads", self.reads)
-                },
-                self.sent
-            ),
+            )],
+            End::Finished => vec![self.totals()],
         }
+    }
+
+    /// `closed: received 16 bytes in 3 reads, sent 16`. How many reads the
+    /// bytes took shows that TCP is a stream: it keeps the bytes and their
+    /// order, not the sender's write boundaries.
+    fn totals(&self) -> String {
+        let reads = if self.reads == 1 {
+            "1 read".to_string()
+        } else {
+            format!("{} reads", self.reads)
+        };
+        format!(
+            "closed: received {} bytes in {reads}, sent {}",
+            self.received, self.sent
+        )
     }
 
     /// True if the client sent bytes that were never read. Closing a socket
@@ -188,5 +202,69 @@ impl Connection {
     fn has_unread_data(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.peek(&mut probe), Ok(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream as StdStream};
+
+    /// A connected pair on loopback: the client's blocking std stream and
+    /// the server's side as a Connection.
+    fn pair() -> (StdStream, Connection) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = StdStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (server, peer) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("non-blocking");
+        (client, Connection::new(TcpStream::from_std(server), peer))
+    }
+
+    /// Waits (up to 5 s) until `n` bytes are in the server side's receive buffer.
+    fn wait_for_bytes(connection: &Connection, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut probe = vec![0u8; n];
+        while !matches!(connection.stream.peek(&mut probe), Ok(got) if got == n) {
+            assert!(Instant::now() < deadline, "{n} bytes never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_turn_reads_at_most_its_budget_then_asks_for_another() {
+        let (mut client, mut connection) = pair();
+        let buffer_size = 1024;
+        let sent = (READS_PER_TURN + 4) * buffer_size;
+        client.write_all(&vec![b'x'; sent]).expect("send");
+        wait_for_bytes(&connection, sent);
+        let mut buffer = vec![0u8; buffer_size];
+        let turn = connection.serve_stream(&mut buffer).expect("first turn");
+        assert!(matches!(turn, Turn::MoreToRead));
+        assert_eq!(connection.received, (READS_PER_TURN * buffer_size) as u64);
+        // The next turn reads the rest, and then waits for more.
+        let turn = connection.serve_stream(&mut buffer).expect("second turn");
+        assert!(matches!(turn, Turn::Waiting));
+        assert_eq!(connection.received, sent as u64);
+        let mut echo = vec![0u8; sent];
+        client.read_exact(&mut echo).expect("the echo");
+        assert!(echo.iter().all(|&b| b == b'X'));
+    }
+
+    #[test]
+    fn the_fin_is_sent_after_the_last_reply_byte() {
+        let (mut client, mut connection) = pair();
+        client.write_all(b"last words").expect("send");
+        client.shutdown(Shutdown::Write).expect("FIN");
+        let mut buffer = vec![0u8; 1024];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(connection.serve_stream(&mut buffer), Ok(Turn::Finished)) {
+            assert!(Instant::now() < deadline, "never finished");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).expect("reply, then our FIN");
+        assert_eq!(reply, b"LAST WORDS");
+        let lines = connection.log_lines(&End::Finished, false, 1024, Duration::from_secs(1));
+        assert_eq!(lines, ["closed: received 10 bytes in 1 read, sent 10"]);
     }
 }

@@ -66,7 +66,7 @@ struct Cli {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     max_clients: u32,
 
-    /// Close a connection that sends nothing for this long
+    /// Close a connection that moves no byte either way for this long (it sends nothing, or stops reading its replies)
     #[arg(long, default_value = "5m", value_parser = cli::positive_duration)]
     idle_timeout: Duration,
 }
@@ -105,11 +105,15 @@ struct Server {
     listener: TcpListener,
     connections: HashMap<Token, Connection>,
     next_token: usize,
-    /// Connections that used up their turn with bytes still to read.
-    busy: Vec<Token>,
-    /// When to call `accept()` again, for clients left in the backlog.
+    /// Connections that used up their reads for one turn and may have more
+    /// bytes waiting: no new event will come for those bytes (see
+    /// `Connection::serve_stream`), so the loop gives them their next turn
+    /// itself, after one turn for every other ready connection.
+    more_to_read: Vec<Token>,
+    /// When to call `accept()` again after it failed.
     accept_at: Option<Instant>,
-    /// Set while --max-clients are served and new clients wait.
+    /// Set while --max-clients connections are served: the loop does not
+    /// accept, and new clients wait in the listen backlog.
     at_cap: bool,
     once: bool,
     max_clients: usize,
@@ -130,7 +134,7 @@ impl Server {
             listener,
             connections: HashMap::new(),
             next_token: LISTENER.0 + 1,
-            busy: Vec::new(),
+            more_to_read: Vec::new(),
             accept_at: None,
             at_cap: false,
             once: cli.once,
@@ -151,14 +155,13 @@ impl Server {
             (self.idle_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut next_sweep = Instant::now() + sweep_every;
         loop {
-            let busy = std::mem::take(&mut self.busy);
             let mut wake_at = next_sweep;
             if let Some(at) = self.accept_at {
                 wake_at = wake_at.min(at);
             }
-            // With connections still busy from the last turn, only look
-            // for new events; do not wait.
-            let timeout = if busy.is_empty() {
+            // With connections that have more to read, only look for new
+            // events; do not wait.
+            let timeout = if self.more_to_read.is_empty() {
                 wake_at.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
@@ -169,13 +172,19 @@ impl Server {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err).context("failed to wait for ready sockets"),
             }
+            let queued = std::mem::take(&mut self.more_to_read);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_waiting(),
+                    // Already queued for a turn below: one turn per loop.
+                    token if self.is_queued(token) => {}
                     token => self.serve(token),
                 }
             }
-            for token in busy {
+            for token in queued {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    connection.queued = false;
+                }
                 self.serve(token);
             }
             let now = Instant::now();
@@ -233,6 +242,9 @@ impl Server {
     fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let token = Token(self.next_token);
         self.next_token += 1;
+        // Both, once and for good: an event comes each time bytes arrive,
+        // and each time room frees up in the send buffer after a write
+        // said WouldBlock, so a reply that did not fit is finished later.
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(err) = self.poll.registry().register(&mut stream, token, interest) {
             self.log.peer(
@@ -260,10 +272,20 @@ impl Server {
         match turn {
             // The OS will say when there is more to do.
             Ok(Turn::Waiting) => {}
-            Ok(Turn::Busy) => self.busy.push(token),
+            Ok(Turn::MoreToRead) => {
+                connection.queued = true;
+                self.more_to_read.push(token);
+            }
             Ok(Turn::Finished) => self.close(token, End::Finished),
             Err(err) => self.close(token, End::Failed(err)),
         }
+    }
+
+    /// True if the connection already waits for a turn in `more_to_read`.
+    fn is_queued(&self, token: Token) -> bool {
+        self.connections
+            .get(&token)
+            .is_some_and(|connection| connection.queued)
     }
 
     /// Closes every connection that moved no byte for --idle-timeout.
@@ -286,15 +308,16 @@ impl Server {
             return;
         };
         let _ = self.poll.registry().deregister(&mut connection.stream);
-        let how = connection.ending(&end, self.once, self.buffer.len(), self.idle_timeout);
-        self.log.peer(connection.peer, how);
+        for line in connection.log_lines(&end, self.once, self.buffer.len(), self.idle_timeout) {
+            self.log.peer(connection.peer, line);
+        }
         // Dropping the stream closes the socket: a FIN, or a RST if the
         // client sent bytes that were never read.
         drop(connection);
         if self.at_cap {
             self.at_cap = false;
             self.log.note("a connection finished: accepting again");
-            self.accept_at = Some(Instant::now());
+            self.accept_waiting();
         }
     }
 }
