@@ -80,13 +80,9 @@ impl ConnectionLimit {
         if let Some(slot) = self.try_acquire() {
             return slot;
         }
-        log.note(format_args!(
-            "at the cap: {max} connections are being served (--max-clients {max}); \
-             new clients wait in the listen backlog",
-            max = self.max
-        ));
+        log_at_cap(log, self.max);
         let slot = self.acquire();
-        log.note("a connection finished: accepting again");
+        log_accepting_again(log);
         slot
     }
 
@@ -95,6 +91,20 @@ impl ConnectionLimit {
     fn lock(&self) -> MutexGuard<'_, usize> {
         self.active.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Logs that the server serves `max` connections and stops accepting. Also
+/// used by tcp_server, whose event loop counts its connections itself.
+pub fn log_at_cap(log: Log, max: usize) {
+    log.note(format_args!(
+        "at the cap: {max} connections are being served (--max-clients {max}); \
+         new clients wait in the listen backlog"
+    ));
+}
+
+/// Logs that a connection ended and the server accepts again.
+pub fn log_accepting_again(log: Log) {
+    log.note("a connection finished: accepting again");
 }
 
 impl Drop for Slot {

@@ -391,8 +391,8 @@ fn a_refused_target_is_an_error_with_a_hint() {
 #[test]
 fn bad_arguments_exit_2() {
     for args in [
-        &["127.0.0.1:12000"][..],
-        &["--target", "http", "127.0.0.1:12000"],
+        &["127.0.0.1:1"][..],
+        &["--target", "http", "127.0.0.1:1"],
         &["--target", "udp-echo"],
         &["--target", "udp-echo", "127.0.0.1"],
         &["--target", "udp-echo", "127.0.0.1:0"],

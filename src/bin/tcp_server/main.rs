@@ -42,6 +42,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use socketlab::cli::{self, ServerArgs};
 use socketlab::explain;
+use socketlab::limit;
 use socketlab::listen;
 use socketlab::log::Log;
 
@@ -208,11 +209,7 @@ impl Server {
             if self.connections.len() >= self.max_clients {
                 if !self.at_cap {
                     self.at_cap = true;
-                    self.log.note(format_args!(
-                        "at the cap: {max} connections are being served (--max-clients {max}); \
-                         new clients wait in the listen backlog",
-                        max = self.max_clients
-                    ));
+                    limit::log_at_cap(self.log, self.max_clients);
                 }
                 return;
             }
@@ -316,7 +313,7 @@ impl Server {
         drop(connection);
         if self.at_cap {
             self.at_cap = false;
-            self.log.note("a connection finished: accepting again");
+            limit::log_accepting_again(self.log);
             self.accept_waiting();
         }
     }
