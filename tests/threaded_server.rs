@@ -4,9 +4,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{Server, WAIT};
 
@@ -267,6 +268,8 @@ fn a_port_in_use_ends_the_server_with_a_hint() {
     for bad in [
         &["--max-clients", "0"][..],
         &["--idle", "0s"],
+        &["--message-timeout", "0s"],
+        &["--message-timeout", "soon"],
         &["--bind", "localhost"],
     ] {
         assert_eq!(common::run(EXE, bad, b"").code(), Some(2), "{bad:?}");
@@ -287,4 +290,139 @@ fn at_most_64_kib_is_read_from_a_client() {
         "{line}"
     );
     assert!(line.contains("\"..."), "the log line is cut short: {line}");
+}
+
+/// Waits (bounded) until some line printed so far contains `needle`, in
+/// whatever order the lines came; returns it.
+fn logged(server: &Server, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(line) = server
+            .lines_so_far()
+            .into_iter()
+            .find(|l| l.contains(needle))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?}: {:#?}",
+            server.lines_so_far()
+        );
+        let _ = server.wait_for_line(needle, Duration::from_millis(50));
+    }
+}
+
+/// A client that sends one byte every 200 ms (each `read()` timeout paces
+/// it) until the server answers, then half-closes and reads to the end.
+/// Returns how many bytes it sent and what the server answered.
+fn trickle(mut stream: TcpStream) -> (usize, Vec<u8>) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    let give_up = Instant::now() + WAIT;
+    let mut sent = 0;
+    let mut reply = Vec::new();
+    while reply.is_empty() {
+        assert!(Instant::now() < give_up, "no answer while trickling");
+        stream.write_all(b".").expect("the server still reads");
+        sent += 1;
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => panic!("trickling client: {err}"),
+        }
+    }
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+        .read_to_end(&mut reply)
+        .expect("the rest, then the FIN");
+    (sent, reply)
+}
+
+#[test]
+fn trickling_and_silent_clients_end_at_the_message_timeout_and_a_quick_one_is_served() {
+    // Bad peers: one client that never sends, one that sends a byte every
+    // 200 ms (never pausing for --idle 2s, so only the deadline ends its
+    // message); together they hold both places of --max-clients 2.
+    let server = start(&[
+        "--max-clients",
+        "2",
+        "--idle",
+        "2s",
+        "--message-timeout",
+        "3s",
+    ]);
+    let mut silent = connect(server.addr);
+    server.expect_line(&format!("Accepted connection from {}", local(&silent)));
+    let trickler = connect(server.addr);
+    let slow = local(&trickler);
+    server.expect_line(&format!("Accepted connection from {slow}"));
+    let trickling = thread::spawn(move || trickle(trickler));
+    server.expect_line("at the cap: 2 connections");
+
+    // The quick client waits in the backlog, and is answered once the
+    // deadline has freed a place.
+    let mut quick = connect(server.addr);
+    assert_eq!(talk(&mut quick, b"quick"), BANNER);
+    assert_eq!(banner(&mut silent), BANNER);
+    let (sent, reply) = trickling.join().expect("trickling client");
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        BANNER,
+        "after {sent} bytes"
+    );
+
+    // The three log lines come in any order: wait until all are there.
+    let silent_line = logged(
+        &server,
+        &format!(
+            "{} Received: \"\" (0 bytes; the client sent nothing for 3s (--message-timeout))",
+            local(&silent)
+        ),
+    );
+    let slow_line = logged(&server, &format!("{slow} Received: \"."));
+    assert!(
+        slow_line.ends_with("the client was still sending after 3s (--message-timeout))"),
+        "{slow_line}"
+    );
+    logged(&server, &format!("{} Received: \"quick\"", local(&quick)));
+    assert!(silent_line.contains("sent nothing"));
+    let quick_accepted = position(
+        &server,
+        &[&format!("Accepted connection from {}", local(&quick))],
+    );
+    let first_cut = position(&server, &["(--message-timeout))"]);
+    assert!(
+        first_cut < quick_accepted,
+        "the quick client was accepted beyond the cap: {:#?}",
+        server.lines_so_far()
+    );
+}
+
+#[test]
+fn with_single_a_silent_client_blocks_the_next_only_until_the_message_timeout() {
+    // Bad peer: a client that connects and never sends. One at a time, it
+    // holds the accept loop itself: head-of-line blocking, but bounded.
+    let server = start(&["--single", "--message-timeout", "1s"]);
+    let mut silent = connect(server.addr);
+    server.expect_line(&format!("Accepted connection from {}", local(&silent)));
+    let mut next = connect(server.addr);
+    assert_eq!(talk(&mut next, b"next"), BANNER);
+    assert_eq!(banner(&mut silent), BANNER);
+    let cut = position(
+        &server,
+        &[&local(&silent).to_string(), "sent nothing for 1s"],
+    );
+    let next_accepted = position(
+        &server,
+        &[&format!("Accepted connection from {}", local(&next))],
+    );
+    assert!(cut < next_accepted, "{:#?}", server.lines_so_far());
 }

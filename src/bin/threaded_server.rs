@@ -11,7 +11,10 @@
 //! A thread per connection has no natural limit, so `--max-clients` caps
 //! them: at the cap the server stops calling `accept()`, and new clients
 //! wait in the kernel's listen backlog (their handshake has completed; they
-//! are queued, not refused) until a connection finishes.
+//! are queued, not refused) until a connection finishes. So that clients
+//! who say nothing, or trickle a byte at a time, cannot hold every place
+//! for ever, a client's whole message must arrive within `--message-timeout`
+//! of its `accept()`: a deadline that no byte moves on.
 //!
 //! It binds 127.0.0.1 by default, like the seed: only this machine can
 //! connect. Give `--bind 0.0.0.0` to serve other hosts.
@@ -25,23 +28,26 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use socket2::{Domain, Protocol, Socket, Type};
 use socketlab::cli::{self, ServerArgs};
 use socketlab::explain::{self, Proto, Step};
 use socketlab::limit::{ConnectionLimit, Slot};
-use socketlab::listen;
+use socketlab::listen::{close_gracefully, pause_after_accept_error};
 use socketlab::log::Log;
 use socketlab::printable;
 
+/// How many connections whose handshake the kernel has completed may wait
+/// for `accept()`. The classic lab's `listen(1)` makes the kernel drop new
+/// SYNs as soon as one client waits; 1024 queues a thousand clients (Linux
+/// caps it at `net.core.somaxconn`, 4096 by default).
+const BACKLOG: i32 = 1024;
+
 /// The most a client may send; the rest is not read.
 const MAX_MESSAGE: usize = 64 * 1024;
-
-/// How long a client that has connected but sent nothing is waited for
-/// (`nc` with nothing typed yet); after that it gets the banner anyway.
-const SILENT_CLIENT: Duration = Duration::from_secs(60);
 
 /// Accept TCP connections, one thread each: log what a client sends, reply with a banner (seed 003)
 #[derive(Parser, Debug)]
@@ -70,6 +76,11 @@ struct Cli {
     /// Once a client has started sending, a pause this long ends its message
     #[arg(long, default_value = "500ms", value_parser = cli::positive_duration)]
     idle: Duration,
+
+    /// The whole message must arrive within this long of accept(); a client
+    /// that is silent or still sending then gets the banner and is closed
+    #[arg(long, default_value = "60s", value_parser = cli::positive_duration)]
+    message_timeout: Duration,
 }
 
 /// What every connection needs, shared by all of their threads.
@@ -77,6 +88,7 @@ struct Cli {
 struct Service {
     banner: Vec<u8>,
     idle: Duration,
+    message_timeout: Duration,
     log: Log,
 }
 
@@ -86,7 +98,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let listener = listen::tcp(cli.server.addr())?;
+    let listener = listen(cli.server.addr())?;
     let local = listener
         .local_addr()
         .context("failed to read the bound address")?;
@@ -94,6 +106,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let service = Arc::new(Service {
         banner: format!("{}\n", cli.reply).into_bytes(),
         idle: cli.idle,
+        message_timeout: cli.message_timeout,
         log: cli.server.log(),
     });
     if cli.single {
@@ -101,6 +114,30 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     } else {
         thread_per_connection(&listener, &service, cli.max_clients as usize)
     }
+}
+
+/// `socket()`, `bind()`, `listen()`: the listening socket, one call each
+/// (socket2 shows what `TcpListener::bind` does in one go).
+fn listen(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let step = || Step::Bind {
+        proto: Proto::Tcp,
+        addr,
+    };
+    // socket(AF_INET or AF_INET6, SOCK_STREAM, IPPROTO_TCP): no address yet.
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .with_context(step)?;
+    // SO_REUSEADDR lets a restarted server bind its port while connections
+    // of its previous run still sit in TIME_WAIT. (On Windows the option
+    // means "share a port in use", so it is set on Unix only.)
+    if cfg!(unix) {
+        socket.set_reuse_address(true).with_context(step)?;
+    }
+    // bind(): claim the address and port; it fails if another socket holds them.
+    socket.bind(&addr.into()).with_context(step)?;
+    // listen(): from now on the kernel answers SYNs itself and queues up to
+    // BACKLOG completed connections until accept() takes them.
+    socket.listen(BACKLOG).with_context(step)?;
+    Ok(socket.into())
 }
 
 /// The accept loop of the threaded server: a slot, then `accept()`, then a
@@ -154,7 +191,7 @@ fn accept(listener: &TcpListener, log: Log) -> Option<(TcpStream, SocketAddr)> {
         }
         Err(err) => {
             log.note(format_args!("accept failed: {err} (still serving)"));
-            listen::pause_after_accept_error(&err);
+            pause_after_accept_error(&err);
             None
         }
     }
@@ -170,8 +207,9 @@ fn serve(stream: TcpStream, peer: SocketAddr, service: &Service, slot: Slot) {
 /// close; a failure is logged with the peer, and the server goes on.
 fn converse_and_log(mut stream: TcpStream, peer: SocketAddr, service: &Service) {
     let log = service.log;
+    let deadline = Instant::now() + service.message_timeout;
     let mut message = Vec::new();
-    let end = match read_message(&mut stream, &mut message, service.idle) {
+    let end = match read_message(&mut stream, &mut message, deadline, service.idle) {
         Ok(end) => end,
         Err(err) => {
             let step = Step::Receive {
@@ -184,21 +222,25 @@ fn converse_and_log(mut stream: TcpStream, peer: SocketAddr, service: &Service) 
     log.peer(
         peer,
         format_args!(
-            "Received: {} ({} bytes; {end})",
+            "Received: {} ({} bytes; {})",
             printable::quoted(&message, 200),
-            message.len()
+            message.len(),
+            end.describe(service)
         ),
     );
-    match reply(&mut stream, &service.banner) {
-        Ok(()) => log.peer(peer, "sent the banner and closed"),
-        Err(err) => {
-            let step = Step::Send {
-                proto: Proto::Tcp,
-                peer,
-            };
-            log_failure(log, peer, &step, &err, message.len());
-        }
+    if let Err(err) = reply(&mut stream, &service.banner) {
+        let step = Step::Send {
+            proto: Proto::Tcp,
+            peer,
+        };
+        return log_failure(log, peer, &step, &err, message.len());
     }
+    if end.more_may_come() {
+        // Read and discard what is still on its way, so that closing does
+        // not answer it with a RST that could destroy the banner in flight.
+        close_gracefully(&stream);
+    }
+    log.peer(peer, "sent the banner and closed");
 }
 
 /// One log line for a connection that failed: what the OS said and what it means.
@@ -217,49 +259,66 @@ fn log_failure(log: Log, peer: SocketAddr, step: &Step, err: &io::Error, receive
 }
 
 /// Why the server stopped reading a client's message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     /// `read()` returned 0: the client's FIN, `shutdown(Write)` or close.
     HalfClosed,
     /// The client sent something, then nothing for `--idle`.
-    Paused(Duration),
-    /// The client connected and sent nothing at all.
+    Paused,
+    /// The client connected and sent nothing before `--message-timeout`.
     Silent,
+    /// The client was still sending at `--message-timeout`: it trickles.
+    StillSending,
     /// [`MAX_MESSAGE`] bytes arrived.
     Full,
 }
 
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl End {
+    /// The end of the log line that shows the message.
+    fn describe(self, service: &Service) -> String {
+        let idle = humantime::format_duration(service.idle);
+        let limit = humantime::format_duration(service.message_timeout);
         match self {
-            End::HalfClosed => write!(f, "the client half-closed"),
-            End::Paused(idle) => write!(
-                f,
-                "the client paused for {}",
-                humantime::format_duration(*idle)
-            ),
-            End::Silent => write!(
-                f,
-                "the client sent nothing for {}",
-                humantime::format_duration(SILENT_CLIENT)
-            ),
-            End::Full => write!(f, "{} KiB, the most read from a client", MAX_MESSAGE / 1024),
+            End::HalfClosed => "the client half-closed".to_string(),
+            End::Paused => format!("the client paused for {idle}"),
+            End::Silent => format!("the client sent nothing for {limit} (--message-timeout)"),
+            End::StillSending => {
+                format!("the client was still sending after {limit} (--message-timeout)")
+            }
+            End::Full => format!("{} KiB, the most read from a client", MAX_MESSAGE / 1024),
         }
+    }
+
+    /// True if the client may still be sending when the server answers.
+    fn more_may_come(self) -> bool {
+        matches!(self, End::StillSending | End::Full)
     }
 }
 
-/// Reads into `message` until the client half-closes, pauses or fills
-/// [`MAX_MESSAGE`]. TCP is a byte stream: one `read()` returns whatever has
-/// arrived, which may be part of what the client sent in one `send()`.
-fn read_message(stream: &mut TcpStream, message: &mut Vec<u8>, idle: Duration) -> io::Result<End> {
+/// Reads into `message` until the client half-closes, pauses for `idle`,
+/// fills [`MAX_MESSAGE`], or `deadline` passes. TCP is a byte stream: one
+/// `read()` returns whatever has arrived, which may be part of what the
+/// client sent in one `send()`.
+fn read_message(
+    stream: &mut TcpStream,
+    message: &mut Vec<u8>,
+    deadline: Instant,
+    idle: Duration,
+) -> io::Result<End> {
     let mut buf = [0u8; 4096];
     loop {
-        // SO_RCVTIMEO bounds each read(): long for the first byte, --idle after.
+        // SO_RCVTIMEO bounds one read(), and restarts with the next: so it
+        // is set before each read to the time left before the deadline
+        // (and, once the client has started, to no more than --idle).
+        let left = deadline.saturating_duration_since(Instant::now());
         let wait = if message.is_empty() {
-            SILENT_CLIENT
+            left
         } else {
-            idle
+            left.min(idle)
         };
+        if wait.is_zero() {
+            return Ok(at_deadline(message));
+        }
         stream.set_read_timeout(Some(wait))?;
         let room = (MAX_MESSAGE - message.len()).min(buf.len());
         match stream.read(&mut buf[..room]) {
@@ -271,18 +330,26 @@ fn read_message(stream: &mut TcpStream, message: &mut Vec<u8>, idle: Duration) -
                     return Ok(End::Full);
                 }
             }
-            // The read timeout expired: the client is quiet.
+            // The read timeout expired: the client paused, or its time is
+            // up (the loop's next turn sees that the deadline has passed).
             Err(err) if explain::is_timeout(&err) => {
-                return Ok(if message.is_empty() {
-                    End::Silent
-                } else {
-                    End::Paused(idle)
-                });
+                if !message.is_empty() && Instant::now() < deadline {
+                    return Ok(End::Paused);
+                }
             }
             // A signal interrupted read(); nothing was lost, read again.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Why the message ended when its deadline passed.
+fn at_deadline(message: &[u8]) -> End {
+    if message.is_empty() {
+        End::Silent
+    } else {
+        End::StillSending
     }
 }
 
