@@ -8,7 +8,6 @@
 //! - [`limit`]: a cap on how many connections a server serves at once.
 //! - [`listen`]: a TCP listening socket with a real backlog, and closing one gracefully.
 //! - [`log`]: one timestamped line per server event.
-//! - [`pool`]: a fixed pool of worker threads (the Rust Book's `ThreadPool`).
 //! - [`printable`]: shows received bytes in a log line, escaping what is not text.
 //! - [`random`]: a tiny seedable random number generator.
 //! - [`rtt`]: round-trip times and ping-style statistics.
@@ -21,7 +20,6 @@ pub mod http;
 pub mod limit;
 pub mod listen;
 pub mod log;
-pub mod pool;
 pub mod printable;
 pub mod random;
 pub mod rtt;

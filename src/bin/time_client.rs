@@ -16,7 +16,7 @@
 //! Terminal 2: `cargo run --bin time_client` (or `-- --request time --count 5`)
 //! Worksheet:  labs/05-time-service.md
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use socketlab::cli::ClientArgs;
+use socketlab::connect;
 use socketlab::explain::{self, Proto, Step, is_timeout};
 use socketlab::random::Rng;
 use socketlab::rtt::{self, Stats};
@@ -100,7 +101,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let stream = connect(&cli.client)?;
+    // connect() to the first of the server's addresses that answers
+    // (`localhost` may be 127.0.0.1 and ::1).
+    let stream = connect::tcp(&cli.client.resolve()?, cli.client.timeout)?;
     let session = handshake(stream, cli)?;
     match cli.request {
         Some(ask) => ask_repeatedly(session, ask.into(), cli),
@@ -108,89 +111,78 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Connects to the first of the server's addresses that answers.
-fn connect(client: &ClientArgs) -> anyhow::Result<TcpStream> {
-    let mut last_error = None;
-    for addr in client.resolve()? {
-        match TcpStream::connect_timeout(&addr, client.timeout).context(Step::Connect {
-            proto: Proto::Tcp,
-            addr,
-        }) {
-            Ok(stream) => return Ok(stream),
-            Err(err) => last_error = Some(err),
-        }
-    }
-    Err(last_error.expect("resolve returns at least one address"))
-}
-
 /// The client's side of the key exchange (labs/time-protocol.md).
 fn handshake(stream: TcpStream, cli: &Cli) -> anyhow::Result<Session> {
     let server = stream
         .peer_addr()
         .context("failed to read the peer address")?;
-    let mut writer = stream
+    let writer = stream
         .try_clone()
         .context("failed to duplicate the socket")?;
-    let mut reader = BufReader::new(stream);
-    let send = |writer: &mut TcpStream, hello: Hello| {
-        writer
-            .write_all(format!("{hello}\n").as_bytes())
-            .context(Step::Send {
-                proto: Proto::Tcp,
-                peer: server,
-            })
+    let mut session = Session {
+        reader: BufReader::new(stream),
+        writer,
+        server,
+        key: 0,
     };
     if cli.plain {
-        send(&mut writer, Hello::Plain)?;
-        if let Hello::Key(_) = server_line(&mut reader, server, cli.client.timeout)? {
+        send_hello(&mut session, Hello::Plain)?;
+        if let Hello::Key(_) = server_line(&mut session.reader, server, cli.client.timeout)? {
             return Err(explain::hinted(
                 "the server answered PLAIN with a public key: it encrypts",
                 MODE_HINT,
             ));
         }
-        return Ok(Session {
-            reader,
-            writer,
-            server,
-            key: 0,
-        });
+        return Ok(session);
     }
     let mut rng = Rng::from_entropy();
-    loop {
-        let pair = KeyPair::generate(&mut rng);
-        send(&mut writer, Hello::Key(pair.public))?;
-        let Hello::Key(server_public) = server_line(&mut reader, server, cli.client.timeout)?
-        else {
-            return Err(explain::hinted(
-                "the server answered our public key with PLAIN: it runs --plain",
-                MODE_HINT,
-            ));
-        };
-        let secret = pair.shared_secret(server_public);
-        let key = caesar_key(secret);
-        if cli.verbose {
-            println!(
-                "DH: p = {P}, g = {G}; my private key a = {a}, my public key A = g^a mod p = {A}",
-                a = pair.private,
-                A = pair.public
-            );
-            println!(
-                "DH: server's public key B = {server_public}; secret s = B^a mod p = {secret}; Caesar key k = s mod 256 = {key}"
-            );
-        }
-        if key != 0 {
-            return Ok(Session {
-                reader,
-                writer,
-                server,
-                key,
-            });
-        }
-        // Key 0 would shift nothing; the server sees the same and waits for a new key.
-        if cli.verbose {
+    // Key 0 would shift nothing; the server sees the same and waits for a new key.
+    while session.key == 0 {
+        session.key = exchange_keys(&mut session, &mut rng, cli)?;
+        if session.key == 0 && cli.verbose {
             println!("DH: key 0 would send plain text: exchanging again with a new private key");
         }
     }
+    Ok(session)
+}
+
+/// One Diffie-Hellman exchange: our public key out, the server's in;
+/// returns the Caesar key (which may be 0).
+fn exchange_keys(session: &mut Session, rng: &mut Rng, cli: &Cli) -> anyhow::Result<u8> {
+    let pair = KeyPair::generate(rng);
+    send_hello(session, Hello::Key(pair.public))?;
+    let Hello::Key(server_public) =
+        server_line(&mut session.reader, session.server, cli.client.timeout)?
+    else {
+        return Err(explain::hinted(
+            "the server answered our public key with PLAIN: it runs --plain",
+            MODE_HINT,
+        ));
+    };
+    let secret = pair.shared_secret(server_public);
+    let key = caesar_key(secret);
+    if cli.verbose {
+        println!(
+            "DH: p = {P}, g = {G}; my private key a = {a}, my public key A = g^a mod p = {A}",
+            a = pair.private,
+            A = pair.public
+        );
+        println!(
+            "DH: server's public key B = {server_public}; secret s = B^a mod p = {secret}; Caesar key k = s mod 256 = {key}"
+        );
+    }
+    Ok(key)
+}
+
+/// Sends one handshake line.
+fn send_hello(session: &mut Session, hello: Hello) -> anyhow::Result<()> {
+    session
+        .writer
+        .write_all(format!("{hello}\n").as_bytes())
+        .context(Step::Send {
+            proto: Proto::Tcp,
+            peer: session.server,
+        })
 }
 
 /// Waits for the server's handshake line; an `ERROR` line becomes the error.
@@ -260,6 +252,11 @@ const NOT_A_TIME_SERVER_HINT: &str = "a time_server answers a KEY line with 'KEY
 const SESSION_ENDED_HINT: &str = "the server ended the session (it stopped, or refused a frame): \
      its log says why; start time_client again";
 
+/// For a session the server closed while it waited for a request.
+const IDLE_HINT: &str = "time_server closes a session that sends no request for its \
+     --idle-timeout (2m by default), so that the worker can serve another client: start \
+     time_client again";
+
 /// The seed's menu, until 4 or the end of input.
 fn menu(mut session: Session) -> anyhow::Result<()> {
     let local = session
@@ -328,6 +325,7 @@ fn ask_repeatedly(mut session: Session, request: Request, cli: &Cli) -> anyhow::
 /// Sends one request frame and waits for the answer frame; returns the
 /// answer and the round-trip time.
 fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Duration)> {
+    still_open(session)?;
     let peer = session.server;
     let started = Instant::now();
     write_frame(
@@ -365,4 +363,40 @@ fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Durat
     };
     let rtt = started.elapsed();
     Ok((String::from_utf8_lossy(&answer).into_owned(), rtt))
+}
+
+/// Before a request: has the server spoken first, or closed? time_server
+/// ends a session that sent no request for its `--idle-timeout` with an
+/// ERROR frame and a FIN; a person back at the menu is told that here,
+/// rather than getting it as the answer to the request they chose.
+fn still_open(session: &mut Session) -> anyhow::Result<()> {
+    let peer = session.server;
+    let step = || Step::Receive {
+        proto: Proto::Tcp,
+        peer,
+    };
+    // A look without waiting (O_NONBLOCK): EWOULDBLOCK means nothing has
+    // arrived, which is how an open session looks between requests.
+    let socket = session.reader.get_ref();
+    socket.set_nonblocking(true).with_context(step)?;
+    let arrived = session.reader.fill_buf().map(|bytes| !bytes.is_empty());
+    session
+        .reader
+        .get_ref()
+        .set_nonblocking(false)
+        .with_context(step)?;
+    let why = match arrived {
+        Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
+        Err(err) => return Err(err).with_context(step),
+        // read() returned 0: the server's FIN.
+        Ok(false) => "it closed the connection".to_string(),
+        Ok(true) => match read_frame(&mut session.reader, session.key) {
+            Ok(Some(said)) => String::from_utf8_lossy(&said).into_owned(),
+            _ => "it sent something nobody asked for and closed".to_string(),
+        },
+    };
+    Err(explain::hinted(
+        format!("the server ended the session: {why}"),
+        IDLE_HINT,
+    ))
 }

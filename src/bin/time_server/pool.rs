@@ -1,5 +1,5 @@
-//! A fixed pool of worker threads: the Rust Book's `ThreadPool` (chapter 21),
-//! grown up for a server that must not fall over.
+//! time_server's fixed pool of worker threads: the Rust Book's `ThreadPool`
+//! (chapter 21), grown up for a server that must not fall over.
 //!
 //! A thread per connection (`threaded_server`) starts a thread for every
 //! client, however many come. A pool starts `size` threads once; each
@@ -11,13 +11,15 @@
 //!   will not start a thread (`thread::Builder::spawn`);
 //! - a job that panics is caught, so its worker goes on serving;
 //! - a poisoned lock is used anyway: the only thing it guards is the
-//!   receiving end of the channel, which a panic cannot leave half-changed.
+//!   receiving end of the channel, which a panic cannot leave half-changed;
+//! - its own reports go to stderr without `eprintln!`, which would panic
+//!   if stderr were closed.
 //!
 //! Shutdown is the book's: dropping the pool drops the channel's sender, each
 //! worker's `recv()` then fails once the queued jobs are done, its loop ends,
 //! and `Drop` joins every thread.
 
-use std::io;
+use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -91,7 +93,10 @@ impl Drop for ThreadPool {
                 // A worker catches its jobs' panics, so join() fails only if
                 // the worker loop itself panicked; there is nothing left to do.
                 if thread.join().is_err() {
-                    eprintln!("worker {} had stopped with a panic", worker.id);
+                    report(format_args!(
+                        "worker {} had stopped with a panic",
+                        worker.id
+                    ));
                 }
             }
         }
@@ -127,8 +132,15 @@ impl Worker {
 /// Runs one job; a panic in it is reported and the worker carries on.
 fn run(id: usize, job: Job) {
     if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-        eprintln!("worker {id}: a job panicked; the worker goes on");
+        report(format_args!(
+            "worker {id}: a job panicked; the worker goes on"
+        ));
     }
+}
+
+/// One line on stderr; if stderr is gone there is nobody to tell.
+fn report(what: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "{what}");
 }
 
 #[cfg(test)]
