@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -603,6 +603,23 @@ fn bad_handshakes_get_an_error_line_and_the_server_goes_on() {
             raw.local()
         ));
     }
+    // A KEY line longer than 256 bytes (the protocol's limit): refused as
+    // not a handshake line at all, whatever it began with.
+    let mut raw = Raw::connect(server.addr);
+    raw.send(format!("KEY {}\n", "9".repeat(300)).as_bytes());
+    assert_eq!(
+        raw.line(),
+        format!(
+            "ERROR expected 'KEY <public key>' or 'PLAIN', got \"KEY {}\"...\n",
+            "9".repeat(36)
+        )
+    );
+    assert!(raw.closed_by_server());
+    server.expect_line(&format!(
+        "{} connection closed: handshake refused: expected 'KEY",
+        raw.local()
+    ));
+    drop(raw);
     // 100 kB of binary garbage without a newline: refused after 256 bytes.
     let mut raw = Raw::connect(server.addr);
     let garbage: Vec<u8> = (0..100_000u32)
@@ -747,6 +764,127 @@ fn a_client_trickling_its_handshake_is_dropped_at_the_deadline() {
 }
 
 #[test]
+fn a_client_trickling_a_request_frame_is_dropped_at_the_request_timeout() {
+    // Bad peer: after the key exchange, a frame sent a byte every 400 ms,
+    // 2.4 s in all; SO_RCVTIMEO alone would restart with every byte.
+    let server = server(&["--threads", "1", "--request-timeout", "1s"]);
+    let mut slow = Raw::connect(server.addr);
+    let key = slow.handshake();
+    let local = slow.local();
+    let frame = encode_frame(key, b"TIME");
+    slow.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .expect("timeout");
+    let mut told = Vec::new();
+    for byte in &frame[..frame.len() - 1] {
+        if slow.writer.write_all(&[*byte]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 128];
+        match slow.reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => told.extend_from_slice(&buf[..n]),
+            // The pacing timeout: nothing from the server yet.
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    server.expect_line(&format!(
+        "{local} connection closed: request frame not complete within 1s (--request-timeout"
+    ));
+    let told = read_frame(&mut &told[..], key).expect("a whole frame");
+    assert_eq!(
+        told.as_deref(),
+        Some(&b"ERROR request not complete within 1s"[..])
+    );
+    // The only worker is free again: a quick client is served.
+    assert_still_serves(&server);
+}
+
+#[test]
+fn idle_clients_after_the_handshake_are_told_and_closed_and_the_next_is_served() {
+    // Bad peers: 33 clients that finish the key exchange and then send
+    // nothing, against 32 workers: 32 hold every worker, the 33rd waits in
+    // the backlog with them. Only --idle-timeout frees the workers.
+    let server = server(&["--threads", "32", "--idle-timeout", "2s"]);
+    let mut idle: Vec<(Raw, u8)> = (0..32)
+        .map(|_| {
+            let mut raw = Raw::connect(server.addr);
+            let key = raw.handshake();
+            (raw, key)
+        })
+        .collect();
+    let queued = Raw::connect(server.addr);
+    let queued_local = queued.local();
+    // A quick client, behind all of them: served once the limit passes.
+    let out = client(&server, &["--request", "date", "--timeout", "10s"], b"");
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    assert!(
+        out.stdout.contains("Response: 2026-11-21 with RTT"),
+        "{}",
+        out.stdout
+    );
+    // Every idle client was told why, in an ERROR frame, then closed.
+    for (raw, key) in &mut idle {
+        assert_eq!(
+            raw.answer(*key),
+            "ERROR idle for 2s: the server closes the session to free its worker for other clients"
+        );
+        assert!(raw.closed_by_server());
+    }
+    let lines = server.lines_so_far();
+    let first_idle_close = lines
+        .iter()
+        .position(|l| l.contains("connection closed: no request for 2s (--idle-timeout)"))
+        .unwrap_or_else(|| panic!("no idle close: {lines:#?}"));
+    let queued_open = lines
+        .iter()
+        .position(|l| l.contains(&format!("{queued_local} connection open")))
+        .unwrap_or_else(|| panic!("the 33rd was never accepted: {lines:#?}"));
+    assert!(
+        first_idle_close < queued_open,
+        "the 33rd was accepted while 32 workers were busy: {lines:#?}"
+    );
+    drop(queued);
+}
+
+#[test]
+fn the_menu_after_the_idle_timeout_says_the_server_ended_the_session() {
+    let server = server(&["--idle-timeout", "1s"]);
+    let mut child = Command::new(CLIENT)
+        .args(["--port", &server.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start time_client");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(b"2\n").expect("choice");
+    server.expect_line("\"DATE\" -> 2026-11-21");
+    server.expect_line("connection closed: no request for 1s (--idle-timeout)");
+    // Back at the menu after the limit: the client says what happened
+    // instead of printing the server's ERROR frame as a response.
+    stdin.write_all(b"1\n").expect("choice");
+    drop(stdin);
+    let out = finish(child);
+    assert_error_and_hint(&out, "--idle-timeout");
+    assert!(
+        out.stderr.starts_with(
+            "error: the server ended the session: ERROR idle for 1s: the server closes the session"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout.matches("Response: ").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn a_bad_clock_setting_is_a_setup_error() {
     let out = run_with_env(
         SERVER,
@@ -778,6 +916,7 @@ fn help_shows_every_default() {
         "[default: 7777]",
         "[default: 32]",
         "[default: 5s]",
+        "[default: 2m]",
         "[default: 0.0.0.0]",
     ] {
         assert!(
@@ -803,6 +942,9 @@ fn help_shows_every_default() {
         &["--threads", "0"][..],
         &["--threads", "x"],
         &["--handshake-timeout", "0s"],
+        &["--request-timeout", "0s"],
+        &["--idle-timeout", "0s"],
+        &["--idle-timeout", "later"],
     ] {
         assert_eq!(run(SERVER, bad, b"").code(), Some(2), "{bad:?}");
     }
@@ -814,12 +956,38 @@ fn help_shows_every_default() {
     assert_eq!(run(CLIENT, &["--request", "weather"], b"").code(), Some(2));
 }
 
+/// Waits (bounded) for a client started with piped stdout and stderr to
+/// exit, and collects what it printed.
+fn finish(child: Child) -> common::Output {
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WAIT) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("time_client did not exit within {WAIT:?}");
+    };
+    let out = out.expect("time_client's output");
+    common::Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout_bytes: out.stdout,
+    }
+}
+
 /// A good client still gets its answer.
 fn assert_still_serves(server: &Server) {
     let out = client(server, &["--request", "time", "--timeout", "10s"], b"");
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    // (It may first print that it waits for a free worker: a worker that
+    // closed a bad client reads what that client still sends for up to a
+    // second before it closes the socket.)
     assert!(
-        out.stdout.starts_with("Response: 14:02:19.198"),
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("Response: 14:02:19.198")),
         "{}",
         out.stdout
     );
