@@ -10,7 +10,9 @@
 //!
 //! If the server does not answer the key exchange within a second, every
 //! one of its workers is busy: this connection waits in the server's listen
-//! backlog until a client leaves, and the client says so.
+//! backlog until a client leaves, and the client says so. A session left
+//! at the menu longer than the server's `--idle-timeout` (2 minutes) is
+//! closed by the server, to free its worker; the next choice says so.
 //!
 //! Terminal 1: `cargo run --bin time_server`
 //! Terminal 2: `cargo run --bin time_client` (or `-- --request time --count 5`)
@@ -254,8 +256,8 @@ const SESSION_ENDED_HINT: &str = "the server ended the session (it stopped, or r
 
 /// For a session the server closed while it waited for a request.
 const IDLE_HINT: &str = "time_server closes a session that sends no request for its \
-     --idle-timeout (2m by default), so that the worker can serve another client: start \
-     time_client again";
+     --idle-timeout (2m by default), so that the worker can serve another client; the \
+     server's log says why it closed this one: start time_client again";
 
 /// The seed's menu, until 4 or the end of input.
 fn menu(mut session: Session) -> anyhow::Result<()> {
