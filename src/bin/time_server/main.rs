@@ -80,7 +80,7 @@ struct Cli {
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
     handshake_timeout: Duration,
 
-    /// How long a request frame may take to arrive once its first byte has
+    /// How long a whole request frame may take to arrive, counted from its first byte
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
     request_timeout: Duration,
 
