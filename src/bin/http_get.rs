@@ -214,8 +214,8 @@ impl Conn<'_> {
         loop {
             let room = MAX_HEAD.saturating_sub(bytes.len());
             let Some(line) = self.line(&mut bytes, room)? else {
-                return Err(match room {
-                    0 => no_end(self.peer),
+                return Err(match bytes.len() {
+                    MAX_HEAD => no_end(self.peer),
                     _ => self.closed(&format!(
                         "in the response head, after {} bytes",
                         bytes.len()
