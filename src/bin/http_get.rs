@@ -42,6 +42,9 @@ const MAX_SHOWN: usize = 4 * 1024 * 1024;
 /// With `--raw-request`: how long to wait for more after the response, and how much to keep.
 const MORE_WAIT: Duration = Duration::from_secs(1);
 const MORE_MAX: usize = 1024 * 1024;
+/// What a head must be (the rule a bad one breaks).
+const EMPTY_LINE: &str = "a response head is a status line and `Name: value` header lines, \
+                          ended by an empty line (RFC 9112 §2.1, §5)";
 
 /// Fetch an http:// URL with a GET request written by hand on a TCP socket (seed 003)
 #[derive(Parser, Debug)]
@@ -190,12 +193,10 @@ impl Conn<'_> {
                 head.status
             );
         }
-        let peer = self.peer;
-        Err(hinted(
-            format!("{peer} sent more than {MAX_INTERIM} interim (1xx) responses, no final one"),
-            "a 1xx response only says that the final response follows (RFC 9110 §15.2); a \
-             real server sends one or two (100 Continue, 103 Early Hints): this one is broken",
-        ))
+        let what = format!("more than {MAX_INTERIM} interim (1xx) responses, no final one");
+        let rule = "a 1xx response says that the final response follows, and a server sends one \
+                    or two (100 Continue, 103 Early Hints, RFC 9110 §15.2)";
+        Err(broken(self.peer, what, rule))
     }
 
     /// The status line (`HTTP/1.1 200 OK`), then header lines (`Name: value`)
@@ -208,14 +209,25 @@ impl Conn<'_> {
             None => None,
         };
         let Some(status) = status else {
-            return Err(not_http(self.peer, "no HTTP/1.x status line", &bytes));
+            let began = quoted(&bytes, 120);
+            let rule =
+                "a response begins with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)";
+            return Err(broken(
+                self.peer,
+                format!("no status line; it began {began}"),
+                rule,
+            ));
         };
         let mut fields = Vec::new();
         loop {
             let room = MAX_HEAD.saturating_sub(bytes.len());
             let Some(line) = self.line(&mut bytes, room)? else {
                 return Err(match bytes.len() {
-                    MAX_HEAD => no_end(self.peer),
+                    MAX_HEAD => broken(
+                        self.peer,
+                        format!("no end after {MAX_HEAD} bytes"),
+                        EMPTY_LINE,
+                    ),
                     _ => self.closed(&format!(
                         "in the response head, after {} bytes",
                         bytes.len()
@@ -233,7 +245,10 @@ impl Conn<'_> {
                 Some((name, value)) if is_token(name) => {
                     fields.push((name.to_string(), value.trim().to_string()));
                 }
-                _ => return Err(not_http(self.peer, "a bad header line", line.as_bytes())),
+                _ => {
+                    let what = format!("a bad header line {}", quoted(line.as_bytes(), 120));
+                    return Err(broken(self.peer, what, EMPTY_LINE));
+                }
             }
         }
     }
@@ -268,7 +283,12 @@ impl Conn<'_> {
         let how = match lengths.first() {
             _ if head_only => "none: a response to HEAD has no body",
             _ if [204, 304].contains(&head.status) => "none: a 204 or 304 response has no body",
-            Some(_) if !codings.is_empty() => return Err(ambiguous(self.peer)),
+            Some(_) if !codings.is_empty() => {
+                let what = "both Content-Length and Transfer-Encoding frame its body".to_string();
+                let rule = "a body's length is given in one way, or no client can tell where it \
+                            ends (RFC 9112 §6.3)";
+                return Err(broken(self.peer, what, rule));
+            }
             None if codings
                 .last()
                 .is_some_and(|c| c.eq_ignore_ascii_case("chunked")) =>
@@ -284,7 +304,12 @@ impl Conn<'_> {
             Some(n) => {
                 let valid = n.bytes().all(|b| b.is_ascii_digit()) && lengths.iter().all(|l| l == n);
                 let length = n.parse().ok().filter(|_| valid);
-                let length = length.ok_or_else(|| bad_length(self.peer, &lengths))?;
+                let what = format!(
+                    "Content-Length {}",
+                    quoted(lengths.join(", ").as_bytes(), 60)
+                );
+                let rule = "Content-Length is one number in decimal digits (RFC 9110 §8.6)";
+                let length = length.ok_or_else(|| broken(self.peer, what, rule))?;
                 self.copy(Some(length), sink)?;
                 "its length was the Content-Length"
             }
@@ -302,7 +327,15 @@ impl Conn<'_> {
     /// trailer fields and an empty line. Returns the trailer fields.
     fn chunked(&mut self, sink: &mut Sink) -> anyhow::Result<Vec<String>> {
         let peer = self.peer;
-        let bad = |sink: &Sink, what: String| bad_chunk(peer, sink.size, &what);
+        let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by a \
+                    chunk of size 0 and an empty line (RFC 9112 §7.1)";
+        let bad = |sink: &Sink, what: String| {
+            broken(
+                peer,
+                format!("after {} bytes of the body, {what}", sink.size),
+                rule,
+            )
+        };
         loop {
             let line = self.line(&mut Vec::new(), 4096)?;
             let line = line.ok_or_else(|| bad(sink, "a chunk-size line with no end".into()))?;
@@ -392,53 +425,14 @@ fn status_code(line: &str) -> Option<u16> {
 
 // ---- The extras: errors a broken server causes, the sink, --raw-request, arguments ----
 
-fn not_http(peer: SocketAddr, what: &str, began: &[u8]) -> anyhow::Error {
+/// A reply that breaks HTTP/1.1's rules: `what` is wrong, `rule` says what was expected.
+fn broken(peer: SocketAddr, what: String, rule: &str) -> anyhow::Error {
     hinted(
+        format!("the reply from {peer} is not a valid HTTP/1.x response: {what}"),
         format!(
-            "the reply from {peer} is not an HTTP/1.x response ({what}); it began {}",
-            quoted(began, 120)
+            "{rule}; the server sent something else, so it is broken or not an HTTP server \
+             (check the port, or see what it says with `ncat HOST PORT`)"
         ),
-        "a program listens on that port, but it did not answer with an HTTP status line and \
-         header lines ended by an empty line (RFC 9112 §2.1): check the port, or see what it \
-         says with `ncat HOST PORT`",
-    )
-}
-
-fn no_end(peer: SocketAddr) -> anyhow::Error {
-    hinted(
-        format!("the response head from {peer} has no end: {MAX_HEAD} bytes and no empty line"),
-        "a response head is a status line and header lines ended by an empty line (RFC 9112 \
-         §2.1); this server sends something else without end: it is broken, or not HTTP",
-    )
-}
-
-fn ambiguous(peer: SocketAddr) -> anyhow::Error {
-    hinted(
-        format!(
-            "the response from {peer} frames its body ambiguously: it has both \
-                 Content-Length and Transfer-Encoding"
-        ),
-        "the head gives the body's length in two ways that disagree (RFC 9112 §6.3), so no \
-         client can tell where the body ends: the server, or something between, is broken",
-    )
-}
-
-fn bad_length(peer: SocketAddr, lengths: &[String]) -> anyhow::Error {
-    let lengths = quoted(lengths.join(", ").as_bytes(), 60);
-    hinted(
-        format!("the response from {peer} has a Content-Length that is not one number: {lengths}"),
-        "Content-Length is the body's length in decimal digits (RFC 9110 §8.6); without it no \
-         client can tell where the body ends: the server is broken",
-    )
-}
-
-fn bad_chunk(peer: SocketAddr, size: u64, what: &str) -> anyhow::Error {
-    hinted(
-        format!(
-            "the response body from {peer} is not valid chunked coding, after {size} bytes: {what}"
-        ),
-        "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by a chunk of size \
-         0 and an empty line (RFC 9112 §7.1); the server sent something else, so it is broken",
     )
 }
 
