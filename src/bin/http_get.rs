@@ -117,9 +117,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     (&stream).write_all(&request).context(send)?;
     // SO_RCVTIMEO: every read() below gives up after --timeout.
-    let timeout = Some(cli.timeout);
     stream
-        .set_read_timeout(timeout)
+        .set_read_timeout(Some(cli.timeout))
         .context("failed to set the read timeout")?;
     // A buffer over the socket, so that read_line() can look for the LF.
     let mut conn = Conn {
