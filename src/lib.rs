@@ -12,6 +12,7 @@
 //! - [`random`]: a tiny seedable random number generator.
 //! - [`rtt`]: round-trip times and ping-style statistics.
 //! - [`time_service`]: the time service's key exchange, Caesar shift and frames.
+//! - [`udp`]: waiting for a UDP datagram until a deadline.
 
 pub mod cli;
 pub mod connect;
@@ -24,3 +25,4 @@ pub mod printable;
 pub mod random;
 pub mod rtt;
 pub mod time_service;
+pub mod udp;

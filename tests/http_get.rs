@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -441,9 +442,10 @@ fn refused_unresolvable_silent_truncated_and_not_http() {
         &["--port", "0", "--quiet"],
     );
     let out = get(&[&format!("http://{}/", banner.addr)]);
-    common::assert_error_and_hint(&out, "did not answer with an HTTP status line");
+    common::assert_error_and_hint(&out, "a response begins with a status line");
     assert!(
-        out.stderr.contains("is not an HTTP/1.x response"),
+        out.stderr
+            .contains("is not a valid HTTP/1.x response: no status line"),
         "{}",
         out.stderr
     );
@@ -463,6 +465,11 @@ fn bad_arguments_are_usage_errors() {
         &["http://"],
         &["http://h:99999/"],
         &["http://h:abc/"],
+        &["http://h:0/"],
+        &["http://user@h/"],
+        &["http://h/a b"],
+        &["http://h/", "--header", "X: a\r\nY: b"],
+        &["http://h/", "--raw-request", "trailing\\"],
         &["http://h/", "--header", "no colon"],
         &["http://h/", "--header", "Bad Name: v"],
         &["http://h/", "--timeout", "0s"],
@@ -484,6 +491,10 @@ fn bad_arguments_are_usage_errors() {
             out.stderr
         );
     }
+    let out = get(&["https://example.com/"]);
+    assert!(out.stderr.contains("https needs TLS"), "{}", out.stderr);
+    let out = get(&["http://h:abc/"]);
+    assert!(out.stderr.contains("invalid port 'abc'"), "{}", out.stderr);
     let origin = common::origin();
     let out = get(&[
         &format!("http://{}/bytes/10", origin.addr),
@@ -527,7 +538,8 @@ fn a_broken_origin_gets_an_error_and_a_hint() {
     common::assert_error_and_hint(&out, "RFC 9112 §6.3");
     assert!(
         out.stderr.contains(&format!(
-            "error: the response from {} frames its body ambiguously",
+            "error: the reply from {} is not a valid HTTP/1.x response: both Content-Length and \
+             Transfer-Encoding frame its body",
             origin.addr
         )),
         "{}",
@@ -538,7 +550,7 @@ fn a_broken_origin_gets_an_error_and_a_hint() {
     common::assert_error_and_hint(&out, "RFC 9112 §7.1");
     assert!(
         out.stderr
-            .contains("is not valid chunked coding, after 5 bytes"),
+            .contains("after 5 bytes of the body, chunk size \"zz\""),
         "{}",
         out.stderr
     );
@@ -584,5 +596,154 @@ fn a_raw_request_without_a_final_newline_is_shown_on_its_own_lines() {
         "{}",
         out.stdout
     );
-    common::assert_error_and_hint(&out, "did not answer with an HTTP status line");
+    common::assert_error_and_hint(&out, "a response begins with a status line");
+}
+
+/// A one-connection HTTP "server" written here: it reads the request head
+/// (up to its empty line), then lets `respond` write whatever it likes, and
+/// closes. `respond` may write without end: its writes fail once http_get
+/// has given up and closed, which ends the thread.
+fn peer(respond: impl FnOnce(&mut TcpStream) -> io::Result<()> + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test peer");
+    let addr = listener.local_addr().expect("its address");
+    thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = respond(&mut stream);
+    });
+    format!("http://{addr}/")
+}
+
+/// A peer that sends `response` and closes.
+fn canned(response: &'static [u8]) -> String {
+    peer(move |stream| stream.write_all(response))
+}
+
+#[test]
+fn a_server_that_sends_1xx_without_end_is_given_up_on() {
+    // Measured before the fix: 145,200 interim responses in 15 s, never a stop.
+    let url = peer(|stream| {
+        loop {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+    });
+    let out = get(&[&url]);
+    common::assert_error_and_hint(&out, "RFC 9110 §15.2");
+    assert!(
+        out.stderr
+            .contains("response: more than 10 interim (1xx) responses, no final one"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout.matches("(an interim 100 response").count(),
+        11,
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn malformed_responses_get_an_error_and_a_hint() {
+    // (what the server sends, the hint must mention, the error must contain)
+    let cases: [(&'static [u8], &str, &str); 12] = [
+        (
+            b"",
+            "closed the connection (FIN)",
+            "closed the connection without sending a response",
+        ),
+        (
+            b"HTTP/1.1 abc OK\r\n\r\n",
+            "RFC 9112 §4",
+            "no status line; it began \"HTTP/1.1 abc OK\\r\\n",
+        ),
+        (b"HTTP/2 200 OK\r\n\r\n", "RFC 9112 §4", "no status line"),
+        (b"HTTP/1.1 200", "RFC 9112 §4", "no status line"),
+        (
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            "RFC 9112 §2.1, §5",
+            "a bad header line \"no colon here\"",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Len",
+            "closed the connection (FIN)",
+            "closed the connection in the response head, after 28 bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nhello",
+            "RFC 9110 §8.6",
+            "response: Content-Length \"12abc\"",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello",
+            "RFC 9110 §8.6",
+            "Content-Length \"5, 6\"",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "RFC 9110 §8.6",
+            "Content-Length \"-1\"",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+            "closed the connection (FIN)",
+            "after 5 bytes of the body (5 more were promised)",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+            "RFC 9112 §7.1",
+            "after 0 bytes of the body, chunk size \"+5\"",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n0\r\n\r\n",
+            "RFC 9112 §7.1",
+            "after 5 bytes of the body, no CRLF after the chunk's data",
+        ),
+    ];
+    for (response, hint, error) in cases {
+        let out = get(&[&canned(response)]);
+        common::assert_error_and_hint(&out, hint);
+        assert!(
+            out.stderr.contains(error),
+            "{error:?} not in {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_head_with_no_end_is_cut_off_at_64_kib() {
+    // Header lines without end, and one line without end: no empty line ever comes.
+    let endless_fields = peer(|stream| {
+        stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+        loop {
+            stream.write_all(b"X-More: yes\r\n")?;
+        }
+    });
+    let endless_line = peer(|stream| {
+        loop {
+            stream.write_all(&[b'H'; 4096])?;
+        }
+    });
+    for (url, error) in [
+        (endless_fields, "no end after 65536 bytes"),
+        (endless_line, "no status line; it began \"HHHH"),
+    ] {
+        let out = get(&[&url]);
+        common::assert_error_and_hint(&out, "RFC 9112 §");
+        assert!(
+            out.stderr.contains(error),
+            "{error:?} not in {}",
+            out.stderr
+        );
+    }
 }

@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use common::{Server, WAIT, assert_error_and_hint, free_udp_port, have_tool, run};
 
@@ -412,4 +414,51 @@ fn ncat_is_a_udp_client_of_udp_server() {
     let _ = ncat.kill();
     let _ = ncat.wait();
     assert_eq!(reply.expect("ncat printed the reply"), "HELLO FROM NCAT\n");
+}
+
+/// A peer that answers the first datagram with other datagrams, every 20 ms,
+/// until told to stop: not one of them is the reply the client waits for.
+fn noisy_peer() -> (String, Arc<AtomicBool>) {
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+    let port = peer.local_addr().expect("address").port().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let Ok((_, client)) = peer.recv_from(&mut buf) else {
+            return;
+        };
+        while !stopped.load(Ordering::Relaxed) {
+            let _ = peer.send_to(b"noise", client);
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn datagrams_that_are_not_the_reply_do_not_extend_the_pings_timeout() {
+    // A wait that started its timeout again for each datagram would never
+    // end here (the noise goes on until the client exits) and run() would
+    // fail after WAIT; one deadline per ping ends it after --timeout.
+    let (port, stop) = noisy_peer();
+    let out = run(
+        CLIENT,
+        &["--port", &port, "--count", "1", "--timeout", "300ms"],
+        b"",
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        out.stdout.contains(&format!(
+            "ignored 5 bytes from 127.0.0.1:{port}: not the reply to seq=1"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Request timed out: seq=1"),
+        "{}",
+        out.stdout
+    );
+    assert_error_and_hint(&out, "no reply at all before the timeout");
 }

@@ -7,8 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use common::{Server, WAIT};
 
@@ -266,4 +268,46 @@ fn bad_input_is_refused_cleanly() {
         out.stderr
     );
     assert!(!out.stdout.contains("sent "), "{}", out.stdout);
+}
+
+#[test]
+fn replies_without_end_do_not_extend_the_wait_and_the_printed_port_is_the_source_port() {
+    // The peer answers every 20 ms until udp_send has exited: a wait that
+    // started its timeout again for each reply would never end, and
+    // common::run would fail after WAIT.
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+    let port = peer.local_addr().expect("addr").port().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let source = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (_, client) = peer.recv_from(&mut buf).expect("a datagram from udp_send");
+        while !stopped.load(Ordering::Relaxed) {
+            let _ = peer.send_to(b"again", client);
+            thread::sleep(Duration::from_millis(20));
+        }
+        client.port()
+    });
+    let out = common::run(
+        UDP_SEND,
+        &["--port", &port, "--timeout", "300ms", "hi"],
+        b"",
+    );
+    stop.store(true, Ordering::Relaxed);
+    let source_port = source.join().expect("peer thread");
+    assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
+    // The port udp_send names is the one bind() to port 0 gave it, and the
+    // one its datagram came from.
+    assert!(
+        out.stdout.starts_with(&format!(
+            "sent 2 bytes to 127.0.0.1:{port} from port {source_port}\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.matches(", 5 bytes: \"again\"").count() >= 2,
+        "{}",
+        out.stdout
+    );
 }

@@ -1,26 +1,27 @@
 //! http_get: an HTTP/1.1 GET written by hand on a TCP socket.
 //!
-//! The TCP client socket of seed 003. HTTP is text on a TCP byte stream:
-//! the client `connect()`s (the three-way handshake), `send()`s a request
-//! head (a request line, header lines, each ended by CRLF, and an empty line
-//! that ends the head, RFC 9112 §2.1), and reads until the response is
-//! complete. One `recv()` is not "the response": it returns whatever has
-//! arrived, so the program reads the head up to its empty line and then the
-//! body as the head frames it (Content-Length, chunked, or until the server
-//! closes; none at all after HEAD and for 204/304, RFC 9112 §6.3), using
-//! `socketlab::http`.
+//! The TCP client socket of seed 003. HTTP is text on a TCP byte stream.
+//! The client `connect()`s (the three-way handshake), writes its request
+//! head with one `write_all()`: a request line, header lines, each ended by
+//! CRLF, and an empty line that ends the head (RFC 9112 §2.1). Then it reads
+//! the response: the status line and the header lines with `read_line()` up
+//! to the empty line, then the body as the head frames it (RFC 9112 §6.3):
+//! exactly Content-Length bytes, chunk by chunk (`Transfer-Encoding:
+//! chunked`, §7.1), or until the server closes; none after HEAD and for 204
+//! and 304. One `recv()` is not "the response": it returns whatever has
+//! arrived, so the framing, never the reads, says where the response ends.
 //!
-//! `--show-request` prints the bytes sent, as Wireshark's Follow TCP Stream
-//! shows them; `--raw-request` sends any text instead, such as seed 003's
-//! request with its stray empty line, and after the first response prints
-//! whatever else the server sends.
+//! The extras come after the lesson: `--show-request` prints the bytes sent;
+//! `--raw-request` sends any text instead (seed 003's request with its stray
+//! empty line) and prints whatever else the server sends; `--output` saves
+//! the body byte for byte; the last line times connect, first byte, total.
 //!
 //! Terminal 1: `python3 -m http.server --bind 127.0.0.1 8000`
 //! Terminal 2: `cargo run --bin http_get -- http://127.0.0.1:8000/ --show-request`
 //! Worksheet:  labs/02-client-sockets.md
 
 use std::fs::File;
-use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,18 +29,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use socketlab::explain::{self, Proto, Step};
-use socketlab::http::{self, BodyLength, BodyReader, HttpUrl, RequestHead, ResponseHead};
-use socketlab::printable;
-use socketlab::rtt::ms;
-use socketlab::{cli, connect};
+use socketlab::explain::{self, Proto, Step, hinted};
+use socketlab::printable::quoted;
+use socketlab::{cli, connect, rtt::ms};
 
-/// With `--raw-request`, how long to wait for more after a complete
-/// response (seed 003's request makes the server answer twice).
-const MORE_RESPONSES_WAIT: Duration = Duration::from_secs(1);
-
-/// ...and how much of it to keep, at most.
-const MORE_RESPONSES_MAX: usize = 1024 * 1024;
+/// The longest response head read: more without its empty line is a head with no end.
+const MAX_HEAD: usize = 64 * 1024;
+/// How many 1xx interim responses are read before giving up (real servers send one or two).
+const MAX_INTERIM: usize = 10;
+/// The most of a body kept in memory to be printed.
+const MAX_SHOWN: usize = 4 * 1024 * 1024;
+/// With `--raw-request`: how long to wait for more after the response, and how much to keep.
+const MORE_WAIT: Duration = Duration::from_secs(1);
+const MORE_MAX: usize = 1024 * 1024;
+/// What a head must be (the rule a bad one breaks).
+const EMPTY_LINE: &str = "a response head is a status line and `Name: value` header lines, \
+                          ended by an empty line (RFC 9112 §2.1, §5)";
 
 /// Fetch an http:// URL with a GET request written by hand on a TCP socket (seed 003)
 #[derive(Parser, Debug)]
@@ -47,7 +52,7 @@ const MORE_RESPONSES_MAX: usize = 1024 * 1024;
 struct Cli {
     /// The URL to fetch: http://host[:port][/path][?query] (the port defaults to 80)
     #[arg(value_parser = parse_url)]
-    url: HttpUrl,
+    url: Url,
 
     /// The User-Agent header: how the client names itself to the server
     #[arg(long, default_value = concat!("http_get/", env!("CARGO_PKG_VERSION"), " (socketlab)"))]
@@ -86,67 +91,59 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let (request, method) = match &cli.raw_request {
-        Some(RawRequest(raw)) => (raw.clone(), first_word(raw)),
-        None => {
-            let head = build_request(cli);
-            (head.to_bytes(), head.method)
-        }
+    let request = match &cli.raw_request {
+        Some(RawRequest(raw)) => raw.clone(),
+        None => request_head(cli).into_bytes(),
     };
     let addrs = cli::resolve(&cli.url.host, cli.url.port)?;
-    // The times are measured from here: name resolution is not counted.
-    let start = Instant::now();
+    let start = Instant::now(); // name resolution is not timed
+    // connect(): SYN, SYN-ACK, ACK, with the first of the addresses that answers.
     let stream = connect::tcp(&addrs, cli.timeout)?;
+    let connected = start.elapsed();
     let peer = stream
         .peer_addr()
         .context("failed to read the server's address")?;
-    let connected = start.elapsed();
     if cli.show_request {
-        println!("--- request: {} bytes sent to {peer} ---", request.len());
-        write_stdout(&request)?;
-        if !request.ends_with(b"\n") {
-            println!();
-        }
+        print_framed(
+            &format!("request: {} bytes sent to {peer}", request.len()),
+            &request,
+        )?;
         println!("--- response ---");
     }
-    (&stream).write_all(&request).context(Step::Send {
+    // write_all(): send() until the kernel has taken every byte of the request.
+    let send = Step::Send {
         proto: Proto::Tcp,
         peer,
-    })?;
+    };
+    (&stream).write_all(&request).context(send)?;
     // SO_RCVTIMEO: every read() below gives up after --timeout.
     stream
         .set_read_timeout(Some(cli.timeout))
         .context("failed to set the read timeout")?;
-
-    let mut reader = BufReader::new(Recorder::new(&stream));
-    let body = loop {
-        if let Response::Final(body) =
-            read_response(&mut reader, &method, peer, cli.output.as_ref())?
-        {
-            break body;
-        }
+    // A buffer over the socket, so that read_line() can look for the LF.
+    let mut conn = Conn {
+        reader: BufReader::new(&stream),
+        peer,
     };
-    let first_byte = reader.get_ref().first_byte.map(|at| at - start);
-    let total = start.elapsed();
-    println!("{body}");
-    println!(
-        "timing: connect {}, first byte {}, total {}",
-        ms(connected),
-        first_byte.map_or("-".to_string(), ms),
-        ms(total)
-    );
+    let receive = conn.receive();
+    conn.reader.fill_buf().context(receive)?; // the first read(): the first byte
+    let first_byte = start.elapsed();
+    let summary = conn.final_response(method(cli) == "HEAD", cli.output.as_deref())?;
+    println!("{summary}");
+    let (connect, first, total) = (ms(connected), ms(first_byte), ms(start.elapsed()));
+    println!("timing: connect {connect}, first byte {first}, total {total}");
     if cli.raw_request.is_some() {
-        print_rest_of_stream(&stream, &mut reader, peer)?;
+        print_rest_of_stream(&stream, &mut conn)?;
     }
     Ok(())
 }
 
-/// The request head: request line, `Host` (RFC 9112 §3.2: HTTP/1.1 needs
-/// it), `User-Agent`, then the extra headers. `Connection: close` asks the
-/// server to close after its response: one request per connection.
-fn build_request(cli: &Cli) -> RequestHead {
-    let method = if cli.head { "HEAD" } else { "GET" };
-    let mut request = RequestHead::new(method, &cli.url.path_and_query);
+/// The request head, written by hand: the request line, `Host` (RFC 9112
+/// §3.2: HTTP/1.1 needs it), `User-Agent`, `Accept`, `Connection: close`
+/// (one request per connection), the --header lines, every line ended by
+/// CRLF, and the empty line that ends the head.
+fn request_head(cli: &Cli) -> String {
+    let mut head = format!("{} {} HTTP/1.1\r\n", method(cli), cli.url.path);
     let defaults = [
         ("Host", cli.url.authority()),
         ("User-Agent", cli.user_agent.clone()),
@@ -158,471 +155,520 @@ fn build_request(cli: &Cli) -> RequestHead {
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(name))
     };
-    for (name, value) in defaults {
-        if !given(name) {
-            request.headers.append(name, value);
-        }
+    for (name, value) in defaults.iter().filter(|(name, _)| !given(name)) {
+        head += &format!("{name}: {value}\r\n");
     }
     for (name, value) in &cli.headers {
-        request.headers.append(name.as_str(), value.as_str());
+        head += &format!("{name}: {value}\r\n");
     }
-    request
+    head + "\r\n"
 }
 
-/// One response read by [`read_response`].
-enum Response {
-    /// A 1xx interim response: the final one follows (RFC 9110 §15.2).
-    Interim,
-    /// The final response, with a line that says how its body was framed.
-    Final(String),
-}
-
-/// Reads one response: prints its head exactly as received, then its body
-/// (or saves it to `output`).
-fn read_response(
-    reader: &mut BufReader<Recorder<&TcpStream>>,
-    method: &str,
+/// The receiving side of the connection: a buffer over the socket, and the server's address.
+struct Conn<'a> {
+    reader: BufReader<&'a TcpStream>,
     peer: SocketAddr,
-    output: Option<&PathBuf>,
-) -> anyhow::Result<Response> {
-    let head_bytes = http::read_head(reader)
-        .map_err(|err| head_error(err, &reader.get_ref().first_bytes, peer))?;
-    write_stdout(&head_bytes)?;
-    let head = ResponseHead::parse(&head_bytes)
-        .map_err(|err| head_error(err, &reader.get_ref().first_bytes, peer))?;
-    // A 1xx has no body, and the real response follows on the same connection.
-    if head.is_interim() {
-        println!(
-            "(an interim {} response: the final response follows)",
-            head.status
-        );
-        return Ok(Response::Interim);
-    }
-    let length = head.body_length(method).map_err(|err| {
-        explain::hinted(
-            format!("the response from {peer} frames its body ambiguously: {err}"),
-            "the head gives the body's length in two ways that disagree (RFC 9112 §6.3), so \
-             no client can tell where the body ends: the server, or something between, is broken",
-        )
-    })?;
-    let framing = match length {
-        BodyLength::Empty if method == "HEAD" => "none: a response to HEAD has no body",
-        BodyLength::Empty if head.status == 204 || head.status == 304 => {
-            "none: a 204 or 304 response has no body"
-        }
-        BodyLength::Empty => "Content-Length: 0",
-        BodyLength::Length(_) => "its length was the Content-Length",
-        BodyLength::Chunked => "chunked: decoded from its chunks",
-        BodyLength::UntilClose => "no length given: read until the server closed the connection",
-    };
-    let mut body = BodyReader::new(&mut *reader, length);
-    let (size, shown) = match output {
-        Some(path) => {
-            let mut file = File::create(path).map_err(|err| {
-                file_failure(
-                    format!("failed to create output file '{}': {err}", path.display()),
-                    path,
-                )
-            })?;
-            let size = copy_body(&mut body, &mut file, peer)?;
-            (size, format!("; saved to '{}'", path.display()))
-        }
-        None => {
-            let mut kept = Kept::new(MAX_SHOWN);
-            let size = copy_body(&mut body, &mut kept, peer)?;
-            (size, print_body(&kept)?)
-        }
-    };
-    if let BodyReader::Chunked(chunked) = &body {
-        for field in chunked.trailers() {
-            let value = String::from_utf8_lossy(&field.value);
-            println!("trailer after the last chunk: {}: {value}", field.name);
-        }
-    }
-    Ok(Response::Final(format!(
-        "body: {size} bytes ({framing}){shown}"
-    )))
 }
 
-/// Moves the body from the socket to `sink`; returns its length.
-fn copy_body(body: &mut impl Read, sink: &mut impl Write, peer: SocketAddr) -> anyhow::Result<u64> {
-    let mut buf = [0u8; 16 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            // A chunk-size line or CRLF that is wrong: the server's fault, not the socket's.
-            Err(err) if err.kind() == ErrorKind::InvalidData => {
-                return Err(explain::hinted(
-                    format!(
-                        "the response body from {peer} is not valid chunked coding, \
-                         after {total} bytes: {err}"
-                    ),
-                    "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by a \
-                     chunk of size 0 and an empty line (RFC 9112 §7.1); the server sent \
-                     something else, so it is broken",
-                ));
+/// A response head: its bytes as received, its status code and its fields.
+struct Head {
+    bytes: Vec<u8>,
+    status: u16,
+    fields: Vec<(String, String)>,
+}
+
+impl Conn<'_> {
+    /// Reads heads until a final one (a 1xx is an interim response, the
+    /// final one follows on the same connection, RFC 9110 §15.2), then its body.
+    fn final_response(&mut self, head_only: bool, output: Option<&Path>) -> anyhow::Result<String> {
+        for _ in 0..=MAX_INTERIM {
+            let head = self.head()?;
+            write_stdout(&head.bytes)?;
+            if head.status >= 200 {
+                return self.body(&head, head_only, &mut Sink::open(output)?);
             }
-            Err(err) => {
-                return Err(err)
-                    .with_context(|| format!("after {total} bytes of the body"))
-                    .context(Step::Receive {
-                        proto: Proto::Tcp,
-                        peer,
-                    });
+            println!(
+                "(an interim {} response: the final response follows)",
+                head.status
+            );
+        }
+        let what = format!("more than {MAX_INTERIM} interim (1xx) responses, no final one");
+        let rule = "a 1xx response says that the final response follows, and a server sends one \
+                    or two (100 Continue, 103 Early Hints, RFC 9110 §15.2)";
+        Err(broken(self.peer, what, rule))
+    }
+
+    /// The status line (`HTTP/1.1 200 OK`), then header lines (`Name: value`)
+    /// until the empty line, each read with read_line (RFC 9112 §2.1, §4, §5).
+    fn head(&mut self) -> anyhow::Result<Head> {
+        let mut bytes = Vec::new();
+        let status = match self.line(&mut bytes, MAX_HEAD)? {
+            _ if bytes.is_empty() => return Err(self.closed("without sending a response")),
+            Some(line) => status_code(&line),
+            None => None,
+        };
+        let Some(status) = status else {
+            let began = quoted(&bytes, 120);
+            let rule =
+                "a response begins with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)";
+            return Err(broken(
+                self.peer,
+                format!("no status line; it began {began}"),
+                rule,
+            ));
+        };
+        let mut fields = Vec::new();
+        loop {
+            let room = MAX_HEAD.saturating_sub(bytes.len());
+            let Some(line) = self.line(&mut bytes, room)? else {
+                return Err(match bytes.len() {
+                    MAX_HEAD => broken(
+                        self.peer,
+                        format!("no end after {MAX_HEAD} bytes"),
+                        EMPTY_LINE,
+                    ),
+                    _ => self.closed(&format!(
+                        "in the response head, after {} bytes",
+                        bytes.len()
+                    )),
+                });
+            };
+            if line.is_empty() {
+                return Ok(Head {
+                    bytes,
+                    status,
+                    fields,
+                });
+            }
+            match line.split_once(':') {
+                Some((name, value)) if is_token(name) => {
+                    fields.push((name.to_string(), value.trim().to_string()));
+                }
+                _ => {
+                    let what = format!("a bad header line {}", quoted(line.as_bytes(), 120));
+                    return Err(broken(self.peer, what, EMPTY_LINE));
+                }
+            }
+        }
+    }
+
+    /// `read_until(b'\n')`, at most `max` bytes, appended to `buf`. Returns
+    /// the line without its CRLF (a bare LF ends a line too, RFC 9112 §2.2),
+    /// or None if it has no end: the server closed first, or `max` was reached.
+    fn line(&mut self, buf: &mut Vec<u8>, max: usize) -> anyhow::Result<Option<String>> {
+        let start = buf.len();
+        let mut limited = (&mut self.reader).take(max as u64);
+        limited.read_until(b'\n', buf).context(self.receive())?;
+        let Some(line) = buf[start..].strip_suffix(b"\n") else {
+            return Ok(None);
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Ok(Some(String::from_utf8_lossy(line).into_owned()))
+    }
+
+    /// Reads the body as the head frames it (RFC 9112 §6.3) into `sink`.
+    fn body(&mut self, head: &Head, head_only: bool, sink: &mut Sink) -> anyhow::Result<String> {
+        let values = |name: &str| -> Vec<String> {
+            let fields = head
+                .fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+            fields
+                .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()))
+                .collect()
+        };
+        let (codings, lengths) = (values("Transfer-Encoding"), values("Content-Length"));
+        let mut trailers = Vec::new();
+        let how = match lengths.first() {
+            _ if head_only => "none: a response to HEAD has no body",
+            _ if [204, 304].contains(&head.status) => "none: a 204 or 304 response has no body",
+            Some(_) if !codings.is_empty() => {
+                let what = "both Content-Length and Transfer-Encoding frame its body".to_string();
+                let rule = "a body's length is given in one way, or no client can tell where it \
+                            ends (RFC 9112 §6.3)";
+                return Err(broken(self.peer, what, rule));
+            }
+            None if codings
+                .last()
+                .is_some_and(|c| c.eq_ignore_ascii_case("chunked")) =>
+            {
+                trailers = self.chunked(sink)?;
+                "chunked: decoded from its chunks"
+            }
+            None => {
+                self.copy(None, sink)?;
+                "no length given: read until the server closed the connection"
+            }
+            Some(n) if n == "0" && lengths.iter().all(|l| l == n) => "Content-Length: 0",
+            Some(n) => {
+                let valid = n.bytes().all(|b| b.is_ascii_digit()) && lengths.iter().all(|l| l == n);
+                let length = n.parse().ok().filter(|_| valid);
+                let what = format!(
+                    "Content-Length {}",
+                    quoted(lengths.join(", ").as_bytes(), 60)
+                );
+                let rule = "Content-Length is one number in decimal digits (RFC 9110 §8.6)";
+                let length = length.ok_or_else(|| broken(self.peer, what, rule))?;
+                self.copy(Some(length), sink)?;
+                "its length was the Content-Length"
             }
         };
-        // Only the --output file can fail here: a full disk, say.
-        sink.write_all(&buf[..n]).map_err(|err| {
-            explain::hinted(
-                format!("failed to save the body: {err}"),
-                "check that the disk is not full and that the file can still be written",
-            )
-        })?;
-        total += n as u64;
-    }
-}
-
-/// The most of a body kept in memory to be printed, so a server that sends
-/// without end cannot use up this machine's memory.
-const MAX_SHOWN: usize = 4 * 1024 * 1024;
-
-/// The start of a body that is to be printed: at most `limit` bytes are
-/// kept, and whether more came is noted.
-struct Kept {
-    bytes: Vec<u8>,
-    limit: usize,
-    cut: bool,
-}
-
-impl Kept {
-    fn new(limit: usize) -> Kept {
-        Kept {
-            bytes: Vec::new(),
-            limit,
-            cut: false,
+        let size = sink.size;
+        let shown = sink.finish()?;
+        for trailer in trailers {
+            println!("trailer after the last chunk: {trailer}");
         }
-    }
-}
-
-impl Write for Kept {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self.limit - self.bytes.len();
-        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
-        self.cut |= buf.len() > room;
-        Ok(buf.len())
+        Ok(format!("body: {size} bytes ({how}){shown}"))
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    /// `Transfer-Encoding: chunked` (RFC 9112 §7.1): `<size in hex>[;ext]`
+    /// CRLF `<data>` CRLF, again and again, until a chunk of size 0; then
+    /// trailer fields and an empty line. Returns the trailer fields.
+    fn chunked(&mut self, sink: &mut Sink) -> anyhow::Result<Vec<String>> {
+        let peer = self.peer;
+        let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by a \
+                    chunk of size 0 and an empty line (RFC 9112 §7.1)";
+        let bad = |sink: &Sink, what: String| {
+            broken(
+                peer,
+                format!("after {} bytes of the body, {what}", sink.size),
+                rule,
+            )
+        };
+        loop {
+            let line = self.line(&mut Vec::new(), 4096)?;
+            let line = line.ok_or_else(|| bad(sink, "a chunk-size line with no end".into()))?;
+            let hex = line.split(';').next().unwrap_or_default().trim();
+            let size = u64::from_str_radix(hex, 16).ok();
+            let size = size.filter(|_| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            let size = size
+                .ok_or_else(|| bad(sink, format!("chunk size {}", quoted(line.as_bytes(), 40))))?;
+            if size == 0 {
+                break;
+            }
+            self.copy(Some(size), sink)?;
+            if self
+                .line(&mut Vec::new(), 2)?
+                .is_none_or(|end| !end.is_empty())
+            {
+                return Err(bad(sink, "no CRLF after the chunk's data".into()));
+            }
+        }
+        let mut trailers = Vec::new();
+        while trailers.len() <= 100 {
+            match self.line(&mut Vec::new(), 4096)? {
+                Some(trailer) if trailer.is_empty() => return Ok(trailers),
+                Some(trailer) => trailers.push(trailer),
+                None => break,
+            }
+        }
+        Err(bad(sink, "no empty line after the trailer fields".into()))
+    }
+
+    /// Copies body bytes from the socket to `sink`: exactly `length` of them
+    /// (fewer is an error), or, with None, all until the server closes.
+    fn copy(&mut self, length: Option<u64>, sink: &mut Sink) -> anyhow::Result<()> {
+        let mut buf = [0u8; 16 * 1024];
+        let mut left = length.unwrap_or(u64::MAX);
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match self.reader.read(&mut buf[..want]) {
+                Ok(0) if length.is_none() => return Ok(()),
+                // read() returned 0: the server sent its FIN before the whole body.
+                Ok(0) => {
+                    let when = format!(
+                        "after {} bytes of the body ({left} more were promised)",
+                        sink.size
+                    );
+                    return Err(self.closed(&when));
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let after = format!("after {} bytes of the body", sink.size);
+                    return Err(err).context(after).context(self.receive());
+                }
+            };
+            sink.write(&buf[..n])?;
+            left -= n as u64;
+        }
         Ok(())
     }
+
+    fn receive(&self) -> Step {
+        Step::Receive {
+            proto: Proto::Tcp,
+            peer: self.peer,
+        }
+    }
+
+    /// The server closed the connection (read() returned 0) too early.
+    fn closed(&self, when: &str) -> anyhow::Error {
+        let why = format!("the server closed the connection {when}");
+        anyhow::Error::new(io::Error::new(ErrorKind::UnexpectedEof, why)).context(self.receive())
+    }
 }
 
-/// Prints a text body as it is; a binary one would garble the terminal and
-/// a huge one flood it, so for those only the size is printed. Returns what
-/// to add to the body line.
-fn print_body(body: &Kept) -> anyhow::Result<String> {
-    if body.cut {
-        println!("[more than {} MiB, not shown]", body.limit / (1024 * 1024));
-        return Ok("; too long to print: save it with --output FILE".to_string());
+/// The status code of `HTTP/1.x NNN reason`, if the line is one (RFC 9112 §4).
+fn status_code(line: &str) -> Option<u16> {
+    let mut words = line.splitn(3, ' ');
+    let version = words.next()?.strip_prefix("HTTP/1.")?;
+    let code = words.next()?;
+    let digits = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let code = code
+        .parse()
+        .ok()
+        .filter(|_| digits(version, 1) && digits(code, 3));
+    code.filter(|code| *code >= 100)
+}
+
+// ---- The extras: errors a broken server causes, the sink, --raw-request, arguments ----
+
+/// A reply that breaks HTTP/1.1's rules: `what` is wrong, `rule` says what was expected.
+fn broken(peer: SocketAddr, what: String, rule: &str) -> anyhow::Error {
+    hinted(
+        format!("the reply from {peer} is not a valid HTTP/1.x response: {what}"),
+        format!(
+            "{rule}; the server sent something else, so it is broken or not an HTTP server \
+             (check the port, or see what it says with `ncat HOST PORT`)"
+        ),
+    )
+}
+
+/// Where the body goes: the --output file, byte for byte, or memory, to be
+/// printed (at most MAX_SHOWN bytes kept, so an endless body cannot fill it).
+struct Sink {
+    file: Option<(File, PathBuf)>,
+    kept: Vec<u8>,
+    size: u64,
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> anyhow::Result<Sink> {
+        let file = match output {
+            Some(path) => Some((
+                File::create(path).map_err(|err| cannot_create(path, err))?,
+                path.into(),
+            )),
+            None => None,
+        };
+        Ok(Sink {
+            file,
+            kept: Vec::new(),
+            size: 0,
+        })
     }
-    match std::str::from_utf8(&body.bytes) {
-        Ok(text) => {
-            write_stdout(text.as_bytes())?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                println!();
-            }
-            Ok(String::new())
+
+    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.size += bytes.len() as u64;
+        let Some((file, _)) = &mut self.file else {
+            let room = MAX_SHOWN.saturating_sub(self.kept.len());
+            self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            return Ok(());
+        };
+        file.write_all(bytes).map_err(|err| {
+            let hint = "check that the disk is not full and that the file can still be written";
+            hinted(format!("failed to save the body: {err}"), hint)
+        })
+    }
+
+    /// Prints a text body as it is; a binary one would garble the terminal
+    /// and a huge one flood it. Returns what to add to the `body:` line.
+    fn finish(&self) -> anyhow::Result<String> {
+        if let Some((_, path)) = &self.file {
+            return Ok(format!("; saved to '{}'", path.display()));
         }
-        Err(_) => {
+        if self.size > self.kept.len() as u64 {
+            println!("[more than {} MiB, not shown]", MAX_SHOWN / (1024 * 1024));
+            return Ok("; too long to print: save it with --output FILE".to_string());
+        }
+        if std::str::from_utf8(&self.kept).is_err() {
             println!("[binary data, not shown]");
-            Ok("; not text: save it with --output FILE".to_string())
+            return Ok("; not text: save it with --output FILE".to_string());
         }
+        if !self.kept.is_empty() {
+            print_framed("", &self.kept)?;
+        }
+        Ok(String::new())
     }
+}
+
+fn cannot_create(path: &Path, err: io::Error) -> anyhow::Error {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new(".")).display();
+    hinted(
+        format!("failed to create output file '{}': {err}", path.display()),
+        format!(
+            "check that the directory '{dir}' exists, that you may write there, and that the disk is not full"
+        ),
+    )
 }
 
 /// `--raw-request`: prints whatever the server sends after the response,
-/// exactly as it arrives, until it closes the connection, stays quiet for
-/// [`MORE_RESPONSES_WAIT`], or has sent [`MORE_RESPONSES_MAX`] bytes. A
-/// server that found a second request in what was sent (seed 003's stray
-/// empty line) answers that one too.
-fn print_rest_of_stream(
-    stream: &TcpStream,
-    reader: &mut BufReader<Recorder<&TcpStream>>,
-    peer: SocketAddr,
-) -> anyhow::Result<()> {
+/// until it closes, stays quiet for [`MORE_WAIT`], or has sent [`MORE_MAX`]
+/// bytes. A server that found a second request in what was sent (seed
+/// 003's stray empty line) answers that one too.
+fn print_rest_of_stream(stream: &TcpStream, conn: &mut Conn) -> anyhow::Result<()> {
+    let wait = Some(MORE_WAIT);
     stream
-        .set_read_timeout(Some(MORE_RESPONSES_WAIT))
+        .set_read_timeout(wait)
         .context("failed to set the read timeout")?;
     let mut rest = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let end = loop {
-        // BufReader hands out what it already holds first, then read()s.
-        match reader.read(&mut buf) {
-            Ok(0) => break "the server closed the connection".to_string(),
-            Ok(n) => {
-                rest.extend_from_slice(&buf[..n]);
-                if rest.len() >= MORE_RESPONSES_MAX {
-                    break format!("stopped reading after {MORE_RESPONSES_MAX} bytes");
-                }
-            }
-            Err(err) if explain::is_timeout(&err) => {
-                break format!(
-                    "nothing more within {}; the connection is still open",
-                    humantime::format_duration(MORE_RESPONSES_WAIT)
-                );
-            }
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            Err(err) => {
-                return Err(err).context(Step::Receive {
-                    proto: Proto::Tcp,
-                    peer,
-                });
-            }
-        }
+    // BufReader hands out what it already holds first, then read()s.
+    let end = match (&mut conn.reader)
+        .take(MORE_MAX as u64)
+        .read_to_end(&mut rest)
+    {
+        Ok(_) if rest.len() >= MORE_MAX => format!("stopped reading after {MORE_MAX} bytes"),
+        Ok(_) => "the server closed the connection".to_string(),
+        Err(err) if explain::is_timeout(&err) => format!(
+            "nothing more within {}; the connection is still open",
+            humantime::format_duration(MORE_WAIT)
+        ),
+        Err(err) => return Err(err).context(conn.receive()),
     };
     if !rest.is_empty() {
-        println!("--- {} more bytes after the response ---", rest.len());
-        write_stdout(&rest)?;
-        if !rest.ends_with(b"\n") {
-            println!();
-        }
+        print_framed(
+            &format!("{} more bytes after the response", rest.len()),
+            &rest,
+        )?;
     }
     println!("--- {end} ---");
     Ok(())
 }
 
-/// Explains a response head that could not be read: the socket's own error
-/// (with its hint), or what the server sent instead of HTTP.
-fn head_error(err: http::HeadError, began: &[u8], peer: SocketAddr) -> anyhow::Error {
-    let receive = Step::Receive {
-        proto: Proto::Tcp,
-        peer,
+/// Prints `--- title ---` (unless empty) and `bytes` exactly, on lines of their own.
+fn print_framed(title: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    if !title.is_empty() {
+        println!("--- {title} ---");
+    }
+    write_stdout(bytes)?;
+    if !bytes.ends_with(b"\n") {
+        println!();
+    }
+    Ok(())
+}
+
+/// Writes to the terminal or pipe; a failure there is no network matter.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    let written = stdout.write_all(bytes).and_then(|()| stdout.flush());
+    written.map_err(|err| anyhow!("failed to write to stdout: {err}"))
+}
+
+/// GET, HEAD with --head, or the first word of --raw-request.
+fn method(cli: &Cli) -> String {
+    let Some(RawRequest(raw)) = &cli.raw_request else {
+        return (if cli.head { "HEAD" } else { "GET" }).to_string();
     };
-    match err {
-        http::HeadError::Io(err) => anyhow::Error::new(err).context(receive),
-        http::HeadError::Closed => anyhow::Error::new(io::Error::new(
-            ErrorKind::UnexpectedEof,
-            "the server closed the connection without sending a response",
-        ))
-        .context(receive),
-        other => explain::hinted(
-            format!(
-                "the reply from {peer} is not an HTTP/1.x response ({other}); it began {}",
-                printable::quoted(began, 120)
-            ),
-            "a program listens on that port, but it did not answer with an HTTP status line \
-             and header lines ended by an empty line (RFC 9112 §2.1): check the port, or see \
-             what it says with `ncat HOST PORT`",
-        ),
+    let word = raw
+        .split(|b| b" \r\n".contains(b))
+        .next()
+        .unwrap_or_default();
+    String::from_utf8_lossy(word).into_owned()
+}
+
+/// An `http://host[:port][/path][?query]` URL (RFC 9110 §4.2.1).
+#[derive(Debug, Clone)]
+struct Url {
+    /// A name or an IP address (an IPv6 one in brackets).
+    host: String,
+    port: u16,
+    /// What goes in the request line: starts with `/`, no `#fragment`.
+    path: String,
+}
+
+impl Url {
+    /// The `Host` field's value (RFC 9110 §7.2): the port is left out when it is 80.
+    fn authority(&self) -> String {
+        match self.port {
+            80 => self.host.clone(),
+            port => format!("{}:{port}", self.host),
+        }
     }
 }
 
-/// Parses the URL argument, or says why it is not one http_get can fetch.
-fn parse_url(text: &str) -> Result<HttpUrl, String> {
-    HttpUrl::parse(text).map_err(|err| {
-        let why = match err {
-            http::UrlError::UnsupportedScheme(scheme) if scheme.eq_ignore_ascii_case("https") => {
-                "https needs TLS, and http_get speaks plain HTTP on a TCP socket; use http://"
-                    .to_string()
-            }
-            other => other.to_string(),
-        };
-        format!("invalid URL '{text}': {why}")
+fn parse_url(text: &str) -> Result<Url, String> {
+    let why = |why: &str| format!("invalid URL '{text}': {why}");
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| why("it must start with http://"))?;
+    if scheme.eq_ignore_ascii_case("https") {
+        return Err(why(
+            "https needs TLS, and http_get speaks plain HTTP; use http://",
+        ));
+    } else if !scheme.eq_ignore_ascii_case("http") || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(why("only http://, without spaces or non-ASCII characters"));
+    }
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (host, port) = match authority
+        .rsplit_once(':')
+        .filter(|(_, port)| !port.contains(']'))
+    {
+        Some((host, port)) => (host, port.parse().ok().filter(|&p| p != 0).ok_or(port)),
+        None => (authority, Ok(80)),
+    };
+    let port = port.map_err(|port| why(&format!("invalid port '{port}'")))?;
+    if host.is_empty() || host.contains('@') {
+        return Err(why("no host"));
+    }
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    Ok(Url {
+        host: host.to_string(),
+        port,
+        path,
     })
 }
 
-/// Parses `--header 'Name: value'`. The name must be a token (RFC 9110
-/// §5.1) and the value must not hold a line break, which would end the
-/// header line early (use --raw-request to send such bytes on purpose).
-fn header_field(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("invalid header '{text}': write it as 'Name: value'"))?;
+/// True for an HTTP token (RFC 9110 §5.6.2), such as a header name.
+fn is_token(name: &str) -> bool {
     let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(tchar) {
-        return Err(format!(
-            "invalid header name '{name}': letters, digits and -, no spaces"
-        ));
-    }
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(format!(
-            "invalid header value in '{}': no line breaks",
-            text.escape_debug()
-        ));
-    }
-    Ok((name.to_string(), value.trim().to_string()))
+    !name.is_empty() && name.chars().all(tchar)
 }
 
-/// The bytes of `--raw-request`, sent as they are.
+/// `--header 'Name: value'`: a token name, and no line break in the value,
+/// which would end the header line early (--raw-request sends such bytes).
+fn header_field(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if is_token(name) && !value.contains(['\r', '\n', '\0']) => {
+            Ok((name.to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!(
+            "invalid header '{}': write it as one line 'Name: value', the name without spaces",
+            text.escape_debug()
+        )),
+    }
+}
+
+/// The bytes of `--raw-request` (a type of its own: clap would take a `Vec<u8>` for many values).
 #[derive(Debug, Clone)]
 struct RawRequest(Vec<u8>);
 
 /// Turns the `\r`, `\n`, `\t` and `\\` escapes of `--raw-request` into bytes.
 fn unescape(text: &str) -> Result<RawRequest, String> {
-    let mut out = Vec::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-            continue;
-        }
-        out.push(match chars.next() {
-            Some('r') => b'\r',
-            Some('n') => b'\n',
-            Some('t') => b'\t',
-            Some('\\') => b'\\',
-            other => {
-                let seq = other.map_or("\\".to_string(), |c| format!("\\{c}"));
-                return Err(format!(
-                    "unknown escape '{seq}' (use \\r, \\n, \\t or \\\\)"
-                ));
-            }
+        out.push(match c {
+            '\\' => match chars.next() {
+                Some('r') => '\r',
+                Some('n') => '\n',
+                Some('t') => '\t',
+                Some('\\') => '\\',
+                other => {
+                    let seq = other.map_or(String::new(), String::from);
+                    return Err(format!(
+                        "unknown escape '\\{seq}' (use \\r, \\n, \\t or \\\\)"
+                    ));
+                }
+            },
+            c => c,
         });
     }
-    Ok(RawRequest(out))
-}
-
-/// The method of a raw request: what comes before its first space.
-fn first_word(request: &[u8]) -> String {
-    let end = request
-        .iter()
-        .position(|&b| b == b' ' || b == b'\r' || b == b'\n');
-    String::from_utf8_lossy(&request[..end.unwrap_or(request.len())]).into_owned()
-}
-
-/// Writes to the terminal (or pipe). A failure there is no network matter,
-/// so the OS error becomes part of the message and no socket hint is given.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    io::stdout()
-        .write_all(bytes)
-        .map_err(|err| anyhow!("failed to write to stdout: {err}"))
-}
-
-/// `--output` could not be written: a matter of this machine's files.
-fn file_failure(message: String, path: &Path) -> anyhow::Error {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    explain::hinted(
-        message,
-        format!(
-            "check that the directory '{}' exists, that you may write there, and that the \
-             disk is not full",
-            dir.display()
-        ),
-    )
-}
-
-/// A reader that notes when the first byte arrives (the time to first
-/// byte) and keeps the first few bytes, to show a reply that is not HTTP.
-#[derive(Debug)]
-struct Recorder<R> {
-    inner: R,
-    first_byte: Option<Instant>,
-    first_bytes: Vec<u8>,
-}
-
-impl<R> Recorder<R> {
-    /// How many of the first bytes are kept.
-    const KEPT: usize = 256;
-
-    fn new(inner: R) -> Recorder<R> {
-        Recorder {
-            inner,
-            first_byte: None,
-            first_bytes: Vec::new(),
-        }
-    }
-}
-
-impl<R: Read> Read for Recorder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 && self.first_byte.is_none() {
-            self.first_byte = Some(Instant::now());
-        }
-        let room = Recorder::<R>::KEPT.saturating_sub(self.first_bytes.len());
-        self.first_bytes.extend_from_slice(&buf[..n.min(room)]);
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_a_student_might_type() {
-        let url = parse_url("http://localhost:8000/a?b=1#top").expect("valid");
-        assert_eq!(
-            (url.host.as_str(), url.port, url.path_and_query.as_str()),
-            ("localhost", 8000, "/a?b=1")
-        );
-        for (text, why) in [
-            ("https://example.com/", "https needs TLS"),
-            ("example.com", "must start with http://"),
-            ("http:///x", "no host"),
-            ("http://h:abc/", "invalid port 'abc'"),
-            ("http://h:0/", "invalid port '0'"),
-        ] {
-            let err = parse_url(text).expect_err(text);
-            assert!(
-                err.starts_with(&format!("invalid URL '{text}': ")) && err.contains(why),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn headers_must_be_one_line_with_a_token_name() {
-        assert_eq!(
-            header_field("X-Lab:  two words "),
-            Ok(("X-Lab".into(), "two words".into()))
-        );
-        assert_eq!(header_field("Empty:"), Ok(("Empty".into(), String::new())));
-        for bad in ["no colon", ": value", "Bad Name: v", "X: a\r\nY: b"] {
-            assert!(header_field(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn raw_request_escapes() {
-        let bytes = |text| unescape(text).map(|RawRequest(bytes)| bytes);
-        assert_eq!(
-            bytes(r"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
-            Ok(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_vec())
-        );
-        assert_eq!(bytes(r"a\\b\tc"), Ok(b"a\\b\tc".to_vec()));
-        assert_eq!(bytes("caf\u{e9}"), Ok("caf\u{e9}".as_bytes().to_vec()));
-        let err = bytes(r"\x41").expect_err("not an escape");
-        assert!(err.contains(r"unknown escape '\x'"), "{err}");
-        let err = bytes("trailing\\").expect_err("a lone backslash");
-        assert!(err.contains(r"unknown escape '\'"), "{err}");
-        assert_eq!(first_word(b"HEAD / HTTP/1.1\r\n"), "HEAD");
-        assert_eq!(first_word(b"GET"), "GET");
-    }
-
-    #[test]
-    fn the_request_is_crlf_text_with_host_and_user_agent() {
-        let cli = Cli::try_parse_from([
-            "http_get",
-            "http://example.com:8080/p?q",
-            "--user-agent",
-            "lab/1",
-            "--header",
-            "X-One: 1",
-            "--header",
-            "accept: text/html",
-        ])
-        .expect("valid arguments");
-        assert_eq!(
-            String::from_utf8(build_request(&cli).to_bytes()).expect("text"),
-            "GET /p?q HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: lab/1\r\n\
-             Connection: close\r\nX-One: 1\r\naccept: text/html\r\n\r\n"
-        );
-    }
+    Ok(RawRequest(out.into_bytes()))
 }

@@ -25,6 +25,7 @@ use clap::Parser;
 use socketlab::cli::{self, ClientArgs};
 use socketlab::explain::{self, Proto, Step};
 use socketlab::rtt::{self, Stats};
+use socketlab::udp;
 
 /// Send a line over UDP and print the reply (K&R UDPClient); --count pings like the UDP pinger lab
 #[derive(Parser, Debug)]
@@ -231,7 +232,7 @@ fn ping(socket: &UdpSocket, server: SocketAddr, cli: &Cli, count: u32) -> anyhow
 
 /// Waits up to `timeout` after `sent_at` for the reply to ping `seq`. A late
 /// reply to an earlier ping (UDP neither orders nor matches replies) is
-/// reported and skipped.
+/// reported and skipped, without a new timeout: the deadline stays.
 fn wait_for_reply(
     socket: &UdpSocket,
     server: SocketAddr,
@@ -242,28 +243,9 @@ fn wait_for_reply(
     let mut buf = [0u8; 2048];
     let expected = format!("PING {seq} ");
     loop {
-        let left = timeout.saturating_sub(sent_at.elapsed());
-        if left.is_zero() {
-            return Ok(Outcome::TimedOut);
-        }
-        socket
-            .set_read_timeout(Some(left))
-            .context("failed to set the receive timeout")?;
-        match socket.recv_from(&mut buf) {
-            // udp_server uppercases "Ping 3 ..." to "PING 3 ..."; a plain echo server does not.
-            Ok((len, from))
-                if buf[..len.min(expected.len())].eq_ignore_ascii_case(expected.as_bytes()) =>
-            {
-                return Ok(Outcome::Reply {
-                    len,
-                    from,
-                    rtt: sent_at.elapsed(),
-                });
-            }
-            Ok((len, from)) => println!(
-                "ignored {len} bytes from {from}: not the reply to seq={seq} (a late reply?)"
-            ),
-            Err(err) if explain::is_timeout(&err) => return Ok(Outcome::TimedOut),
+        let (len, from) = match udp::recv_until(socket, &mut buf, sent_at + timeout) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(Outcome::TimedOut),
             // ECONNREFUSED on a connected socket: the ICMP port unreachable.
             Err(err) if err.kind() == ErrorKind::ConnectionRefused => return Ok(Outcome::Refused),
             Err(err) => {
@@ -272,7 +254,13 @@ fn wait_for_reply(
                     peer: server,
                 });
             }
+        };
+        // udp_server uppercases "Ping 3 ..." to "PING 3 ..."; a plain echo server does not.
+        if buf[..len.min(expected.len())].eq_ignore_ascii_case(expected.as_bytes()) {
+            let rtt = sent_at.elapsed();
+            return Ok(Outcome::Reply { len, from, rtt });
         }
+        println!("ignored {len} bytes from {from}: not the reply to seq={seq} (a late reply?)");
     }
 }
 

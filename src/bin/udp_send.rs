@@ -1,8 +1,9 @@
 //! udp_send: sends one UDP datagram to any host and port and prints every reply.
 //!
 //! The UDP client socket of seed 003. A UDP client needs no connection and
-//! no handshake: it creates a socket, sends one datagram with `sendto()`,
-//! and waits with `recvfrom()`, which also says *who* answered. The socket
+//! no handshake: it creates a socket, `bind()`s it to port 0 (the OS picks
+//! a free port right then), sends one datagram with `sendto()`, and waits
+//! with `recvfrom()`, which also says *who* answered. The socket
 //! is left unconnected, so it accepts a reply from any address and prints
 //! that address. The price: if nothing listens on the port, the ICMP "port
 //! unreachable" that comes back is not reported on an unconnected socket,
@@ -23,7 +24,7 @@ use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::{self, ClientArgs};
 use socketlab::explain::{self, Proto, Step};
-use socketlab::printable;
+use socketlab::{printable, udp};
 
 /// Send one UDP datagram to HOST:PORT and print each reply with its sender (seed 003)
 #[derive(Parser, Debug)]
@@ -93,42 +94,32 @@ fn send(socket: &UdpSocket, peer: SocketAddr, message: &[u8]) -> anyhow::Result<
         peer,
     };
     let sent = socket.send_to(message, peer).with_context(step)?;
-    // The kernel chose the source port at the first sendto(); the peer sees it.
+    // The kernel chose the source port at bind() to port 0, before this
+    // sendto(); the peer sees it as the datagram's source port.
     let local = socket.local_addr().with_context(step)?;
     println!("sent {sent} bytes to {peer} from port {}", local.port());
     Ok(())
 }
 
 /// Prints every datagram that arrives within `listen` of now, with the
-/// address it came from, and returns how many arrived.
+/// address it came from, and returns how many arrived. UDP has no "end of
+/// the reply", so only the deadline ends the wait.
 fn print_replies(socket: &UdpSocket, peer: SocketAddr, listen: Duration) -> anyhow::Result<usize> {
     let deadline = Instant::now() + listen;
     // 65535 bytes hold the largest datagram UDP can carry, so none is cut short.
     let mut buf = vec![0u8; 65535];
     let mut replies = 0;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(replies);
-        }
-        // SO_RCVTIMEO: recvfrom() gives up after `left` instead of waiting forever.
-        socket
-            .set_read_timeout(Some(left))
-            .context("failed to set the receive timeout")?;
-        match socket.recv_from(&mut buf) {
-            Ok((len, from)) => {
-                replies += 1;
-                let text = printable::quoted(&buf[..len], usize::MAX);
-                println!("reply from {from}, {len} bytes: {text}");
-            }
-            // The OS says: nothing arrived before the timeout.
-            Err(err) if explain::is_timeout(&err) => return Ok(replies),
-            Err(err) => {
-                return Err(err).context(Step::Receive {
-                    proto: Proto::Udp,
-                    peer,
-                });
-            }
-        }
+    let receive = Step::Receive {
+        proto: Proto::Udp,
+        peer,
+    };
+    // recvfrom() also says who sent each datagram.
+    while let Some((len, from)) =
+        udp::recv_until(socket, &mut buf, deadline).context(receive.clone())?
+    {
+        replies += 1;
+        let text = printable::quoted(&buf[..len], usize::MAX);
+        println!("reply from {from}, {len} bytes: {text}");
     }
+    Ok(replies)
 }
