@@ -64,6 +64,14 @@ impl Stats {
         (lost as f64 * 100.0 / self.transmitted as f64) as f32
     }
 
+    /// The longest RTT (a load test's worst case).
+    pub fn max(&self) -> Option<Duration> {
+        self.rtts_us
+            .iter()
+            .max()
+            .map(|&us| Duration::from_micros(us))
+    }
+
     /// ping's min, avg, max and mdev in whole microseconds, or None without
     /// a reply. The mean is truncated like ping's `tsum / n`; mdev is the
     /// integer square root of the variance.
