@@ -1,4 +1,5 @@
 //! Turning a failed socket call into an explanation a student can act on.
+//! Used by every program.
 //!
 //! Every socket call a user can make fail is wrapped in a [`Step`], which
 //! names the call and the address it worked on:
