@@ -1,7 +1,5 @@
-//! Command-line options shared by the servers and the clients. Used by the
-//! servers (udp_server, tcp_server, event_server, threaded_server,
-//! proxy_logger, time_server, web_proxy), the clients (udp_client,
-//! tcp_client, time_client, udp_send, http_get), loadgen and lab.
+//! Command-line options shared by the servers and the clients. Used by
+//! every server and every client, and by loadgen.
 //!
 //! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and,
 //! where its defaults differ from the UDP/TCP labs' `12000`, overrides them in

@@ -1,6 +1,6 @@
 //! A cap on how many connections a server serves at once. Used by
-//! tcp_server, event_server, threaded_server, proxy_logger, time_server
-//! and web_proxy.
+//! tcp_server, event_server, threaded_server, proxy_logger, time_server,
+//! web_proxy and web_server.
 //!
 //! A server takes a [`Slot`] *before* it calls `accept()`. At the cap it
 //! stops accepting, so new clients finish their handshake with the kernel

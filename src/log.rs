@@ -1,6 +1,6 @@
 //! One timestamped line per server event, on stdout. Used by every server
 //! that logs: udp_server, tcp_server, event_server, threaded_server,
-//! proxy_logger, time_server and web_proxy.
+//! proxy_logger, time_server, web_proxy, web_server and heartbeat_server.
 //!
 //! `2026-11-21T14:02:19.198Z 127.0.0.1:54321 received 5 bytes "hello"`
 //!

@@ -1,6 +1,6 @@
-//! Showing received bytes in a log line. Used by udp_server,
-//! threaded_server, proxy_logger, time_server, web_proxy, udp_send,
-//! http_get, loadgen, lab and crack_caesar.
+//! Showing received bytes in a log line. Used by the servers (udp_server,
+//! threaded_server, proxy_logger, time_server, web_proxy, web_server,
+//! heartbeat_server), udp_send, http_get, loadgen, lab and crack_caesar.
 //!
 //! A peer can send anything: the lab servers transform bytes, not text, and
 //! only the log needs something printable. Valid UTF-8 is shown as it is;

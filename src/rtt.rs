@@ -1,5 +1,6 @@
 //! Round-trip times and their statistics, computed the way iputils `ping` does.
-//! Used by udp_client, tcp_client, time_client, http_get and loadgen.
+//! Used by udp_client, tcp_client, time_client, http_get, heartbeat_server
+//! and loadgen.
 //!
 //! `ping` keeps every RTT in whole microseconds and sums them and their
 //! squares in integers; its `mdev` is the integer square root of
