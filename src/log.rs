@@ -11,10 +11,11 @@
 //! When nobody reads the log any more (`udp_server | head -1`: `head` has
 //! exited and closed its end of the pipe), `write()` fails with `EPIPE`
 //! ("broken pipe"; Rust ignores the SIGPIPE signal that would otherwise
-//! kill the process). The server then ends quietly with exit status 0, as
-//! `yes | head -1` does, instead of panicking as `println!` would, and the
-//! shell gets its prompt back. Any other failure to write a line (a full
-//! disk) loses that line only: a log must never stop a server.
+//! kill the process). The server then ends quietly, as `yes | head -1`
+//! does, with exit status 0 (its reader left; nothing failed), instead of
+//! panicking as `println!` would, and the shell gets its prompt back. Any
+//! other failure to write a line (a full disk) loses that line only: a log
+//! must never stop a server.
 
 use std::fmt::Display;
 use std::io::{ErrorKind, Write};
