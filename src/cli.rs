@@ -1,4 +1,5 @@
-//! Command-line options shared by the servers and the clients.
+//! Command-line options shared by the servers and the clients. Used by
+//! every server and every client, and by loadgen.
 //!
 //! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and,
 //! where its defaults differ from the UDP/TCP labs' `12000`, overrides them in

@@ -1,4 +1,5 @@
 //! Opening a TCP connection to a server that may have several addresses.
+//! Used by tcp_client, time_client, http_get, smtp_client, loadgen and web_proxy.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

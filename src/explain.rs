@@ -1,4 +1,5 @@
 //! Turning a failed socket call into an explanation a student can act on.
+//! Used by every program.
 //!
 //! Every socket call a user can make fail is wrapped in a [`Step`], which
 //! names the call and the address it worked on:
@@ -51,8 +52,11 @@ impl fmt::Display for Proto {
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
     Resolve { host: String },
-    /// `bind()`: claiming a local address and port.
+    /// `bind()`: claiming a local address and port (a server's `--port`).
     Bind { proto: Proto, addr: SocketAddr },
+    /// `bind()` of a client socket to the fixed source port given with
+    /// `--bind-port` (K&R P29), instead of letting the OS pick one.
+    BindClient { proto: Proto, addr: SocketAddr },
     /// `connect()`: TCP's three-way handshake, or fixing a UDP socket's peer.
     Connect { proto: Proto, addr: SocketAddr },
     /// `accept()`: taking the next connection from the listen queue.
@@ -68,7 +72,7 @@ impl Step {
     pub fn syscall(&self) -> &'static str {
         match self {
             Step::Resolve { .. } => "getaddrinfo",
-            Step::Bind { .. } => "bind",
+            Step::Bind { .. } | Step::BindClient { .. } => "bind",
             Step::Connect { .. } => "connect",
             Step::Accept => "accept",
             Step::Send { .. } => "send",
@@ -81,7 +85,9 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Resolve { host } => write!(f, "failed to resolve host '{host}'"),
-            Step::Bind { proto, addr } => write!(f, "failed to bind {proto} socket to {addr}"),
+            Step::Bind { proto, addr } | Step::BindClient { proto, addr } => {
+                write!(f, "failed to bind {proto} socket to {addr}")
+            }
             Step::Connect { proto, addr } => {
                 write!(f, "failed to connect {proto} socket to {addr}")
             }
@@ -109,13 +115,8 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             "the name '{host}' could not be turned into an IP address (DNS or /etc/hosts): \
              check the spelling, or give an address such as 127.0.0.1"
         ),
-        Step::Bind { proto, addr } => match kind {
-            AddrInUse => format!(
-                "another socket already holds {proto} port {port}: stop the program that uses it \
-                 (`ss -{flag}lnp | grep :{port}` names it) or choose another --port (0 lets the OS pick a free one)",
-                port = addr.port(),
-                flag = if *proto == Proto::Tcp { 't' } else { 'u' },
-            ),
+        Step::Bind { proto, addr } | Step::BindClient { proto, addr } => match kind {
+            AddrInUse => in_use(step, *proto, addr.port()),
             AddrNotAvailable => format!(
                 "{ip} is not an address of this machine: bind to 0.0.0.0 (every interface) \
                  or 127.0.0.1 (loopback only); `ip addr` lists this machine's addresses",
@@ -193,6 +194,32 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
              a local firewall rule rejects it, or the address is a broadcast address"
             .to_string(),
         _ => by_kind(step, err),
+    }
+}
+
+/// The hint for `EADDRINUSE` at `bind()`: who may hold the port, how to see
+/// it, and the option that chooses another one.
+fn in_use(step: &Step, proto: Proto, port: u16) -> String {
+    let holder = match proto {
+        // `ss -l` lists listening sockets only; after a server stops, its
+        // connections linger in TIME_WAIT (twice the maximum segment
+        // lifetime, 60 s on Linux) and block a bind() without SO_REUSEADDR.
+        Proto::Tcp => format!(
+            "another socket already holds TCP port {port}: a program listening on it \
+             (`ss -tlnp | grep :{port}` names it) or, if that lists nothing, the connections \
+             of a server that just stopped, waiting out TIME_WAIT for about 60 s \
+             (`ss -tan state time-wait | grep :{port}` lists them). Stop that program or wait"
+        ),
+        Proto::Udp => format!(
+            "another socket already holds UDP port {port} \
+             (`ss -ulnp | grep :{port}` names the program). Stop that program"
+        ),
+    };
+    match step {
+        Step::BindClient { .. } => format!(
+            "{holder}, or choose another --bind-port (without --bind-port the OS picks a free one)"
+        ),
+        _ => format!("{holder}, or choose another --port (0 lets the OS pick a free one)"),
     }
 }
 
@@ -400,6 +427,7 @@ mod tests {
             in_use.contains("port 12000") && in_use.contains("ss -ulnp"),
             "{in_use}"
         );
+        assert!(in_use.contains("another --port"), "{in_use}");
         let not_here = hint(
             &step("192.0.2.7:12000"),
             &io::Error::from(ErrorKind::AddrNotAvailable),
@@ -413,6 +441,46 @@ mod tests {
             &io::Error::from(ErrorKind::PermissionDenied),
         );
         assert!(privileged.contains("below 1024"), "{privileged}");
+    }
+
+    #[test]
+    fn tcp_port_in_use_names_time_wait_too() {
+        // `ss -tlnp` lists only listeners: after the classic TCPServer.py
+        // stops, its TIME_WAIT connections hold the port for about 60 s.
+        let step = Step::Bind {
+            proto: Proto::Tcp,
+            addr: addr("0.0.0.0:12000"),
+        };
+        let h = hint(&step, &io::Error::from(ErrorKind::AddrInUse));
+        for part in [
+            "ss -tlnp | grep :12000",
+            "TIME_WAIT",
+            "ss -tan state time-wait | grep :12000",
+            "another --port",
+        ] {
+            assert!(h.contains(part), "{part}: {h}");
+        }
+    }
+
+    #[test]
+    fn a_client_bound_port_in_use_names_bind_port_not_port() {
+        // udp_client --bind-port 5432 while another socket holds 5432:
+        // --port is the server's port there, changing it would not help.
+        let step = Step::BindClient {
+            proto: Proto::Udp,
+            addr: addr("0.0.0.0:5432"),
+        };
+        let err = Err::<(), _>(io::Error::from(ErrorKind::AddrInUse))
+            .context(step)
+            .expect_err("an error");
+        assert!(
+            format!("{err:#}").starts_with("failed to bind UDP socket to 0.0.0.0:5432"),
+            "{err:#}"
+        );
+        let h = hint_for(&err).expect("a hint");
+        assert!(h.contains("already holds UDP port 5432"), "{h}");
+        assert!(h.contains("another --bind-port"), "{h}");
+        assert!(!h.contains("--port"), "{h}");
     }
 
     #[test]

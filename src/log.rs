@@ -1,12 +1,24 @@
-//! One timestamped line per server event, on stdout.
+//! One timestamped line per server event, on stdout. Used by every server
+//! that logs: udp_server, tcp_server, event_server, threaded_server,
+//! proxy_logger, time_server, web_proxy, web_server and heartbeat_server.
 //!
 //! `2026-11-21T14:02:19.198Z 127.0.0.1:54321 received 5 bytes "hello"`
 //!
 //! The time is UTC (RFC 3339), so lines from two machines can be compared.
 //! Rust's stdout is line-buffered even into a pipe, so each line reaches a
 //! script or a test as soon as it is written.
+//!
+//! When nobody reads the log any more (`udp_server | head -1`: `head` has
+//! exited and closed its end of the pipe), `write()` fails with `EPIPE`
+//! ("broken pipe"; Rust ignores the SIGPIPE signal that would otherwise
+//! kill the process). The server then ends quietly, as `yes | head -1`
+//! does, with exit status 0 (its reader left; nothing failed), instead of
+//! panicking as `println!` would, and the shell gets its prompt back. Any
+//! other failure to write a line (a full disk) loses that line only: a log
+//! must never stop a server.
 
 use std::fmt::Display;
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -24,14 +36,14 @@ impl Log {
     /// Logs an event that concerns one peer.
     pub fn peer(&self, peer: SocketAddr, what: impl Display) {
         if !self.quiet {
-            println!("{}", line(SystemTime::now(), Some(peer), &what));
+            write_line(&line(SystemTime::now(), Some(peer), &what));
         }
     }
 
     /// Logs an event of the server as a whole.
     pub fn note(&self, what: impl Display) {
         if !self.quiet {
-            println!("{}", line(SystemTime::now(), None, &what));
+            write_line(&line(SystemTime::now(), None, &what));
         }
     }
 }
@@ -42,6 +54,14 @@ pub fn line(time: SystemTime, peer: Option<SocketAddr>, what: &dyn Display) -> S
     match peer {
         Some(peer) => format!("{time} {peer} {what}"),
         None => format!("{time} {what}"),
+    }
+}
+
+/// Writes one line to stdout; ends the process quietly if nobody reads it.
+fn write_line(line: &str) {
+    let written = writeln!(std::io::stdout().lock(), "{line}");
+    if written.is_err_and(|err| err.kind() == ErrorKind::BrokenPipe) {
+        std::process::exit(0);
     }
 }
 

@@ -1,4 +1,6 @@
 //! Round-trip times and their statistics, computed the way iputils `ping` does.
+//! Used by udp_client, tcp_client, time_client, http_get, heartbeat_server
+//! and loadgen.
 //!
 //! `ping` keeps every RTT in whole microseconds and sums them and their
 //! squares in integers; its `mdev` is the integer square root of
@@ -64,13 +66,7 @@ impl Stats {
         (lost as f64 * 100.0 / self.transmitted as f64) as f32
     }
 
-    pub fn min(&self) -> Option<Duration> {
-        self.rtts_us
-            .iter()
-            .min()
-            .map(|&us| Duration::from_micros(us))
-    }
-
+    /// The longest RTT (a load test's worst case).
     pub fn max(&self) -> Option<Duration> {
         self.rtts_us
             .iter()
@@ -78,27 +74,17 @@ impl Stats {
             .map(|&us| Duration::from_micros(us))
     }
 
-    /// The mean, truncated to whole microseconds like ping's `tsum / n`.
-    pub fn avg(&self) -> Option<Duration> {
-        let n = self.rtts_us.len() as u128;
-        (n > 0).then(|| Duration::from_micros((self.sum() / n) as u64))
-    }
-
-    /// ping's mdev: the integer square root of the variance in microseconds.
-    pub fn mdev(&self) -> Option<Duration> {
-        let n = self.rtts_us.len() as u128;
-        if n == 0 {
-            return None;
-        }
-        let sum = self.sum();
-        let sum_sq: u128 = self
-            .rtts_us
-            .iter()
-            .map(|&us| u128::from(us) * u128::from(us))
-            .sum();
+    /// ping's min, avg, max and mdev in whole microseconds, or None without
+    /// a reply. The mean is truncated like ping's `tsum / n`; mdev is the
+    /// integer square root of the variance.
+    fn min_avg_max_mdev(&self) -> Option<[u128; 4]> {
+        let rtts = || self.rtts_us.iter().map(|&us| u128::from(us));
+        let (min, max) = (rtts().min()?, rtts().max()?);
+        let n = rtts().len() as u128;
+        let (sum, sum_sq) = (rtts().sum::<u128>(), rtts().map(|us| us * us).sum::<u128>());
         // ping divides in this order to keep small RTTs from rounding to 0.
         let variance = (sum_sq - sum * sum / n) / n;
-        Some(Duration::from_micros(integer_sqrt(variance) as u64))
+        Some([min, sum / n, max, integer_sqrt(variance)])
     }
 
     /// The `p`th percentile (nearest rank: the smallest RTT that at least
@@ -114,30 +100,21 @@ impl Stats {
 
     /// The three closing lines of iputils `ping`, for `target`, after `elapsed`.
     pub fn ping_summary(&self, target: &str, elapsed: Duration) -> String {
-        let mut out = format!("--- {target} ping statistics ---\n");
-        out += &format!(
-            "{} packets transmitted, {} received",
+        let errors = match self.errors {
+            0 => String::new(),
+            n => format!(", +{n} errors"),
+        };
+        let mut out = format!(
+            "--- {target} ping statistics ---\n\
+             {} packets transmitted, {} received{errors}, {}% packet loss, time {}ms",
             self.transmitted,
-            self.received_count()
+            self.received_count(),
+            format_g(f64::from(self.loss_percent())),
+            (elapsed.as_micros() + 500) / 1000
         );
-        if self.errors > 0 {
-            out += &format!(", +{} errors", self.errors);
-        }
-        out += &format!(
-            ", {}% packet loss",
-            format_g(f64::from(self.loss_percent()))
-        );
-        out += &format!(", time {}ms", (elapsed.as_micros() + 500) / 1000);
-        if let (Some(min), Some(avg), Some(max), Some(mdev)) =
-            (self.min(), self.avg(), self.max(), self.mdev())
-        {
-            out += &format!(
-                "\nrtt min/avg/max/mdev = {}/{}/{}/{} ms",
-                millis(min),
-                millis(avg),
-                millis(max),
-                millis(mdev)
-            );
+        if let Some(rtts) = self.min_avg_max_mdev() {
+            let [min, avg, max, mdev] = rtts.map(millis);
+            out += &format!("\nrtt min/avg/max/mdev = {min}/{avg}/{max}/{mdev} ms");
         }
         out
     }
@@ -150,20 +127,15 @@ impl Stats {
             ms(self.percentile(99.0)?)
         ))
     }
-
-    fn sum(&self) -> u128 {
-        self.rtts_us.iter().map(|&us| u128::from(us)).sum()
-    }
 }
 
 /// A duration in milliseconds with microsecond digits and its unit: `0.123 ms`.
 pub fn ms(d: Duration) -> String {
-    format!("{} ms", millis(d))
+    format!("{} ms", millis(d.as_micros()))
 }
 
 /// Whole microseconds printed as milliseconds, ping's `%ld.%03ld`.
-fn millis(d: Duration) -> String {
-    let us = d.as_micros();
+fn millis(us: u128) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 

@@ -94,7 +94,7 @@ fn open_socket(server: SocketAddr, port: Option<u16>) -> anyhow::Result<UdpSocke
         Ipv6Addr::UNSPECIFIED.into()
     };
     let local = SocketAddr::new(any, port.unwrap_or(0));
-    let socket = UdpSocket::bind(local).context(Step::Bind {
+    let socket = UdpSocket::bind(local).context(Step::BindClient {
         proto: Proto::Udp,
         addr: local,
     })?;

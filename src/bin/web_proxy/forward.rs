@@ -385,24 +385,24 @@ fn connect_origin(url: &HttpUrl, authority: String, proxy: &Proxy) -> Result<Ori
             "the request is addressed to this proxy itself (a loop)",
         ));
     }
-    let mut last_error = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, proxy.origin_timeout) {
-            Ok(stream) => {
-                return origin_streams(stream, authority, proxy.origin_timeout)
-                    .map_err(|_| refuse(502, "the origin connection failed"));
-            }
-            Err(err) => last_error = Some(err),
-        }
-    }
-    Err(match last_error {
-        Some(err) if explain::is_timeout(&err) => refuse(
+    match socketlab::connect::tcp(&addrs, proxy.origin_timeout) {
+        Ok(stream) => origin_streams(stream, authority, proxy.origin_timeout)
+            .map_err(|_| refuse(502, "the origin connection failed")),
+        Err(err) if connect_timed_out(&err) => Err(refuse(
             504,
             "the origin did not answer the connection attempt in time",
-        ),
+        )),
         // A RST answering our SYN: nothing listens on that port.
-        _ => refuse(502, "the origin refused the connection"),
-    })
+        Err(_) => Err(refuse(502, "the origin refused the connection")),
+    }
+}
+
+/// True when a failed `socketlab::connect::tcp` got no answer to its SYN
+/// within the timeout (a gateway timeout, 504) rather than a refusal (502).
+pub fn connect_timed_out(err: &anyhow::Error) -> bool {
+    err.root_cause()
+        .downcast_ref::<io::Error>()
+        .is_some_and(explain::is_timeout)
 }
 
 fn origin_streams(stream: TcpStream, authority: String, timeout: Duration) -> io::Result<Origin> {

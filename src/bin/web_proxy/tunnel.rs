@@ -7,15 +7,14 @@
 //! direction keeps flowing (a TCP half-close).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use socketlab::explain;
 use socketlab::http::{self, RequestHead};
 
 use crate::Proxy;
 use crate::client::Client;
-use crate::forward::{Outcome, send_error};
+use crate::forward::{Outcome, connect_timed_out, send_error};
 
 /// Opens the tunnel, copies until both directions have ended, and returns
 /// what the access log shows: the status and the bytes relayed both ways.
@@ -44,9 +43,9 @@ pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcom
             "the tunnel would lead back to this proxy (a loop)",
         );
     }
-    let server = match connect(&addrs, proxy) {
+    let server = match socketlab::connect::tcp(&addrs, proxy.origin_timeout) {
         Ok(server) => server,
-        Err(err) if explain::is_timeout(&err) => {
+        Err(err) if connect_timed_out(&err) => {
             return refused(
                 client,
                 504,
@@ -73,17 +72,6 @@ fn outcome(status: u16, bytes: u64) -> Outcome {
         bytes,
         keep_alive: false,
     }
-}
-
-fn connect(addrs: &[SocketAddr], proxy: &Proxy) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, proxy.origin_timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(err) => last = err,
-        }
-    }
-    Err(last)
 }
 
 /// Copies bytes both ways until each direction has ended, passing on each
