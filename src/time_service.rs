@@ -2,7 +2,7 @@
 //! exchange in clear text lines, then length-prefixed frames whose payload
 //! bytes are Caesar-shifted by the agreed key.
 //!
-//! `time_server`, `time_client` and `crack_caesar` all use it. It is a toy
+//! Used by time_server, time_client, crack_caesar and loadgen. It is a toy
 //! on purpose: with p = 257 there are at most 256 keys, and g = 11 reaches
 //! only 64 of them, so a capture gives everything away.
 

@@ -290,6 +290,16 @@ fn bind_port_fixes_the_client_source_port() {
     server.expect_line(&format!("127.0.0.1:{source} received 3 bytes"));
 }
 
+/// A --bind-port that another socket holds: the hint names the client's own
+/// option, not the server's --port.
+#[test]
+fn a_taken_bind_port_names_bind_port_in_the_hint() {
+    let held = UdpSocket::bind("0.0.0.0:0").expect("hold a port");
+    let port = held.local_addr().expect("address").port().to_string();
+    let out = run(CLIENT, &["--bind-port", &port, "hi"], b"");
+    assert_error_and_hint(&out, "choose another --bind-port");
+}
+
 #[test]
 fn bad_datagrams_are_answered_and_the_server_keeps_serving() {
     let server = udp_server(&[]);

@@ -90,17 +90,9 @@ fn round_trip(
     let expected = request::expected_reply(message);
     let deadline = started + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Outcome::Lost;
-        }
-        // SO_RCVTIMEO: recv() gives up after what is left of this request's timeout.
-        if let Err(err) = socket.set_read_timeout(Some(left)) {
-            return Outcome::Failed(format!("failed to set the receive timeout: {err}"));
-        }
-        let reply = match socket.recv(buf) {
-            Ok(len) => &buf[..len],
-            Err(err) if is_timeout(&err) => return Outcome::Lost,
+        let reply = match socketlab::udp::recv_until(socket, buf, deadline) {
+            Ok(Some((len, _))) => &buf[..len],
+            Ok(None) => return Outcome::Lost,
             Err(err) => return Outcome::Failed(format!("request {seq}: receive failed: {err}")),
         };
         if reply == expected {
