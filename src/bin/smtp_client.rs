@@ -332,7 +332,7 @@ fn meaning(code: u16, after: &str) -> String {
              commands out of order): compare the dialogue (--show-dialogue) with RFC 5321 §4.1"
         ),
         400..=499 => format!("{code}: a temporary failure (4yz): try again later"),
-        500..=599 => format!("{code}: a permanent failure (5yz): the server will not take this"),
+        505..=599 => format!("{code}: a permanent failure (5yz): the server will not take this"),
         _ => format!("{code} is not a code the server should send here (RFC 5321 §4.3.2)"),
     }
 }
