@@ -274,7 +274,8 @@ impl Dialogue<'_> {
                     "the server closed the connection while smtp_client waited for the reply to {after}"
                 ),
                 "its FIN came instead of a reply: the server gave up on this client (a limit on \
-                 connections, a rule against this sender, or a crash); its log says which",
+                 connections, a rule against this sender, a crash, or it is no SMTP server and \
+                 tired of waiting for the client to speak first); its log says which",
             ));
         }
         while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
