@@ -149,24 +149,29 @@ fn received(
         return;
     };
     let delay = one_way_delay(sent, now);
-    let Some(client) = clients.get_mut(&peer) else {
-        let before = if seq > 1 {
-            format!(" (the first heard; 1 to {} were not)", seq - 1)
-        } else {
-            String::new()
-        };
-        log.peer(peer, format_args!("heartbeat {seq}{before}: {delay}"));
-        clients.insert(
-            peer,
-            Client {
+    match clients.get_mut(&peer) {
+        Some(client) => next_heard(client, seq, &delay, peer, log),
+        None => {
+            let before = match seq {
+                0 | 1 => String::new(),
+                2 => " (the first heard; 1 was not)".to_string(),
+                _ => format!(" (the first heard; 1 to {} were not)", seq - 1),
+            };
+            log.peer(peer, format_args!("heartbeat {seq}{before}: {delay}"));
+            let client = Client {
                 last_seq: seq,
                 last_seen: Instant::now(),
                 received: 1,
                 lost: 0,
-            },
-        );
-        return;
-    };
+            };
+            clients.insert(peer, client);
+        }
+    }
+}
+
+/// A heartbeat from a client heard before: a gap before it means lost
+/// heartbeats; a number not above the last one, a late or repeated one.
+fn next_heard(client: &mut Client, seq: u64, delay: &str, peer: SocketAddr, log: Log) {
     client.last_seen = Instant::now();
     client.received += 1;
     if seq <= client.last_seq {
