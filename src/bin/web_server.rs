@@ -680,3 +680,64 @@ impl Read for Deadline<'_> {
         self.stream.read(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(target: &str) -> bool {
+        matches!(local_path(target), Err(Refused::Forbidden(_)))
+    }
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        assert_eq!(
+            local_path("/files/bytes.bin?x=1").ok(),
+            Some(PathBuf::from("files/bytes.bin"))
+        );
+        assert_eq!(
+            local_path("//etc/./passwd").ok(),
+            Some(PathBuf::from("etc/passwd"))
+        );
+        assert_eq!(local_path("/a%20b").ok(), Some(PathBuf::from("a b")));
+        // Tried: plain, encoded (either case), with an encoded slash, in the middle.
+        for target in [
+            "/..",
+            "/../etc",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/..%2fx",
+            "/a/../../b",
+        ] {
+            assert!(forbidden(target), "{target}");
+        }
+    }
+
+    #[test]
+    fn targets_that_are_not_paths_are_malformed() {
+        // Tried: absolute-form, no slash, a bad escape, a cut escape, NUL, not UTF-8.
+        for target in ["http://h/x", "x", "/%zz", "/%2", "/a%00", "/%ff"] {
+            assert!(
+                matches!(local_path(target), Err(Refused::Malformed(_))),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn types_come_from_the_extension() {
+        assert_eq!(
+            content_type(Path::new("a/INDEX.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("socket.png")), "image/png");
+        assert_eq!(
+            content_type(Path::new("bytes.bin")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(Path::new("README")),
+            "application/octet-stream"
+        );
+    }
+}
