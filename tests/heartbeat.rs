@@ -200,3 +200,16 @@ fn no_server_is_not_an_error_for_a_heartbeat_and_setup_failures_are() {
         assert_eq!(common::run(SERVER, &bad, b"").code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn a_broadcast_address_is_refused_by_the_os_with_a_hint() {
+    // sendto() to 255.255.255.255 without SO_BROADCAST fails with EACCES.
+    let out = common::run(CLIENT, &["--host", "255.255.255.255", "--count", "1"], b"");
+    common::assert_error_and_hint(&out, "broadcast address");
+    assert!(
+        out.stderr
+            .contains("failed to send to 255.255.255.255:12000 over UDP"),
+        "{}",
+        out.stderr
+    );
+}

@@ -424,3 +424,20 @@ fn no_server_long_lines_and_a_missing_attachment_are_explained() {
     let out = common::run(EXE, &[], b"");
     assert_eq!(out.code(), Some(2), "--to is required: {}", out.stderr);
 }
+
+#[test]
+fn a_server_that_never_greets_times_out_with_a_hint() {
+    // Connected, but no 220 ever comes (a server that waits for the client).
+    let (port, seen) = fake("", polite);
+    let out = send(&port, &["--to", "a@example.com", "--timeout", "300ms"]);
+    common::assert_error_and_hint(&out, "nothing came back before the timeout");
+    assert!(
+        out.stderr.contains("failed to receive a reply"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        seen.join().expect("fake").is_empty(),
+        "nothing sent before the greeting"
+    );
+}
