@@ -11,7 +11,7 @@ use common::{Output, run};
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// Every experiment `lab list` must name; each has its test below.
-const EXPERIMENTS: [&str; 10] = [
+const EXPERIMENTS: [&str; 14] = [
     "tcp-client-first",
     "udp-client-first",
     "different-ports",
@@ -19,9 +19,13 @@ const EXPERIMENTS: [&str; 10] = [
     "byte-stream",
     "recv-1024",
     "pinger-loss",
+    "heartbeat-stop",
     "thread-per-connection",
     "pool-exhaustion",
     "caesar-from-the-wire",
+    "path-traversal",
+    "keep-alive",
+    "dot-stuffing",
 ];
 
 /// Runs `lab run NAME`, which must pass, and returns its report.
@@ -271,4 +275,46 @@ fn caesar_from_the_wire() {
         &report,
         "ok:   the key it finds is the key the client agreed on",
     );
+}
+
+#[test]
+fn heartbeat_stop() {
+    let report = passes("heartbeat-stop");
+    has(&report, "the server dropped heartbeats [2, 6, 9, 11]");
+    has(&report, "the last was 12, 8 received, 4 lost");
+}
+
+#[test]
+fn path_traversal() {
+    let report = passes("path-traversal");
+    has(&report, "GET /%2e%2e/secret.txt -> HTTP/1.1 403 Forbidden");
+    has(&report, "GET /leak.txt -> HTTP/1.1 403 Forbidden");
+}
+
+#[test]
+fn keep_alive() {
+    let report = passes("keep-alive");
+    has(
+        &report,
+        "HTTP/1.1 200 OK, then HTTP/1.1 200 OK (111 body bytes)",
+    );
+    has(&report, "then the connection closed (FIN)");
+}
+
+#[test]
+fn dot_stuffing() {
+    let report = passes("dot-stuffing");
+    if report.contains("python3-aiosmtpd is not installed") {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI installs python3-aiosmtpd"
+        );
+        eprintln!("skipping: python3-aiosmtpd is not installed");
+        return;
+    }
+    has(
+        &report,
+        "on the wire: C: ..   C: ..starts with a dot   C: .",
+    );
+    has(&report, "ok:   the server removed the extra dots");
 }

@@ -23,9 +23,12 @@
 //! names the experiment that answers it.
 
 mod harness;
+mod heartbeat;
+mod mail;
 mod threads;
 mod time_service;
 mod udp_tcp;
+mod web;
 
 use std::process::ExitCode;
 
@@ -68,8 +71,11 @@ pub struct Experiment {
 fn experiments() -> Vec<&'static Experiment> {
     udp_tcp::EXPERIMENTS
         .iter()
+        .chain(heartbeat::EXPERIMENTS)
         .chain(threads::EXPERIMENTS)
         .chain(time_service::EXPERIMENTS)
+        .chain(web::EXPERIMENTS)
+        .chain(mail::EXPERIMENTS)
         .collect()
 }
 
