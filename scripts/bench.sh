@@ -5,19 +5,21 @@
 #   scripts/bench.sh                  (DURATION=5s per measurement, about 2 minutes)
 #   DURATION=2s scripts/bench.sh
 #
-# It prints its report and writes it into README.md, between the lines
-# <!-- bench:begin --> and <!-- bench:end --> (README=FILE names another
-# file, README=- only prints). It builds and runs the release programs of
+# It prints its report and writes it into BENCHMARKS.md, between the lines
+# <!-- bench:begin --> and <!-- bench:end --> (REPORT=FILE names another
+# file, REPORT=- only prints). It builds and runs the release programs of
 # target/release, or the programs in $SOCKETLAB_BIN without building.
 #
-# Each pair runs side by side in this run, at 1 and at 64 concurrent clients:
+# Each group runs side by side in this run, at 1 and at 64 concurrent clients:
 #
 #   udp-echo   udp_server             tests/classic/UDPServer.py (K&R, one thread)
-#   tcp-echo   tcp_server (one        scripts/bench/threaded_echo.py (a thread per
-#              thread, an event loop;    connection, like seed 003's server)
+#   tcp-echo   event_server (one      scripts/bench/threaded_echo.py (a thread per
+#              thread, an event loop)    connection, like seed 003's server)
+#              and tcp_server (a
+#              thread per connection);
 #              one kept connection
-#              per client)
-#   tcp-once   tcp_server --once      tests/classic/TCPServer.py (K&R, listen(1),
+#              per client
+#   tcp-once   event_server --once    tests/classic/TCPServer.py (K&R, listen(1),
 #              (a connection per         one connection at a time) and threaded_echo.py
 #               request)
 #   time       time_server            scripts/bench/pool_time_server.py (a pool of
@@ -37,7 +39,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] [PIN=0|1] [README=FILE|-] [SOCKETLAB_BIN=DIR] scripts/bench.sh" >&2
+  echo "usage: [DURATION=5s] [SESSION_REQUESTS=100] [PIN=0|1] [REPORT=FILE|-] [SOCKETLAB_BIN=DIR] scripts/bench.sh" >&2
   exit 2
 }
 [ $# -eq 0 ] || usage
@@ -46,7 +48,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${DURATION:-5s}"
 SESSION_REQUESTS="${SESSION_REQUESTS:-100}"
 BIN="${SOCKETLAB_BIN:-$ROOT/target/release}"
-README="${README:-$ROOT/README.md}"
+REPORT="${REPORT:-$ROOT/BENCHMARKS.md}"
 WORK="$(mktemp -d /tmp/bench.XXXXXX)"
 PIDS=()
 
@@ -161,26 +163,26 @@ write_report_into() { # FILE REPORT
     $0 == begin { print; while ((getline line < report) > 0) print line; skipping = 1; next }
     $0 == end { skipping = 0 }
     !skipping { print }
-  ' "$file" >"$WORK/readme.new"
-  cat "$WORK/readme.new" >"$file"
+  ' "$file" >"$WORK/report.new"
+  cat "$WORK/report.new" >"$file"
 }
 
 # --- the run ----------------------------------------------------------------------
 
 # Before two minutes of measuring: can the figures be written?
-if [ "$README" != - ]; then
-  [ -w "$README" ] || die "cannot write the figures into '$README' (README=- only prints them)"
+if [ "$REPORT" != - ]; then
+  [ -w "$REPORT" ] || die "cannot write the figures into '$REPORT' (REPORT=- only prints them)"
   # Exactly one of each marker, the begin line first: anything else would
   # make the rewrite drop part of the file.
-  markers="$(grep -xF -e "$BEGIN_MARK" -e "$END_MARK" "$README" | tr '\n' ' ')" || true
+  markers="$(grep -xF -e "$BEGIN_MARK" -e "$END_MARK" "$REPORT" | tr '\n' ' ')" || true
   [ "$markers" = "$BEGIN_MARK $END_MARK " ] ||
-    die "$README has no '$BEGIN_MARK' and '$END_MARK' lines, once each and in that order, to write the figures between (README=- only prints them)"
+    die "$REPORT has no '$BEGIN_MARK' and '$END_MARK' lines, once each and in that order, to write the figures between (REPORT=- only prints them)"
 fi
 if [ -z "${SOCKETLAB_BIN:-}" ]; then
   echo "building (release)" >&2
-  (cd "$ROOT" && cargo build --release --quiet --bin loadgen --bin udp_server --bin tcp_server --bin time_server)
+  (cd "$ROOT" && cargo build --release --quiet --bin loadgen --bin udp_server --bin event_server --bin tcp_server --bin time_server)
 fi
-for program in loadgen udp_server tcp_server time_server; do
+for program in loadgen udp_server event_server tcp_server time_server; do
   [ -x "$BIN/$program" ] || die "'$BIN/$program' not found (SOCKETLAB_BIN names the folder of the built programs)"
 done
 
@@ -190,9 +192,10 @@ Q=(--bind 127.0.0.1 --port 0 --quiet)
 
 bench udp udp-echo udp_server -- "$BIN/udp_server" "${Q[@]}"
 bench udp_py udp-echo UDPServer.py -- python3 "$CLASSIC/UDPServer.py" 0
-bench tcp tcp-echo tcp_server -- "$BIN/tcp_server" "${Q[@]}"
+bench tcp tcp-echo event_server -- "$BIN/event_server" "${Q[@]}"
+bench tcp_threads tcp-echo "tcp_server (thread per connection)" -- "$BIN/tcp_server" "${Q[@]}"
 bench tcp_thr tcp-echo threaded_echo.py -- python3 "$PY/threaded_echo.py" 0
-bench once tcp-once "tcp_server --once" -- "$BIN/tcp_server" "${Q[@]}" --once
+bench once tcp-once "event_server --once" -- "$BIN/event_server" "${Q[@]}" --once
 bench once_py tcp-once "TCPServer.py (listen(1))" -- python3 "$CLASSIC/TCPServer.py" 0
 bench once_thr tcp-once threaded_echo.py -- python3 "$PY/threaded_echo.py" 0
 bench time time "time_server (32 workers)" --session-requests "$SESSION_REQUESTS" -- \
@@ -209,8 +212,9 @@ report() {
   echo
   echo "At 64 clients, against issue 7's targets (measured here, not asserted by a test):"
   echo
-  echo "- tcp_server vs threaded_echo.py, kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_thr.64]}")x the requests/s (target >= 2), p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_thr.64]}" 2)x (target <= 0.33), lost ${LOST[tcp.64]}, errors ${ERRORS[tcp.64]} (target 0)"
-  echo "- tcp_server --once vs threaded_echo.py, a connection per request: $(ratio "${RPS[once.64]}" "${RPS[once_thr.64]}")x the requests/s, p99 $(ratio "${P99[once.64]}" "${P99[once_thr.64]}" 2)x, lost ${LOST[once.64]}, errors ${ERRORS[once.64]}"
+  echo "- event_server vs threaded_echo.py, kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_thr.64]}")x the requests/s (target >= 2), p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_thr.64]}" 2)x (target <= 0.33), lost ${LOST[tcp.64]}, errors ${ERRORS[tcp.64]} (target 0)"
+  echo "- event_server vs tcp_server (a thread per connection), kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_threads.64]}")x the requests/s, p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_threads.64]}" 2)x; tcp_server lost ${LOST[tcp_threads.64]}, errors ${ERRORS[tcp_threads.64]}"
+  echo "- event_server --once vs threaded_echo.py, a connection per request: $(ratio "${RPS[once.64]}" "${RPS[once_thr.64]}")x the requests/s, p99 $(ratio "${P99[once.64]}" "${P99[once_thr.64]}" 2)x, lost ${LOST[once.64]}, errors ${ERRORS[once.64]}"
   echo "- the classic TCPServer.py (listen(1)): lost ${LOST[once_py.64]}, errors ${ERRORS[once_py.64]}"
   echo "- udp_server: lost ${LOST[udp.64]} (target 0); the classic UDPServer.py: lost ${LOST[udp_py.64]}"
   echo "- time_server, 32 workers, 64 clients: served ${SERVED[time.64]}, errors ${ERRORS[time.64]}, lost ${LOST[time.64]} (target: all served, none failed)"
@@ -219,15 +223,15 @@ report() {
   echo
   echo "| server | udp-echo | tcp-echo | tcp-once | time |"
   echo "|---|---:|---:|---:|---:|"
-  echo "| ours | ${RSS[udp]} MB | ${RSS[tcp]} MB | ${RSS[once]} MB | ${RSS[time]} MB |"
+  echo "| ours | ${RSS[udp]} MB | ${RSS[tcp]} MB (event_server), ${RSS[tcp_threads]} MB (tcp_server) | ${RSS[once]} MB | ${RSS[time]} MB |"
   echo "| Python | ${RSS[udp_py]} MB | ${RSS[tcp_thr]} MB | ${RSS[once_py]} MB (listen(1)), ${RSS[once_thr]} MB (threaded) | ${RSS[time_py]} MB |"
 }
 
 report >"$WORK/report.md"
 echo
 cat "$WORK/report.md"
-if [ "$README" != - ]; then
-  write_report_into "$README" "$WORK/report.md"
+if [ "$REPORT" != - ]; then
+  write_report_into "$REPORT" "$WORK/report.md"
   echo
-  echo "wrote the figures into $README"
+  echo "wrote the figures into $REPORT"
 fi

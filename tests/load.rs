@@ -1,4 +1,6 @@
-//! Load tests: a thousand clients at once, and slow clients among quick ones.
+//! Load tests: a thousand clients at once, and slow clients among quick ones,
+//! against tcp_server (a thread per connection), event_server (one thread,
+//! an event loop), threaded_server and time_server (a fixed pool).
 //!
 //! The servers cap their threads (`--max-clients`, the pool's `--threads`)
 //! and stop calling `accept()` at the cap, so the kernel queues further
@@ -22,6 +24,7 @@ use common::{Server, WAIT};
 use socketlab::time_service::{encode_frame, read_frame};
 
 const TCP_SERVER: &str = env!("CARGO_BIN_EXE_tcp_server");
+const EVENT_SERVER: &str = env!("CARGO_BIN_EXE_event_server");
 const THREADED_SERVER: &str = env!("CARGO_BIN_EXE_threaded_server");
 const TIME_SERVER: &str = env!("CARGO_BIN_EXE_time_server");
 
@@ -241,13 +244,23 @@ static TIME: Conversation = Conversation {
 };
 
 #[test]
-fn a_thousand_clients_of_tcp_server_are_all_answered() {
+fn a_thousand_clients_of_event_server_are_all_answered() {
     let server = Server::start(
-        TCP_SERVER,
+        EVENT_SERVER,
         &["--port", "0", "--quiet", "--max-clients", "64"],
     );
     // One event loop serves them all: not one thread more under load.
     thousand_clients(&server, &ECHO, true);
+}
+
+#[test]
+fn a_thousand_clients_of_tcp_server_are_all_answered() {
+    // A thread per connection, 64 at most: the others wait in the backlog.
+    let server = Server::start(
+        TCP_SERVER,
+        &["--port", "0", "--quiet", "--max-clients", "64"],
+    );
+    thousand_clients(&server, &ECHO, false);
 }
 
 #[test]
@@ -334,9 +347,11 @@ impl Trickler {
     }
 }
 
-#[test]
-fn slow_clients_of_tcp_server_do_not_starve_the_others_and_silent_ones_time_out() {
-    let server = Server::start(TCP_SERVER, &["--port", "0", "--idle-timeout", "3s"]);
+/// Three clients that send a byte a second and one that sends nothing,
+/// beside 50 quick ones: the quick ones are all answered, the slow ones
+/// keep being served, and the silent one is closed by --idle-timeout.
+fn slow_and_silent_clients_beside_quick_ones(exe: &str) {
+    let server = Server::start(exe, &["--port", "0", "--idle-timeout", "3s"]);
     let slow: Vec<Trickler> = (0..3).map(|_| Trickler::start(server.addr, true)).collect();
     let mut silent = TcpStream::connect_timeout(&server.addr, WAIT).expect("connect");
     silent.set_read_timeout(Some(WAIT)).expect("read timeout");
@@ -365,6 +380,17 @@ fn slow_clients_of_tcp_server_do_not_starve_the_others_and_silent_ones_time_out(
         assert!(sent >= 3, "a byte a second for over 3 s, only {sent} sent");
         assert_eq!(received, vec![b'S'; sent], "every slow byte echoed");
     }
+}
+
+#[test]
+fn slow_clients_of_event_server_do_not_starve_the_others_and_silent_ones_time_out() {
+    slow_and_silent_clients_beside_quick_ones(EVENT_SERVER);
+}
+
+#[test]
+fn slow_clients_of_tcp_server_do_not_starve_the_others_and_silent_ones_time_out() {
+    // A byte a second for about 3 s stays well inside the default --deadline.
+    slow_and_silent_clients_beside_quick_ones(TCP_SERVER);
 }
 
 #[test]

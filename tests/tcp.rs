@@ -1,4 +1,7 @@
-//! tcp_server and tcp_client: the K&R TCP lab, the byte stream, and bad peers.
+//! tcp_server and tcp_client: the K&R TCP lab, the byte stream, and bad
+//! peers. tcp_server gives each connection a blocking socket and a thread,
+//! under a cap, with an idle limit and a deadline for each whole message.
+//! (event_server, the same protocol on an event loop: tests/event_server.rs.)
 
 mod common;
 
@@ -283,71 +286,14 @@ fn at_max_clients_the_next_client_waits_in_the_backlog() {
 }
 
 #[test]
-fn a_client_that_never_stops_sending_does_not_hold_up_the_others() {
-    let server = tcp_server(&["--quiet"]);
-    // The flood: 64 KiB writes for as long as the test runs, its echo read
-    // (and checked) by a second thread so that the server never has to wait.
-    let flood = connect(&server);
-    let mut reader = flood.try_clone().expect("clone");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = std::sync::Arc::clone(&stop);
-    let writer = thread::spawn(move || {
-        let mut flood = flood;
-        let chunk = vec![b'f'; 65_536];
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            flood.write_all(&chunk).expect("flood");
-        }
-        flood.shutdown(Shutdown::Write).expect("FIN");
-    });
-    let echo = thread::spawn(move || {
-        let mut buf = vec![0u8; 65_536];
-        let mut total = 0usize;
-        loop {
-            match reader.read(&mut buf).expect("flood echo") {
-                0 => return total,
-                n => {
-                    assert!(
-                        buf[..n].iter().all(|&b| b == b'F'),
-                        "a wrong byte in the flood"
-                    );
-                    total += n;
-                }
-            }
-        }
-    });
-    // Meanwhile every other client is served, each within 2 s. (The budget
-    // of reads per turn that makes this so is tested on its own in
-    // src/bin/tcp_server/connection.rs: here the flood sometimes pauses
-    // for breath, and the others could slip in even without it.)
-    for i in 0..20 {
-        let message = format!("client {i} during the flood");
-        let mut stream = connect(&server);
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        stream.write_all(message.as_bytes()).expect("send");
-        stream.shutdown(Shutdown::Write).expect("FIN");
-        let mut reply = Vec::new();
-        stream
-            .read_to_end(&mut reply)
-            .unwrap_or_else(|err| panic!("client {i} was held up by the flood: {err}"));
-        assert_eq!(reply, message.to_uppercase().as_bytes());
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().expect("writer");
-    let echoed = echo.join().expect("echo reader");
-    assert!(echoed > 0, "the flooding client was not served at all");
-}
-
-#[test]
 fn out_of_file_descriptors_the_server_logs_and_serves_the_waiting_client_later() {
     if !have_tool("prlimit") {
         return;
     }
-    // 8 descriptors: stdin, stdout, stderr, the listener, the epoll queue,
-    // and three connections. The fourth client's accept() fails (EMFILE)
-    // and it waits in the backlog until a descriptor is free again.
-    let mut args = vec!["--nofile=8", SERVER, "--bind", "127.0.0.1", "--port", "0"];
+    // 7 descriptors: stdin, stdout, stderr, the listener, and three
+    // connections. The fourth client's accept() fails (EMFILE) and it waits
+    // in the backlog until a descriptor is free again.
+    let mut args = vec!["--nofile=7", SERVER, "--bind", "127.0.0.1", "--port", "0"];
     args.extend_from_slice(&["--max-clients", "100"]);
     let server = Server::start("prlimit", &args);
     let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
@@ -373,6 +319,8 @@ fn bad_arguments_and_a_taken_port_fail_clearly() {
         vec!["--buffer", "0"],
         vec!["--max-clients", "0"],
         vec!["--idle-timeout", "0s"],
+        vec!["--deadline", "0s"],
+        vec!["--deadline", "soon"],
         vec!["--port", "-1"],
     ] {
         let out = run(SERVER, &args, b"");
@@ -481,4 +429,109 @@ fn ncat_is_a_tcp_client_of_tcp_server() {
     );
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "TYPED INTO NCAT\n");
+}
+
+/// The thread count of process `pid` (Linux: one /proc/PID/task entry each).
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .count()
+}
+
+/// Polls `condition` every 10 ms until it holds, for at most [`WAIT`].
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn each_connection_has_a_thread_of_its_own_until_it_closes() {
+    let server = tcp_server(&[]);
+    let pid = server.pid();
+    // Before any client: the main thread, blocked in accept().
+    let alone = threads_of(pid);
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
+    for _ in 0..3 {
+        server.expect_line("connected");
+    }
+    wait_until("a thread for each of 3 connections", || {
+        threads_of(pid) == alone + 3
+    });
+    for stream in &held {
+        stream.shutdown(Shutdown::Write).expect("FIN");
+    }
+    for _ in 0..3 {
+        server.expect_line("closed: received 0 bytes in 0 reads, sent 0");
+    }
+    wait_until("the threads ended with their connections", || {
+        threads_of(pid) == alone
+    });
+}
+
+/// A client that sends one byte every 100 ms on its own thread, never
+/// finishing its message. True once the server has cut it off (a write
+/// fails, or a read sees the server's FIN or reset); false if that did not
+/// happen within [`WAIT`].
+fn trickle(server: &Server) -> thread::JoinHandle<bool> {
+    let mut stream = connect(server);
+    thread::spawn(move || {
+        stream.set_nonblocking(true).expect("non-blocking");
+        let give_up = std::time::Instant::now() + WAIT;
+        let mut echo = [0u8; 64];
+        while std::time::Instant::now() < give_up {
+            if stream.write_all(b"s").is_err() {
+                return true;
+            }
+            match stream.read(&mut echo) {
+                Ok(0) => return true,
+                Err(err) if err.kind() != ErrorKind::WouldBlock => return true,
+                _ => {}
+            }
+            thread::sleep(Duration::from_millis(100)); // the slowness under test
+        }
+        false
+    })
+}
+
+/// Issue 11, 8b: without the idle limit and the whole-message deadline, a
+/// few clients that trickle a byte at a time or send nothing hold every
+/// thread for ever and lock everyone else out.
+#[test]
+fn trickling_and_silent_clients_are_cut_off_and_quick_clients_are_answered() {
+    // Three slots, all taken: two clients trickle a byte every 100 ms (never
+    // idle for 500 ms, never done), one is silent.
+    let server = tcp_server(&[
+        "--max-clients",
+        "3",
+        "--idle-timeout",
+        "500ms",
+        "--deadline",
+        "2s",
+    ]);
+    let tricklers = [trickle(&server), trickle(&server)];
+    let silent = connect(&server);
+    for _ in 0..3 {
+        server.expect_line("connected");
+    }
+    // A quick client waits in the backlog until the silent one is closed by
+    // --idle-timeout, and is answered.
+    assert_eq!(exchange(&server, b"quick"), b"QUICK");
+    let silent_local = silent.local_addr().expect("address");
+    server.expect_line(&format!("{silent_local} idle for 500ms: closing"));
+    // The tricklers are closed by --deadline, however steadily they send:
+    // it is not moved by each byte.
+    server.expect_line("not finished within --deadline 2s: closing");
+    server.expect_line("not finished within --deadline 2s: closing");
+    for trickler in tricklers {
+        assert!(
+            trickler.join().expect("trickler thread"),
+            "a trickling client was never cut off"
+        );
+    }
+    assert_eq!(exchange(&server, b"after them"), b"AFTER THEM");
 }

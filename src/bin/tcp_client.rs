@@ -14,7 +14,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -80,15 +80,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let (reply, end) = read_reply(&mut stream, peer)?;
     let end = if reset_already { End::Reset } else { end };
     let rtt = started.elapsed();
+    print_reply(&reply, &end, rtt, peer, local)
+}
 
+/// Prints the reply, the RTT line, and a `note:` if the reply did not end
+/// with the server's FIN.
+fn print_reply(
+    reply: &[u8],
+    end: &End,
+    rtt: Duration,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     // The reply is printed as the bytes that arrived: the server changes
     // bytes, not text.
     stdout
         .write_all(b"From Server: ")
-        .context("failed to write to stdout")?;
-    stdout
-        .write_all(&reply)
+        .and_then(|()| stdout.write_all(reply))
         .and_then(|()| writeln!(stdout))
         .context("failed to write to stdout")?;
     writeln!(

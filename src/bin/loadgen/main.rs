@@ -11,14 +11,15 @@
 //! prints requests per second, latency percentiles (p50: half the requests
 //! were faster; p99: all but one in a hundred), errors and lost requests.
 //!
-//! Targets: `udp-echo` (udp_server), `tcp-echo` (tcp_server, one kept
-//! connection per client), `tcp-once` (tcp_server --once and the classic
-//! Python TCPServer: a connection per request) and `time` (time_server).
+//! Targets: `udp-echo` (udp_server), `tcp-echo` (event_server or
+//! tcp_server, one kept connection per client), `tcp-once` (their --once
+//! and the classic Python TCPServer: a connection per request) and `time`
+//! (time_server).
 //! The TCP echo clients all run on one thread, with an event loop, so that
 //! a fast server is not measured through loadgen's own thread switches (see
 //! echo.rs); the udp-echo and time clients have a thread each.
 //!
-//! Terminal 1: `cargo run --release --bin tcp_server -- --quiet`
+//! Terminal 1: `cargo run --release --bin event_server -- --quiet`
 //! Terminal 2: `cargo run --release --bin loadgen -- --target tcp-echo 127.0.0.1:12000 --clients 64`
 //! Worksheet:  labs/01-udp-tcp.md ("How does my server hold up?"); scripts/bench.sh
 

@@ -1,32 +1,34 @@
-//! tcp_server: uppercases what each TCP connection sends and writes it back.
+//! event_server: the uppercase server of tcp_server, on one thread with an event loop.
 //!
-//! The K&R TCPServer lab. A TCP server has two kinds of socket: the
-//! listening socket, which only accepts, and one connected socket per client,
-//! returned by `accept()` after the three-way handshake. TCP carries a byte
-//! stream, not messages: a client's one `send()` may arrive in several
-//! `recv()`s and two sends in one, so this server transforms every chunk it
-//! reads and writes it straight back, until the client's FIN (a read of 0
-//! bytes).
+//! The C10K lesson ("how does one server handle ten thousand clients?",
+//! Dan Kegel, 1999; Beej's Guide, `pollserver.c`). `tcp_server` gives each
+//! connection a blocking socket and a thread: simple, but each request
+//! wakes a sleeping thread, costs a thread switch, and every client holds a
+//! thread's stack while it waits. Here one thread serves every client. The
+//! sockets are non-blocking: a call that would have to wait returns
+//! `WouldBlock` at once instead. The loop asks the OS which sockets are
+//! ready (`epoll_wait()` on Linux, `kevent()` on macOS, through the mio
+//! crate), serves exactly those, and asks again, so it never waits on one
+//! client while another has bytes for it. With 64 busy clients one wait
+//! returns many ready sockets, and the thread serves them all without
+//! sleeping: no thread switch per request, and a thousand idle clients cost
+//! a thousand small structs, not a thousand threads.
 //!
-//! One thread serves every client, with an event loop. The sockets are
-//! non-blocking: a call that would have to wait returns `WouldBlock` at
-//! once instead. The loop asks the OS which sockets are ready (`epoll` on
-//! Linux, `kqueue` on macOS, through the mio crate), serves exactly those,
-//! and asks again, so it never waits on one client while another has bytes
-//! for it. No thread per client means no thread switch per request: compare
-//! `threaded_server` (a thread per connection) and `time_server` (a pool of
-//! threads), and see `scripts/bench.sh`.
-//!
-//! `--once` is the classic server instead: one `recv(1024)`, reply, close.
-//! A longer message is cut at 1024 bytes, and closing with bytes still unread
-//! makes the kernel send a RST instead of a FIN.
+//! The protocol and the options are tcp_server's: each chunk a connection
+//! sends comes back with its ASCII letters uppercased, until the client's
+//! FIN (a read of 0 bytes), then our FIN. `--once` is the classic server:
+//! one `recv(1024)`, reply, close (a longer message is cut, and closing with
+//! bytes unread makes the kernel send a RST instead of a FIN). Compare
+//! `tcp_server` (a thread per connection) and `time_server` (a fixed pool)
+//! under the same `loadgen` run, or all at once with `scripts/bench.sh`.
 //!
 //! It binds 0.0.0.0 by default, every interface, so a client on another host
 //! (or another network namespace) can reach it, as in the two-VM lab.
 //!
-//! Terminal 1: `cargo run --bin tcp_server`
-//! Terminal 2: `cargo run --bin tcp_client -- hello`
-//! Worksheet:  labs/01-udp-tcp.md
+//! Terminal 1: `cargo run --release --bin event_server -- --quiet`
+//! Terminal 2: `cargo run --bin tcp_client -- hello`, or many clients at once:
+//!             `cargo run --release --bin loadgen -- --target tcp-echo 127.0.0.1:12000 --clients 64`
+//! Worksheet:  labs/01-udp-tcp.md (Part I, "How does my server hold up?")
 
 mod connection;
 
@@ -48,9 +50,9 @@ use socketlab::log::Log;
 
 use connection::{Connection, End, Turn};
 
-/// Uppercase what each TCP connection sends and write it back (K&R TCPServer)
+/// Uppercase what each TCP connection sends and write it back, every connection on one event loop
 #[derive(Parser, Debug)]
-#[command(name = "tcp_server", version)]
+#[command(name = "event_server", version)]
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
@@ -95,7 +97,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .set_nonblocking(true)
         .context("failed to make the listening socket non-blocking")?;
     let mut server = Server::new(TcpListener::from_std(listener), cli)?;
-    println!("tcp_server listening on {local} (TCP)");
+    println!("event_server listening on {local} (TCP)");
     server.serve_forever()
 }
 
