@@ -87,7 +87,7 @@ impl ConnectionLimit {
 }
 
 /// Logs that the server serves `max` connections and stops accepting. Also
-/// used by tcp_server, whose event loop counts its connections itself.
+/// used by event_server, whose event loop counts its connections itself.
 pub fn log_at_cap(log: Log, max: usize) {
     log.note(format_args!(
         "at the cap: {max} connections are being served (--max-clients {max}); \
