@@ -139,6 +139,11 @@ fn tcp_server_ends_quietly_when_stdout_is_closed() {
 }
 
 #[test]
+fn event_server_ends_quietly_when_stdout_is_closed() {
+    assert_ends_quietly(env!("CARGO_BIN_EXE_event_server"), connection);
+}
+
+#[test]
 fn threaded_server_ends_quietly_when_stdout_is_closed() {
     assert_ends_quietly(env!("CARGO_BIN_EXE_threaded_server"), connection);
 }
