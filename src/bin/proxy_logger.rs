@@ -157,12 +157,12 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
         );
         let (status, head_only, keep_alive) = match read_request(&mut reader, peer, log) {
             Ok(head) => head.verdict(peer, log),
-            Err(err) => match refusal(&err) {
-                Some(status) => {
-                    log.peer(peer, format_args!("{err}: answered {status}"));
+            Err(err) => match refusal(err) {
+                Ok((status, why)) => {
+                    log.peer(peer, format_args!("{why}: answered {status}"));
                     (status, false, false)
                 }
-                None => return format!("connection ended: {err}"),
+                Err(err) => return format!("connection ended: {err}"),
             },
         };
         if let Err(err) = answer(&mut writer, status, head_only, keep_alive) {
@@ -297,15 +297,18 @@ fn bad(why: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, why)
 }
 
-/// The answer to a request that could not be read: 408 when it came too
-/// slowly, 400 when it is not a request; none when the client is gone.
-fn refusal(err: &io::Error) -> Option<&'static str> {
+/// The answer to a request that could not be read, and why: 408 when it
+/// came too slowly, 400 when it is not one. Err: the client is gone.
+fn refusal(err: io::Error) -> io::Result<(&'static str, String)> {
     match err.kind() {
         // SO_RCVTIMEO expired: EAGAIN on Unix, a timeout on Windows.
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => Some("408 Request Timeout"),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            let why = "the request did not arrive within --request-timeout";
+            Ok(("408 Request Timeout", why.into()))
+        }
         // Not a request, or not text (read_line() takes UTF-8 only).
-        ErrorKind::InvalidData => Some("400 Bad Request"),
-        _ => None,
+        ErrorKind::InvalidData => Ok(("400 Bad Request", err.to_string())),
+        _ => Err(err),
     }
 }
 
