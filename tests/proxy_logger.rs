@@ -199,7 +199,7 @@ fn status_line(bytes: &[u8]) -> String {
 fn help_shows_the_defaults() {
     let out = common::run(EXE, &["--help"], b"");
     assert_eq!(out.code(), Some(0));
-    for default in ["127.0.0.1", "2000", "512", "10s", "30s"] {
+    for default in ["127.0.0.1", "2000", "512", "30s", "60s"] {
         let shown = format!("[default: {default}]");
         assert!(out.stdout.contains(&shown), "{shown}: {}", out.stdout);
     }
@@ -381,7 +381,7 @@ fn pipelined_requests_on_one_connection_are_answered_in_order() {
         let on = format!("(number {} on this connection):", i + 1);
         assert!(entry.first.ends_with(&on), "{entry:#?}");
     }
-    proxy.expect_line("closed the connection after request 4");
+    proxy.expect_line("closed the connection after 4 requests");
     assert!(!proxy.lines_so_far().iter().any(|l| l.contains("/smuggled")));
 }
 
@@ -397,7 +397,7 @@ fn a_chunked_body_is_answered_then_the_connection_closed() {
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
     assert!(reply.contains("Connection: close\r\n"), "{reply}");
-    proxy.expect_line("closed the connection after request 1");
+    proxy.expect_line("closed the connection after 1 request");
     assert_eq!(entries(&proxy).len(), 1, "the chunk was read as a request");
 }
 

@@ -56,11 +56,11 @@ struct Cli {
     max_clients: u32,
 
     /// A whole request (head and body) must arrive within this long of its first byte; else 408
-    #[arg(long, default_value = "10s", value_parser = cli::positive_duration)]
+    #[arg(long, default_value = "30s", value_parser = cli::positive_duration)]
     request_timeout: Duration,
 
     /// A connection silent this long before its next request is closed
-    #[arg(long, default_value = "30s", value_parser = cli::positive_duration)]
+    #[arg(long, default_value = "60s", value_parser = cli::positive_duration)]
     idle_timeout: Duration,
 }
 
@@ -170,7 +170,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
         }
         if !keep_alive {
             close_gently(&writer, reader);
-            return format!("closed the connection after request {number}");
+            return format!("closed the connection after {}", requests(served + 1));
         }
     }
     unreachable!("no connection serves 2^64 requests")
