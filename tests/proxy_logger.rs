@@ -113,6 +113,19 @@ fn wait_for_requests(server: &Server, n: usize) -> Vec<Entry> {
     })
 }
 
+/// Waits (up to [`WAIT`]) for a line containing `needle`, printed at any
+/// time: unlike `expect_line`, it does not depend on the order of lines.
+fn wait_for_log(server: &Server, needle: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !server.lines_so_far().iter().any(|l| l.contains(needle)) {
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} within {WAIT:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs curl with `args` through the proxy.
 fn curl(proxy: SocketAddr, args: &[&str]) -> common::Output {
     let proxy = proxy.to_string();
@@ -632,8 +645,12 @@ fn trickling_and_silent_clients_do_not_lock_out_a_quick_one() {
         stream.read_to_end(&mut got).expect("closed by the server");
         assert!(got.is_empty(), "a silent client got {got:?}");
     }
-    proxy.expect_line("did not arrive within --request-timeout: answered 408 Request Timeout");
-    proxy.expect_line("silent: closed the connection after 0 requests");
+    for needle in [
+        "did not arrive within --request-timeout: answered 408 Request Timeout",
+        "silent for --idle-timeout: closed the connection after 0 requests",
+    ] {
+        wait_for_log(&proxy, needle);
+    }
 }
 
 #[test]
@@ -649,7 +666,7 @@ fn a_kept_alive_connection_is_closed_after_the_idle_limit() {
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).expect("closed by the server");
     assert!(rest.is_empty(), "{rest:?}");
-    proxy.expect_line("silent: closed the connection after 1 request");
+    proxy.expect_line("silent for --idle-timeout: closed the connection after 1 request");
 }
 
 #[test]

@@ -143,8 +143,8 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
         reader.get_mut().deadline = Instant::now() + idle_timeout;
-        if let Err(why) = first_byte(&mut reader) {
-            return format!("{why} after {}", requests(served));
+        if let Err(ended) = first_byte(&mut reader, served) {
+            return ended;
         }
         // From its first byte on, the whole request has one deadline: a client
         // that sends a byte now and then cannot hold this thread for ever.
@@ -177,12 +177,15 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
 }
 
 /// Waits for the first byte of a request; Err says why none came.
-fn first_byte(reader: &mut BufReader<Timed>) -> Result<(), String> {
+fn first_byte(reader: &mut BufReader<Timed>, served: u64) -> Result<(), String> {
+    let served = requests(served);
     match reader.fill_buf() {
-        Ok([]) => Err("the client closed the connection".into()),
+        Ok([]) => Err(format!("the client closed the connection after {served}")),
         Ok(_) => Ok(()),
-        Err(err) if explain::is_timeout(&err) => Err("silent: closed the connection".into()),
-        Err(err) => Err(format!("the connection failed ({err})")),
+        Err(err) if explain::is_timeout(&err) => Err(format!(
+            "silent for --idle-timeout: closed the connection after {served}"
+        )),
+        Err(err) => Err(format!("the connection failed after {served}: {err}")),
     }
 }
 
