@@ -4,10 +4,13 @@
 //!
 //! Bad inputs tried (each answered 400 with the proxy still serving, see
 //! `bad_heads_get_400_and_the_proxy_keeps_serving`): binary garbage, a line
-//! that is not HTTP, a head with no empty line (cut off by FIN), a 70 KiB
-//! header line, bad Content-Lengths (letters, a sign, two of them); and in
+//! that is not HTTP, no method, a space in the target, a header line without
+//! a colon, a head with no empty line (cut off by FIN), a 70 KiB header line,
+//! bad Content-Lengths (letters, a sign, two of them); in
 //! `what_a_client_sends_cannot_drive_the_terminal`: escape sequences, U+202E,
-//! U+2028 and a zero-width space in header values.
+//! U+2028 and a zero-width space in header values; and in
+//! `trickling_and_silent_clients_do_not_lock_out_a_quick_one`: a byte at a
+//! time, a line at a time, and nothing at all.
 
 mod common;
 
@@ -474,6 +477,11 @@ fn bad_heads_get_400_and_the_proxy_keeps_serving() {
         (
             "not HTTP",
             b"HELLO THERE\r\n\r\n".to_vec(),
+            "not a request line",
+        ),
+        (
+            "no method",
+            b" http://a/ HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
             "not a request line",
         ),
         (

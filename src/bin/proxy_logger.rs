@@ -241,7 +241,7 @@ impl Head {
             let parts: Vec<&str> = line.split(' ').collect();
             match parts[..] {
                 [method, target, version]
-                    if !target.is_empty() && version.starts_with("HTTP/1.") =>
+                    if ![method, target].contains(&"") && version.starts_with("HTTP/1.") =>
                 {
                     (self.method, self.version) = (method.to_string(), version.to_string());
                     return Ok(());
