@@ -81,6 +81,19 @@ fn main() -> ExitCode {
     explain::report(run(&cli))
 }
 
+/// socket(), bind(), listen(): a TCP socket that takes connections at `addr`.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEADDR: bind again at once after a restart while connections of
+    // the last run sit in TIME_WAIT (on Windows it means more: Unix only).
+    socket.set_reuse_address(cfg!(unix))?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Listens, then the accept() loop: a thread per connection, at most
+/// --max-clients at once.
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
     let listener = listen(addr).with_context(|| Step::Bind {
@@ -117,17 +130,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             log.peer(peer, format_args!("no thread for this connection: {err}"));
         }
     }
-}
-
-/// socket(), bind(), listen(): a TCP socket that takes connections at `addr`.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    // SO_REUSEADDR: bind again at once after a restart while connections of
-    // the last run sit in TIME_WAIT (on Windows it means more: Unix only).
-    socket.set_reuse_address(cfg!(unix))?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
 }
 
 /// One connection: request after request while the client keeps it open
