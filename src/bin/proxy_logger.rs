@@ -15,12 +15,15 @@
 //! resends a request that got no answer: `304 Not Modified` to a conditional
 //! GET, so the browser shows its cached copy; `501 Not Implemented` to
 //! `CONNECT` (an HTTPS tunnel); a short `200 OK` note to anything else. Then
-//! it reads the connection's next request (keep-alive). It binds 127.0.0.1:
-//! only programs on this machine can use it.
+//! it reads the connection's next request (keep-alive). A whole request must
+//! arrive within `--request-timeout` of its first byte, so clients that send
+//! a byte now and then cannot hold every thread. It binds 127.0.0.1: only
+//! programs on this machine can use it.
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
-//!         or: `chromium --user-data-dir=/tmp/p12 --proxy-server=127.0.0.1:2000 http://example.com/`
+//!         or: `chromium --disable-background-networking --disable-component-update
+//!              --user-data-dir=/tmp/p12 --proxy-server=127.0.0.1:2000 http://example.com/`
 //! Worksheet:  labs/03-browser-proxy-logger.md
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
