@@ -1,6 +1,7 @@
 //! proxy_logger against real clients: curl as a proxy client, raw TCP for
-//! lines that arrive one by one, pipelining, bad heads and slow clients, and
-//! headless Chromium coming back to a page it has cached.
+//! lines that arrive one by one, pipelining, bad heads and slow clients,
+//! headless Chromium coming back to a page it has cached, and Chromium
+//! against the seed's P12 server (tests/classic/P12Server.py).
 //!
 //! Bad inputs tried (each answered 400 with the proxy still serving, see
 //! `bad_heads_get_400_and_the_proxy_keeps_serving`): binary garbage, a line
@@ -719,20 +720,33 @@ fn interrupt_and_expect(mut proxy: Server, summary: &str) -> Vec<String> {
     proxy.lines_so_far()
 }
 
+/// A child process killed when dropped, so that a failed assertion leaves
+/// no server behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `proxy_logger | head -1`: once nobody reads its stdout, the next log
 /// line fails with EPIPE. It must end quietly (status 0) or go on serving,
 /// never panic.
 #[test]
 fn a_closed_stdout_is_no_panic() {
-    let mut child = Command::new(EXE)
-        .args(["--port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start proxy_logger");
+    let mut child = Reaped(
+        Command::new(EXE)
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start proxy_logger"),
+    );
     let mut first = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("piped"));
     stdout.read_line(&mut first).expect("the first line");
     drop(stdout); // what `head -1` does when it exits
     let addr = common::listening_addr(&first).expect("an address");
@@ -742,16 +756,17 @@ fn a_closed_stdout_is_no_panic() {
     }
     let deadline = Instant::now() + WAIT;
     let exited = loop {
-        match child.try_wait().expect("try_wait") {
+        match child.0.try_wait().expect("try_wait") {
             Some(status) => break Some(status),
             None if Instant::now() > deadline => break None,
             None => thread::sleep(Duration::from_millis(20)),
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let mut stderr = String::new();
     let _ = child
+        .0
         .stderr
         .take()
         .expect("piped")
@@ -833,4 +848,65 @@ fn chromium_revisits_and_reloads_a_cached_page_with_conditional_gets() {
     assert_eq!(reloads, 1, "one reload, with max-age=0: {page_requests:#?}");
     // The origin saw nothing of the second run: it all went to the proxy.
     assert_eq!(get(origin.addr, "/__stats"), stats);
+}
+
+/// Worksheet 03 Part E: the seed's P12 server (tests/classic/P12Server.py)
+/// reads one `recv(1024)`, prints it and closes without an answer. Chromium,
+/// which cannot tell whether such a GET was served, sends it again on a new
+/// connection before it gives up, and shows no page.
+#[test]
+fn chromium_resends_a_get_that_the_seeds_server_never_answers() {
+    let Some(browser) = Chromium::new() else {
+        return;
+    };
+    let origin = common::origin();
+    let port = common::free_tcp_port().to_string();
+    let mut seed = Reaped(
+        Command::new("python3")
+            .args(["-u", "tests/classic/P12Server.py", &port])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start P12Server.py"),
+    );
+    let mut stdout = BufReader::new(seed.0.stdout.take().expect("piped"));
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).expect("its first line");
+    assert_eq!(
+        ready.trim_end(),
+        format!("Server listening on 127.0.0.1 : {port}")
+    );
+    // Its prints, as they come: the server takes the connections one by one,
+    // so some arrive after the browser has given up.
+    let (tx, printed) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let url = format!("http://{}/page", origin.addr);
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let load = browser.load(&url, Some(proxy));
+    let asked = format!("Client received message: GET {url} HTTP/1.1");
+    let deadline = Instant::now() + WAIT;
+    let mut times = 0;
+    while times < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match printed.recv_timeout(left) {
+            Ok(line) if line == asked => times += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    drop(seed);
+    assert_eq!(times, 2, "the page was not asked for twice: {load:?}");
+    assert_eq!(load.title(), None, "a page was shown: {load:?}");
+    assert!(
+        load.stderr.contains("ERR_EMPTY_RESPONSE"),
+        "{}",
+        load.stderr
+    );
 }
