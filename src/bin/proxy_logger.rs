@@ -1,49 +1,46 @@
-//! proxy_logger: a browser's "proxy" that prints every request it is sent.
+//! proxy_logger: a browser's "proxy" that prints every request line it is sent.
 //!
-//! K&R chapter 2, problem P12. A browser configured to use an HTTP proxy
-//! opens a TCP connection to the proxy instead of to the web server, and
-//! sends it the whole request, with the full URL in the request line
-//! (`GET http://example.com/ HTTP/1.1`, the *absolute form*, RFC 9112
-//! §3.2.2). proxy_logger accepts those connections and prints each request
-//! head as it arrived, so you can see what a browser really sends: the
-//! headers, several requests on one kept-alive connection, and the
-//! *conditional GETs* (`If-Modified-Since`, `If-None-Match`) with which it
-//! asks whether a page it has cached has changed.
+//! K&R problem P12: a TCP server that prints the lines a client sends. A
+//! browser told to use a proxy connects to it instead of the web server and
+//! sends the whole request there, the full URL in the request line (`GET
+//! http://example.com/ HTTP/1.1`, the *absolute form*, RFC 9112 §3.2.2). The
+//! server is the classic one: `socket()`, `bind()`, `listen()`, `accept()` in a
+//! loop, a thread per connection. A request head is lines of text ended by an
+//! empty line (RFC 9112 §2.1), so the thread calls `read_line()` until that
+//! line, printing each line as it arrives, escaped (a client cannot drive your
+//! terminal). Look for *conditional GETs* (`If-Modified-Since`,
+//! `If-None-Match`): the browser asking if a page it has cached has changed.
 //!
-//! It forwards nothing. Every request gets a short answer at once, because a
-//! browser whose request gets no answer sends it again: a conditional GET
-//! gets `304 Not Modified` (so the browser shows its cached copy), a
-//! `CONNECT` (the start of an HTTPS tunnel) gets `501 Not Implemented`, and
-//! anything else gets a `200 OK` note that says it was logged. For a proxy
-//! that really fetches pages, see `web_proxy`.
+//! It fetches nothing (`web_proxy` does) but answers at once, since a browser
+//! resends a request that got no answer: `304 Not Modified` to a conditional
+//! GET, so the browser shows its cached copy; `501 Not Implemented` to
+//! `CONNECT` (an HTTPS tunnel); a short `200 OK` note to anything else. Then
+//! it reads the connection's next request (keep-alive). A whole request must
+//! arrive within `--request-timeout` of its first byte, so clients that send
+//! a byte now and then cannot hold every thread. It binds 127.0.0.1: only
+//! programs on this machine can use it.
 //!
-//! It binds 127.0.0.1 by default: only programs on this machine can use it.
-//!
-//! Terminal 1: `cargo run --bin proxy_logger`
+//! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
-//!         or: `chromium --user-data-dir=/tmp/p12 --proxy-server=127.0.0.1:2000 http://example.com/`
-//! (Chromium never sends requests for 127.0.0.1 or localhost to a proxy
-//! unless you add `--proxy-bypass-list='<-loopback>'`.)
-//! Ctrl-C in terminal 1 prints how many requests came, and how many were conditional.
+//!         or: `chromium --disable-background-networking --disable-component-update
+//!              --user-data-dir=/tmp/p12 --proxy-server=127.0.0.1:2000 http://example.com/`
 //! Worksheet:  labs/03-browser-proxy-logger.md
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
-use socketlab::cli::ServerArgs;
-use socketlab::explain::{self, Step};
-use socketlab::http::{
-    self, BodyLength, BodyReader, FramingError, HeadError, RequestHead, ResponseHead, Version,
-};
+use socket2::{Domain, Socket, Type};
+use socketlab::cli::{self, ServerArgs};
+use socketlab::explain::{self, Proto, Step};
 use socketlab::limit::ConnectionLimit;
-use socketlab::listen;
 use socketlab::log::{self, Log};
+use socketlab::printable;
 
 /// Print every HTTP request a browser sends to its proxy, and answer it with a short note (K&R P12).
 #[derive(Parser, Debug)]
@@ -56,22 +53,29 @@ use socketlab::log::{self, Log};
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// Most connections served at once; more wait in the listen backlog
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_clients: u32,
+
+    /// A whole request (head and body) must arrive within this long of its first byte; else 408
+    #[arg(long, default_value = "30s", value_parser = cli::positive_duration)]
+    request_timeout: Duration,
+
+    /// A connection silent this long before its next request is closed
+    #[arg(long, default_value = "60s", value_parser = cli::positive_duration)]
+    idle_timeout: Duration,
 }
 
-/// How long a kept-alive connection may sit idle before it is closed.
-/// Browsers keep proxy connections open for reuse; this frees the thread.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// listen(2)'s backlog: how many connections, handshake done, the kernel
+/// queues for `accept()` (Linux caps it at net.core.somaxconn). The classic
+/// `listen(1)` makes a browser, which opens several at once, wait on lost SYNs.
+const BACKLOG: i32 = 1024;
 
-/// How many connections are served at once (a browser opens a handful);
-/// more wait in the listen backlog until one closes.
-const MAX_CONNECTIONS: usize = 64;
-
-/// The body of every `200 OK`. It says `no-store`, so the browser does not
-/// keep this note in its cache in place of the real page.
+/// The body of every `200 OK`.
 const NOTE: &str = "proxy_logger logged this request; it fetches nothing (see its terminal)\n";
 
-/// Every request so far, and those that were conditional, for the summary
-/// on Ctrl-C.
+/// Requests so far, and how many were conditional: the Ctrl-C summary.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CONDITIONAL: AtomicU64 = AtomicU64::new(0);
 
@@ -80,305 +84,307 @@ fn main() -> ExitCode {
     explain::report(run(&cli))
 }
 
+/// socket(), bind(), listen(): a TCP socket that takes connections at `addr`.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEADDR: bind again at once after a restart while connections of
+    // the last run sit in TIME_WAIT (on Windows it means more: Unix only).
+    socket.set_reuse_address(cfg!(unix))?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Listens, then the accept() loop: a thread per connection, at most
+/// --max-clients at once.
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let listener = listen::tcp(cli.server.addr())?;
+    let addr = cli.server.addr();
+    let listener = listen(addr).with_context(|| Step::Bind {
+        proto: Proto::Tcp,
+        addr,
+    })?;
     let local = listener
         .local_addr()
         .context("failed to read the bound address")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");
     // SIGINT (Ctrl-C) would end the process before it could say anything;
     // the ctrlc crate turns it into a call on a thread of its own.
-    ctrlc::set_handler(print_summary_and_exit).context("failed to set a Ctrl-C handler")?;
-    serve(&listener, cli.server.log());
-    Ok(())
-}
-
-/// Ctrl-C: how many requests came, how many of them were conditional.
-fn print_summary_and_exit() {
-    let requests = REQUESTS.load(Ordering::SeqCst);
-    let conditional = CONDITIONAL.load(Ordering::SeqCst);
-    let summary = format!(
-        "stopped: {}, {conditional} of them conditional",
-        plural(requests, "request")
-    );
-    // Printed even with --quiet: it is the result, not a log line.
-    println!("{}", log::line(SystemTime::now(), None, &summary));
-    std::process::exit(0);
-}
-
-/// `1 request`, `2 requests`.
-fn plural(n: u64, noun: &str) -> String {
-    match n {
-        1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
-    }
-}
-
-/// The accept loop: a thread per connection, at most [`MAX_CONNECTIONS`].
-fn serve(listener: &TcpListener, log: Log) {
-    let limit = ConnectionLimit::new(MAX_CONNECTIONS);
+    ctrlc::set_handler(print_counts_and_exit).context("failed to set a Ctrl-C handler")?;
+    let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
+    let cap = ConnectionLimit::new(cli.max_clients as usize);
     loop {
-        let slot = limit.acquire_logged(log);
+        // At the cap, stop calling accept(): new clients wait in the backlog.
+        let slot = cap.acquire_logged(log);
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // A client that reset before accept() (ECONNABORTED), or no
-            // file descriptors left (EMFILE): one connection lost, go on.
+            // A client that reset before accept() (ECONNABORTED), or no file
+            // descriptors left (EMFILE, which fails again at once: pause).
             Err(err) => {
                 log.note(format_args!("{}: {err}", Step::Accept));
-                listen::pause_after_accept_error(&err);
+                thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
         let spawned = thread::Builder::new().spawn(move || {
-            let _slot = slot;
-            // A second handle on the socket, to close it gracefully at the
-            // end: after a 400 there may be request bytes left unread.
-            let closer = stream.try_clone();
-            let conversation = converse(stream, peer, log);
-            if let Ok(closer) = closer {
-                listen::close_gracefully(&closer);
-            }
-            match conversation {
-                Ok(0) => log.peer(peer, "closed the connection without a request"),
-                Ok(n) => log.peer(
-                    peer,
-                    format_args!("connection closed after {}", plural(n, "request")),
-                ),
-                Err(err) => log.peer(peer, format_args!("connection ended: {err:#}")),
-            }
+            let _slot = slot; // given back when this thread ends
+            log.peer(peer, converse(stream, peer, log, limits));
         });
-        // The OS refused a new thread (out of memory or over its thread
-        // limit): this connection is dropped, the server goes on.
         if let Err(err) = spawned {
             log.peer(peer, format_args!("no thread for this connection: {err}"));
         }
     }
 }
 
-/// Serves one connection: request after request while the client keeps it
-/// alive (RFC 9112 §9.3). Returns how many requests it carried.
-fn converse(stream: TcpStream, peer: SocketAddr, log: Log) -> anyhow::Result<u64> {
-    stream
-        .set_read_timeout(Some(IDLE_TIMEOUT))
-        .context("failed to set the idle timeout")?;
-    let mut writer = stream
-        .try_clone()
-        .context("failed to clone the socket handle")?;
-    // The BufReader keeps what one read() returned beyond a head: the body,
-    // or the next pipelined request.
-    let mut reader = BufReader::new(stream);
-    let mut served = 0;
-    loop {
-        let raw = match http::read_head(&mut reader) {
-            Ok(raw) => raw,
-            // FIN between requests: the normal end of a kept-alive connection.
-            Err(HeadError::Closed) => return Ok(served),
-            Err(HeadError::Io(err)) if explain::is_timeout(&err) => {
-                log.peer(peer, format_args!("idle for {IDLE_TIMEOUT:?}, closing"));
-                return Ok(served);
-            }
-            Err(err) => return Err(refuse(&mut writer, err.status(), err.into())),
-        };
-        served += 1;
-        let head = match RequestHead::parse(&raw) {
-            Ok(head) => head,
-            Err(err) => return Err(refuse(&mut writer, err.status(), err.into())),
-        };
-        let length = head.body_length();
-        let kind = match length {
-            Ok(_) => Kind::of(&head),
-            Err(err) => Kind::Unframed(err),
-        };
-        let number = REQUESTS.fetch_add(1, Ordering::SeqCst) + 1;
-        if matches!(kind, Kind::Conditional(_)) {
-            CONDITIONAL.fetch_add(1, Ordering::SeqCst);
-        }
-        log.peer(peer, describe(&raw, &head, &kind, number, served));
-        let Ok(length) = length else {
-            // No clear end of the body, so no telling where the next request
-            // starts (request smuggling, RFC 9112 §11.2): answer and close.
-            writer
-                .write_all(&answer(&head, &kind, false))
-                .context("failed to send the answer")?;
-            return Ok(served);
-        };
-        discard_body(&mut reader, &mut writer, &head, length)?;
-        let keep_alive = head.keep_alive();
-        writer
-            .write_all(&answer(&head, &kind, keep_alive))
-            .context("failed to send the answer")?;
-        if !keep_alive {
-            return Ok(served);
-        }
-    }
-}
-
-/// What kind of request a head is, which decides the answer.
-enum Kind {
-    /// A GET or HEAD that carries a validator of a cached copy
-    /// (RFC 9110 §13.1.3, §13.1.2): the names of the fields.
-    Conditional(Vec<&'static str>),
-    /// CONNECT host:port, the start of a tunnel (RFC 9110 §9.3.6).
-    Connect,
-    /// Anything else.
-    Plain,
-    /// A request whose body has no single clear length (answered 400).
-    Unframed(FramingError),
-}
-
-impl Kind {
-    fn of(head: &RequestHead) -> Kind {
-        if head.method == "CONNECT" {
-            return Kind::Connect;
-        }
-        let validators: Vec<&'static str> = ["If-None-Match", "If-Modified-Since"]
-            .into_iter()
-            .filter(|name| head.headers.contains(name))
-            .collect();
-        // With other methods these fields are not cache validation:
-        // If-None-Match is a precondition (412 when it fails) and
-        // If-Modified-Since is ignored (RFC 9110 §13.1.2, §13.1.3).
-        if !validators.is_empty() && (head.method == "GET" || head.method == "HEAD") {
-            Kind::Conditional(validators)
-        } else {
-            Kind::Plain
-        }
-    }
-}
-
-/// The log entry for one request: its number, then the head line by line as
-/// it arrived, then what it was and how it was answered.
-fn describe(
-    raw: &[u8],
-    head: &RequestHead,
-    kind: &Kind,
-    number: u64,
-    on_connection: u64,
-) -> String {
-    let mut text = format!("request {number} (number {on_connection} on this connection):");
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.is_empty() {
-            text.push_str("\n    ");
-            text.push_str(&printable(line));
-        }
-    }
-    if head.target.starts_with('/') {
-        text.push_str(
-            "\n    (origin-form target: this client talks to proxy_logger as to a web server, not a proxy)",
-        );
-    }
-    text.push_str("\n    ");
-    text.push_str(&match kind {
-        Kind::Conditional(validators) => format!(
-            "conditional {} ({}): is the cached copy still good? answered 304 Not Modified",
-            head.method,
-            validators.join(", ")
-        ),
-        Kind::Connect => format!(
-            "CONNECT: asks for a tunnel to {} (for HTTPS); answered 501 Not Implemented",
-            printable(head.target.as_bytes())
-        ),
-        Kind::Plain => "answered 200 OK with a short note".to_string(),
-        Kind::Unframed(err) => {
-            format!("cannot tell where the body ends ({err}); answered 400 Bad Request")
-        }
-    });
-    text
-}
-
-/// A head line for the terminal: bytes that are not UTF-8 become U+FFFD and
-/// control characters are escaped, so a peer cannot send terminal escapes.
-fn printable(line: &[u8]) -> String {
-    String::from_utf8_lossy(line)
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<char>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
-/// Reads the request's body, if any, and throws it away: the next request
-/// on the connection starts right after it (RFC 9112 §6.3).
-fn discard_body(
-    reader: &mut impl BufRead,
-    writer: &mut TcpStream,
-    head: &RequestHead,
-    length: BodyLength,
-) -> anyhow::Result<()> {
-    // A client that sent `Expect: 100-continue` waits for this interim
-    // response before it sends the body (RFC 9110 §10.1.1).
-    // (HTTP/1.0 has no 1xx responses, so a 1.0 client never waits for one.)
-    if length != BodyLength::Empty
-        && head.version == Version::Http11
-        && head.headers.has_token("Expect", "100-continue")
-    {
-        writer
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .context("failed to send 100 Continue")?;
-    }
-    io::copy(&mut BodyReader::new(reader, length), &mut io::sink())
-        .context("failed to read the request body")?;
-    Ok(())
-}
-
-/// The short answer to a request.
-fn answer(head: &RequestHead, kind: &Kind, keep_alive: bool) -> Vec<u8> {
-    let (mut response, body) = match kind {
-        // No body: the browser uses its cached copy (RFC 9110 §15.4.5).
-        Kind::Conditional(_) => (ResponseHead::new(304, "Not Modified"), ""),
-        Kind::Connect => (
-            ResponseHead::new(501, "Not Implemented"),
-            "proxy_logger opens no tunnels: it logged the CONNECT, and that is all it learns of HTTPS\n",
-        ),
-        Kind::Plain => (ResponseHead::new(200, "OK"), NOTE),
-        Kind::Unframed(_) => (ResponseHead::new(400, "Bad Request"), "400 Bad Request\n"),
+/// One connection: request after request while the client keeps it open
+/// (keep-alive, RFC 9112 §9.3). Returns how it ended, for the log.
+fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
+    let (request_timeout, idle_timeout) = limits;
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(err) => return format!("cannot use the connection: {err}"),
     };
-    if !body.is_empty() {
-        response
-            .headers
-            .append("Content-Type", "text/plain; charset=utf-8");
-        response
-            .headers
-            .append("Content-Length", body.len().to_string());
-        response.headers.append("Cache-Control", "no-store");
+    let deadline = Instant::now();
+    let mut reader = BufReader::new(Timed { stream, deadline });
+    for served in 0.. {
+        // Wait up to --idle-timeout for the first byte of the next request.
+        reader.get_mut().deadline = Instant::now() + idle_timeout;
+        if let Err(ended) = first_byte(&mut reader, served) {
+            return ended;
+        }
+        // From its first byte on, the whole request has one deadline: a client
+        // that sends a byte now and then cannot hold this thread for ever.
+        reader.get_mut().deadline = Instant::now() + request_timeout;
+        let number = REQUESTS.fetch_add(1, SeqCst) + 1;
+        let on = served + 1;
+        log.peer(
+            peer,
+            format!("request {number} (number {on} on this connection):"),
+        );
+        let (status, head_only, keep_alive) = match read_request(&mut reader, peer, log) {
+            Ok(head) => head.verdict(peer, log),
+            Err(err) => match refusal(err) {
+                Ok((status, why)) => {
+                    log.peer(peer, format_args!("{why}: answered {status}"));
+                    (status, false, false)
+                }
+                Err(err) => return format!("connection ended: {err}"),
+            },
+        };
+        if let Err(err) = answer(&mut writer, status, head_only, keep_alive) {
+            return format!("connection ended: failed to send the answer: {err}");
+        }
+        if !keep_alive {
+            close_gently(&writer, reader);
+            return format!("closed the connection after {}", requests(served + 1));
+        }
+    }
+    unreachable!("no connection serves 2^64 requests")
+}
+
+/// Waits for the first byte of a request; Err says why none came.
+fn first_byte(reader: &mut BufReader<Timed>, served: u64) -> Result<(), String> {
+    let served = requests(served);
+    match reader.fill_buf() {
+        Ok([]) => Err(format!("the client closed the connection after {served}")),
+        Ok(_) => Ok(()),
+        Err(err) if explain::is_timeout(&err) => Err(format!(
+            "silent for --idle-timeout: closed the connection after {served}"
+        )),
+        Err(err) => Err(format!("the connection failed after {served}: {err}")),
+    }
+}
+
+/// Reads one request: `read_line` until the empty line that ends its head,
+/// printing each line as it arrives; then reads its body and drops it.
+fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Head> {
+    let mut head = Head::default();
+    let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
+    loop {
+        let mut line = String::new();
+        left -= reader.by_ref().take(left).read_line(&mut line)? as u64;
+        let Some(text) = line.strip_suffix('\n') else {
+            let too_long = left == 0;
+            return Err(bad(if too_long {
+                "a head over 64 KiB"
+            } else {
+                "a cut-off head"
+            }));
+        };
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.is_empty() {
+            break;
+        }
+        let shown = printable::quoted(text.as_bytes(), 2000);
+        log.peer(peer, format_args!("  {shown}"));
+        head.take(text)?;
+    }
+    // The next request starts right after the body (RFC 9112 §6.3). A
+    // chunked body would need decoding: the connection closes after it.
+    let length = head.length.filter(|_| !head.chunked).unwrap_or(0);
+    if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    Ok(head)
+}
+
+/// What proxy_logger needs to know of a request head.
+#[derive(Default)]
+struct Head {
+    method: String,
+    version: String,
+    length: Option<u64>,
+    chunked: bool,
+    close: bool,
+    validators: Vec<&'static str>,
+}
+
+impl Head {
+    /// Takes one line in: first the request line `METHOD TARGET HTTP/1.1`
+    /// (RFC 9112 §3), then header fields `Name: value`.
+    fn take(&mut self, line: &str) -> io::Result<()> {
+        if self.method.is_empty() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts[..] {
+                [method, target, version]
+                    if ![method, target].contains(&"") && version.starts_with("HTTP/1.") =>
+                {
+                    (self.method, self.version) = (method.to_string(), version.to_string());
+                    return Ok(());
+                }
+                _ => return Err(bad("not a request line (METHOD TARGET HTTP/1.1)")),
+            }
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad("a line without a colon"))?;
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            // Digits, and only once: else no telling where the body ends and
+            // the next request begins (RFC 9112 §6.3).
+            "content-length"
+                if self.length.is_none() && value.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                self.length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
+            }
+            "content-length" => return Err(bad("a bad or second Content-Length")),
+            "transfer-encoding" => self.chunked = true,
+            "connection" => self.close |= value.eq_ignore_ascii_case("close"),
+            "if-none-match" => self.validators.push("If-None-Match"),
+            "if-modified-since" => self.validators.push("If-Modified-Since"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Logs what the request is; returns the status to answer with, whether
+    /// to send the head only (to HEAD), and whether to keep the connection.
+    fn verdict(&self, peer: SocketAddr, log: Log) -> (&'static str, bool, bool) {
+        let (method, validators) = (self.method.as_str(), self.validators.join(", "));
+        let (what, status) = match method {
+            "CONNECT" => ("CONNECT, a tunnel for HTTPS".into(), "501 Not Implemented"),
+            // With other methods these fields are preconditions, not cache
+            // validation (RFC 9110 §13.1.2, §13.1.3).
+            "GET" | "HEAD" if !validators.is_empty() => {
+                CONDITIONAL.fetch_add(1, SeqCst);
+                (
+                    format!("conditional {method} ({validators})"),
+                    "304 Not Modified",
+                )
+            }
+            _ => (format!("plain {method}"), "200 OK"),
+        };
+        log.peer(peer, format_args!("{what}: answered {status}"));
+        // HTTP/1.1 keeps a connection open unless told `Connection: close`
+        // (RFC 9112 §9.3); this server closes after HTTP/1.0 and chunked bodies.
+        let keep_alive = self.version == "HTTP/1.1" && !self.close && !self.chunked;
+        (status, method == "HEAD", keep_alive)
+    }
+}
+
+fn bad(why: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, why)
+}
+
+/// The answer to a request that could not be read, and why: 408 when it
+/// came too slowly, 400 when it is not one. Err: the client is gone.
+fn refusal(err: io::Error) -> io::Result<(&'static str, String)> {
+    match err.kind() {
+        // SO_RCVTIMEO expired: EAGAIN on Unix, a timeout on Windows.
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            let why = "the request did not arrive within --request-timeout";
+            Ok(("408 Request Timeout", why.into()))
+        }
+        // Not a request, or not text (read_line() takes UTF-8 only).
+        ErrorKind::InvalidData => Ok(("400 Bad Request", err.to_string())),
+        _ => Err(err),
+    }
+}
+
+/// Writes a response: status line, header fields, empty line, body. A 304
+/// has no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
+fn answer(w: &mut TcpStream, status: &str, head_only: bool, keep_alive: bool) -> io::Result<()> {
+    let mut response = format!("HTTP/1.1 {status}\r\n");
+    let mut body = String::new();
+    if status != "304 Not Modified" {
+        body = if status == "200 OK" {
+            NOTE.into()
+        } else {
+            format!("{status}\n")
+        };
+        // no-store: the browser must not cache this note in place of the page.
+        response += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
+        response += &format!("Content-Length: {}\r\n", body.len());
     }
     if !keep_alive {
-        response.headers.append("Connection", "close");
+        response += "Connection: close\r\n";
     }
-    let mut bytes = response.to_bytes();
-    // A response to HEAD has the head of the GET response and no body.
-    if head.method != "HEAD" {
-        bytes.extend_from_slice(body.as_bytes());
+    response += "\r\n";
+    if !head_only {
+        response += &body;
     }
-    bytes
+    w.write_all(response.as_bytes())
 }
 
-/// Answers a request that cannot be served (400, 431) with `Connection:
-/// close` and returns `err`, which ends the connection: after a bad head
-/// there is no telling where the next request would start.
-fn refuse(writer: &mut TcpStream, status: Option<u16>, err: anyhow::Error) -> anyhow::Error {
-    if let Some(status) = status {
-        let reason = match status {
-            431 => "Request Header Fields Too Large",
-            _ => "Bad Request",
-        };
-        let body = format!("{status} {reason}\n");
-        let mut response = ResponseHead::new(status, reason);
-        response.headers.append("Content-Type", "text/plain");
-        response
-            .headers
-            .append("Content-Length", body.len().to_string());
-        response.headers.append("Connection", "close");
-        let mut bytes = response.to_bytes();
-        bytes.extend_from_slice(body.as_bytes());
-        // The client may already be gone; the error below says what went wrong.
-        let _ = writer.write_all(&bytes);
-        return err.context(format!("answered {status} {reason}"));
+/// The socket, read against a deadline: before each `read()` the receive
+/// timeout (SO_RCVTIMEO) is set to what is left of it.
+struct Timed {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
-    err
+}
+
+/// Closing with unread bytes makes the kernel send RST, which can destroy
+/// the answer at the client (RFC 9112 §9.6). So: FIN first
+/// (`shutdown(Write)`), then read what the client still sends, for a second.
+fn close_gently(writer: &TcpStream, mut reader: BufReader<Timed>) {
+    let _ = writer.shutdown(Shutdown::Write);
+    reader.get_mut().deadline = Instant::now() + Duration::from_secs(1);
+    let _ = io::copy(&mut reader.take(1 << 20), &mut io::sink());
+}
+
+/// Ctrl-C: the counts, even with --quiet; a closed stdout is no error here.
+fn print_counts_and_exit() {
+    let (total, conditional) = (REQUESTS.load(SeqCst), CONDITIONAL.load(SeqCst));
+    let counts = format!(
+        "stopped: {}, {conditional} of them conditional",
+        requests(total)
+    );
+    let line = log::line(SystemTime::now(), None, &counts);
+    let _ = writeln!(io::stdout(), "{line}");
+    std::process::exit(0);
+}
+
+/// `1 request`, `2 requests`.
+fn requests(n: u64) -> String {
+    format!("{n} request{}", if n == 1 { "" } else { "s" })
 }
