@@ -9,8 +9,6 @@
 //!   web_proxy).
 //! - [`explain`]: turns a failed socket call into an `error:` line and a
 //!   `hint:` line that says what happened on the wire (every program).
-//! - [`http`]: reading HTTP/1.1 heads and bodies from a byte stream (framing,
-//!   chunked); web_proxy alone uses it, so it moves under src/bin/web_proxy/.
 //! - [`limit`]: a cap on how many connections a server serves at once
 //!   (tcp_server, event_server, threaded_server, proxy_logger, time_server,
 //!   web_proxy, web_server).
@@ -34,7 +32,6 @@
 pub mod cli;
 pub mod connect;
 pub mod explain;
-pub mod http;
 pub mod limit;
 pub mod listen;
 pub mod log;

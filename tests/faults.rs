@@ -10,6 +10,10 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+/// web_proxy's HTTP module, compiled into this test to read responses.
+#[path = "../src/bin/web_proxy/http/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod http;
 
 use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,8 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Server, WAIT};
+use http::{BodyReader, ResponseHead};
 use socket2::SockRef;
-use socketlab::http::{BodyReader, ResponseHead};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_web_proxy");
 

@@ -3,6 +3,10 @@
 //! (smuggling, pipelining, oversized heads).
 
 mod common;
+/// web_proxy's HTTP module, compiled into this test to read responses.
+#[path = "../src/bin/web_proxy/http/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod http;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,7 +14,7 @@ use std::path::PathBuf;
 use std::thread;
 
 use common::{Output, Server, WAIT};
-use socketlab::http::{BodyReader, ResponseHead};
+use http::{BodyReader, ResponseHead};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_web_proxy");
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::http::{Headers, ResponseHead};
 use anyhow::Context;
-use socketlab::http::{Headers, ResponseHead};
 
 use crate::policy::{self, Facts};
 

@@ -8,7 +8,7 @@ use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use socketlab::http::{HeadError, RequestHead};
+use crate::http::{HeadError, RequestHead};
 use socketlab::{explain, listen};
 
 use crate::forward::{self, Origin, Outcome};

@@ -14,11 +14,11 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use socketlab::explain;
-use socketlab::http::{
+use crate::http::{
     BodyLength, BodyReader, ChunkedWriter, HeadError, Header, Headers, HttpUrl, RequestHead,
     ResponseHead, UrlError, Version,
 };
+use socketlab::explain;
 
 use crate::Proxy;
 use crate::cache::Entry;

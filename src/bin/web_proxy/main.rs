@@ -22,6 +22,12 @@ mod allow;
 mod cache;
 mod client;
 mod forward;
+mod http;
+// The HTTP module's unit tests; tests/properties.rs and the integration
+// tests compile `http` into themselves, and must not run these again.
+#[cfg(test)]
+#[path = "http/tests.rs"]
+mod http_tests;
 mod policy;
 mod tunnel;
 
@@ -31,11 +37,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::http::{Headers, Version};
 use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::ServerArgs;
 use socketlab::explain::{self, Step};
-use socketlab::http::{Headers, Version};
 use socketlab::limit::{ConnectionLimit, Slot};
 use socketlab::listen;
 use socketlab::log::Log;

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use socketlab::http::{self, RequestHead};
+use crate::http::{self, RequestHead};
 
 use crate::Proxy;
 use crate::client::Client;

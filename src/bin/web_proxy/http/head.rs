@@ -219,17 +219,10 @@ impl RequestHead {
     }
 
     /// The head in wire form: request line, fields, empty line, each line
-    /// ended with CRLF, one space after each colon. These are exactly the
-    /// bytes [`write_to`](Self::write_to) sends.
+    /// ended with CRLF, one space after each colon.
     pub fn to_bytes(&self) -> Vec<u8> {
         let start_line = format!("{} {} {}", self.method, self.target, self.version);
         wire_form(&start_line, &self.headers)
-    }
-
-    /// Sends the head with one `write_all`, so it leaves in as few TCP
-    /// segments as possible.
-    pub fn write_to<W: Write + ?Sized>(&self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(&self.to_bytes())
     }
 
     /// Whether the client wants the connection kept open afterwards

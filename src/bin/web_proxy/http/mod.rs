@@ -10,10 +10,10 @@
 //! requests. So heads are read from a [`BufRead`](std::io::BufRead), which keeps whatever came
 //! after the empty line for the body reader or the next message.
 //!
-//! ```no_run
+//! ```ignore
 //! use std::io::{BufReader, Read, Write};
 //! use std::net::TcpStream;
-//! use socketlab::http::{BodyReader, RequestHead, ResponseHead};
+//! use crate::http::{BodyReader, RequestHead, ResponseHead};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let mut stream = TcpStream::connect("127.0.0.1:8000")?;
@@ -44,7 +44,7 @@
 //! - [`HttpUrl`] and [`parse_authority`]: `http://host:port/path` and
 //!   `host:port`.
 //!
-//! One file per part, under `src/http/`: `headers.rs`, `head.rs` (reading and writing heads),
+//! One file per part, under `src/bin/web_proxy/http/`: `headers.rs`, `head.rs` (reading and writing heads),
 //! `framing.rs` (how long a body is), `body.rs` (reading and writing
 //! bodies), `url.rs`.
 //!
@@ -58,9 +58,17 @@ mod head;
 mod headers;
 mod url;
 
-pub use body::{BodyReader, ChunkedReader, ChunkedWriter, LengthReader};
-pub use framing::{BodyLength, FramingError};
-pub use head::{HeadError, RequestHead, ResponseHead, Version, read_head};
+pub use body::{BodyReader, ChunkedWriter};
+pub use framing::BodyLength;
+pub use head::{HeadError, RequestHead, ResponseHead, Version};
+// Used by the tests (the unit tests in tests.rs, tests/properties.rs), not by
+// the proxy itself.
+#[cfg(test)]
+pub use body::{ChunkedReader, LengthReader};
+#[cfg(test)]
+pub use framing::FramingError;
+#[cfg(test)]
+pub use head::read_head;
 pub use headers::{Header, Headers};
 pub use url::{HttpUrl, UrlError, parse_authority};
 
@@ -74,6 +82,3 @@ pub const MAX_HEADERS: usize = 100;
 /// The longest chunk-size line accepted (the size in hex and any chunk
 /// extensions), so a peer cannot make us buffer an endless line.
 pub const MAX_CHUNK_LINE: usize = 4096;
-
-#[cfg(test)]
-mod tests;

@@ -58,11 +58,6 @@ impl<R: Read> LengthReader<R> {
             remaining: length,
         }
     }
-
-    /// Bytes still to come.
-    pub fn remaining(&self) -> u64 {
-        self.remaining
-    }
 }
 
 impl<R: Read> Read for LengthReader<R> {
@@ -131,11 +126,13 @@ impl<R: BufRead> ChunkedReader<R> {
 
     /// The trailer fields after the last chunk (§7.1.2); empty until the body
     /// has been read to its end, and usually empty after.
+    #[cfg(test)]
     pub fn trailers(&self) -> &Headers {
         &self.trailers
     }
 
     /// True once the last chunk and the trailers have been read.
+    #[cfg(test)]
     pub fn is_done(&self) -> bool {
         self.state == ChunkState::Done
     }

@@ -1,7 +1,7 @@
 //! Unit tests for `http`: every limit and error by name, split reads, the
 //! request smuggling cases, chunked coding in both directions, URLs.
 
-use super::*;
+use crate::http::*;
 use std::io::{self, BufReader, Cursor, ErrorKind, Read, Write};
 
 /// A peer whose every `read()` returns one byte: the worst case of TCP
@@ -934,7 +934,7 @@ fn a_read_timeout_in_the_middle_of_a_head_is_an_io_timeout() {
         .set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("set timeout");
     match RequestHead::read_from(&mut BufReader::new(stream)) {
-        Err(HeadError::Io(err)) => assert!(crate::explain::is_timeout(&err), "{err:?}"),
+        Err(HeadError::Io(err)) => assert!(socketlab::explain::is_timeout(&err), "{err:?}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
@@ -1031,7 +1031,7 @@ fn authorities_split_into_host_and_optional_port() {
 /// read sizes: every outcome must be `Ok` or `Err`, never a panic or a hang.
 #[test]
 fn damaged_messages_give_errors_never_panics() {
-    use crate::random::Rng;
+    use socketlab::random::Rng;
     let valid = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
                   Content-Type: text/plain\r\n\r\n\
                   4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nT: 1\r\n\r\n";
@@ -1075,7 +1075,7 @@ fn damaged_messages_give_errors_never_panics() {
 }
 
 /// A peer whose reads return a random number of bytes (at least one).
-struct OneByteOrMore<'a>(&'a [u8], crate::random::Rng);
+struct OneByteOrMore<'a>(&'a [u8], socketlab::random::Rng);
 
 impl Read for OneByteOrMore<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
