@@ -242,6 +242,7 @@ static TIME: Conversation = Conversation {
 
 #[test]
 fn a_thousand_clients_of_tcp_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         TCP_SERVER,
         &["--port", "0", "--quiet", "--max-clients", "64"],
@@ -252,6 +253,7 @@ fn a_thousand_clients_of_tcp_server_are_all_answered() {
 
 #[test]
 fn a_thousand_clients_of_threaded_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         THREADED_SERVER,
         &[
@@ -269,6 +271,7 @@ fn a_thousand_clients_of_threaded_server_are_all_answered() {
 
 #[test]
 fn a_thousand_clients_of_time_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         TIME_SERVER,
         &["--port", "0", "--quiet", "--plain", "--threads", "32"],
