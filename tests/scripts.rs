@@ -407,7 +407,7 @@ impl TwoHosts {
 
 impl Drop for TwoHosts {
     fn drop(&mut self) {
-        let _ = self.script("two_hosts.sh", &["down"]);
+        let _ = self.script("two_hosts.sh", &["down", "--force"]);
     }
 }
 
@@ -455,7 +455,32 @@ fn two_hosts_up_twice_then_down_leaves_nothing() {
         "a veth on the host: {host_links}"
     );
 
-    assert_ok(&hosts.script("two_hosts.sh", &["down"]), "down");
+    // A server still running in lab-b: down refuses, naming it, and leaves
+    // everything up; down --force ends it, then removes the namespaces.
+    let mut server = hosts.server_in_b(UDP_SERVER);
+    let out = hosts.script("two_hosts.sh", &["down"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("processes still run in the namespaces")
+            && out
+                .stderr
+                .contains(&format!("{}: {} ", hosts.b, server.pid()))
+            && out.stderr.contains("down --force"),
+        "{}",
+        out.stderr
+    );
+    assert_ok(
+        &hosts.script("two_hosts.sh", &["status"]),
+        "status after a refused down",
+    );
+    let out = hosts.script("two_hosts.sh", &["down", "--force"]);
+    assert_ok(&out, "down --force");
+    assert!(out.stdout.contains("stopping:"), "{}", out.stdout);
+    let deadline = Instant::now() + WAIT;
+    while server.is_running() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!server.is_running(), "down --force left the server running");
     let left = namespaces();
     assert!(
         !left.contains(&hosts.a) && !left.contains(&hosts.b),
