@@ -208,7 +208,7 @@ ratio() {
 
 # --- the run --------------------------------------------------------------------
 
-install_missing
+# The proxy first: a missing build should stop the run before any apt-get.
 if command -v cargo >/dev/null; then
   echo "building web_proxy (release)" >&2
   (cd "$ROOT" && cargo build --release --quiet --bin web_proxy)
@@ -217,6 +217,7 @@ elif [ -x "$ROOT/target/release/web_proxy" ]; then
 else
   die "cargo is not on PATH (sudo resets it) and target/release/web_proxy is not built: run 'cargo build --release --bin web_proxy' first, as yourself, then 'sudo $0' again"
 fi
+install_missing
 
 NGINX_PORT=$(free_port)
 HIT_PORT=$(free_port)
