@@ -259,7 +259,7 @@ fn pool_exhaustion() {
     has(&report, "waiting for a free worker");
     has(&report, "time_server had opened 32 connections");
     has(&report, "the 33rd: Response: ");
-    if common::have_tool("ss") {
+    if common::have_tool_for("ss", "the ss check") {
         has(
             &report,
             "ok:   ss shows the 33rd connection completed by the kernel",
