@@ -829,8 +829,6 @@ fn bench_writes_its_report_between_the_markers() {
         ("DURATION", "200ms"),
         ("SOCKETLAB_BIN", bin.as_str()),
         ("REPORT", file_path),
-        // What bench.sh called REPORT before it wrote BENCHMARKS.md.
-        ("README", file_path),
     ];
     let (head, tail) = ("# Benchmarks\n\nintro\n\n", "\nafter the figures\n");
     std::fs::write(
