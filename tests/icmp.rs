@@ -18,6 +18,7 @@ use common::{Output, have_tool, run, run_with_env};
 
 const ICMP_PING: &str = env!("CARGO_BIN_EXE_icmp_ping");
 const TRACEROUTE: &str = env!("CARGO_BIN_EXE_traceroute");
+const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// The far host and the router's two addresses, as three_hosts.sh sets them.
 const HOST_B: &str = "10.20.2.2";
@@ -563,5 +564,56 @@ fn three_hosts_usage_errors_exit_2() {
             "{}",
             out.stderr
         );
+    }
+}
+
+/// The worksheet's experiments (`lab run ...`) pass as root; as another
+/// user they say "not checked" for every observation and never fail.
+#[test]
+fn lab_experiments_pass_as_root_and_say_not_checked_otherwise() {
+    let names = [
+        "ttl-one-router",
+        "trace-port-unreachable",
+        "icmp-dropped",
+        "router-loss",
+        "ping-without-root",
+    ];
+    // One at a time: each builds its own topology, within the fixture's wait.
+    if topology_tools() {
+        let mut all = String::new();
+        for name in names {
+            let out = run(LAB, &["run", name], b"");
+            assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+            assert!(out.stdout.contains("verdict: PASS ("), "{}", out.stdout);
+            assert!(!out.stdout.contains("not checked"), "{}", out.stdout);
+            all += &out.stdout;
+        }
+        for seen in [
+            "saw:  From 10.20.1.1 icmp_seq=1 Time to live exceeded (type 11, code 0)",
+            "saw:   2  10.20.2.2  ",
+            "saw:   1  * * *",
+            "% packet loss",
+        ] {
+            assert!(all.contains(seen), "no {seen:?} in {all}");
+        }
+    }
+    if root() && have_tool("setpriv") {
+        let mut as_nobody = vec![
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            LAB,
+            "run",
+        ];
+        as_nobody.extend(names);
+        let out = run("setpriv", &as_nobody, b"");
+        assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.stdout.matches("skip: not checked:").count(),
+            8,
+            "{}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
     }
 }
