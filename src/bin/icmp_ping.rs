@@ -77,6 +77,11 @@ const ECHO_REQUEST: u8 = 8;
 const TIME_EXCEEDED: u8 = 11;
 
 fn main() -> ExitCode {
+    // `icmp_ping ... | head -3`: Rust ignores SIGPIPE, so printing after
+    // head has gone would panic; restore the default, and the program ends
+    // as ping and traceroute do when their reader goes away.
+    // SAFETY: signal() with SIG_DFL, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     explain::report(run(&cli))
 }
@@ -382,7 +387,7 @@ fn await_answer(
                     .sent
                     .map(|sent| now_since_epoch().saturating_sub(sent))
                     .unwrap_or_default();
-                print_reply(&reply, rtt);
+                print_reply(&reply, rtt, reply.sequence != sequence);
                 if reply.sequence == sequence {
                     stats.received(rtt);
                     return Ok(());
@@ -408,15 +413,18 @@ fn await_answer(
     }
 }
 
-fn print_reply(reply: &Reply, rtt: Duration) {
+/// One reply's line, as ping prints it; `late` marks the reply to an
+/// earlier request whose wait had already ended (not counted as received).
+fn print_reply(reply: &Reply, rtt: Duration, late: bool) {
     let ttl = reply.ttl.map(|t| format!(" ttl={t}")).unwrap_or_default();
     let bad = if reply.checksum_ok {
         ""
     } else {
         " (BAD CHECKSUM)"
     };
+    let late = if late { " (late: not counted)" } else { "" };
     println!(
-        "{} bytes from {}: icmp_seq={}{ttl} time={}{bad}",
+        "{} bytes from {}: icmp_seq={}{ttl} time={}{bad}{late}",
         reply.len,
         reply.from,
         reply.sequence,

@@ -74,6 +74,11 @@ const PORT_UNREACHABLE: u8 = 3;
 const PROBE_PAYLOAD: usize = 32;
 
 fn main() -> ExitCode {
+    // `... | head -3`: Rust ignores SIGPIPE, so printing after
+    // head has gone would panic; restore the default, and the program ends
+    // as ping and traceroute do when their reader goes away.
+    // SAFETY: signal() with SIG_DFL, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     explain::report(run(&cli))
 }
