@@ -515,10 +515,12 @@ fn parse_reply(
     if icmp.len() < 8 || icmp[0] != ECHO_REPLY {
         return None;
     }
-    let sent = icmp.get(8..24).map(|stamp| {
+    // The payload comes from the network: nonsense in it must not panic
+    // (an RTT from a time in the future saturates to 0).
+    let sent = icmp.get(8..24).and_then(|stamp| {
         let secs = u64::from_be_bytes(stamp[..8].try_into().expect("8 bytes"));
         let micros = u64::from_be_bytes(stamp[8..].try_into().expect("8 bytes"));
-        Duration::from_secs(secs) + Duration::from_micros(micros.min(999_999))
+        Duration::from_secs(secs).checked_add(Duration::from_micros(micros.min(999_999)))
     });
     Some(Reply {
         sequence: u16::from_be_bytes([icmp[6], icmp[7]]),
@@ -740,6 +742,12 @@ mod tests {
         );
         assert!(parse_reply(&packet, Ipv4Addr::LOCALHOST, None, None).is_none());
         assert!(parse_reply(&[0, 0, 0], Ipv4Addr::LOCALHOST, None, None).is_none());
+        // Bad input: a timestamp at the end of time: no panic, an RTT of 0.
+        let mut nonsense = vec![0u8; 24];
+        nonsense[8..24].fill(0xff);
+        let parsed = parse_reply(&nonsense, Ipv4Addr::LOCALHOST, None, None).expect("a reply");
+        let sent = parsed.sent.expect("a timestamp");
+        assert_eq!(now_since_epoch().saturating_sub(sent), Duration::ZERO);
     }
 
     #[test]
