@@ -295,12 +295,7 @@ fn ping(socket: &Socket, target: Ipv4Addr, cli: &Cli) -> anyhow::Result<()> {
     for sequence in 1..=cli.count {
         let sent_at = Instant::now();
         let request = echo_request(identifier, sequence, size, now_since_epoch());
-        // sendto(): the destination is an IP address only; ICMP has no ports.
-        let to = SockAddr::from(std::net::SocketAddrV4::new(target, 0));
-        socket
-            .send_to(&request, &to)
-            .with_context(|| format!("failed to send the echo request to {target} (sendto)"))
-            .map_err(|e| send_hint(e, target))?;
+        send_request(socket, &request, target)?;
         stats.sent();
         await_answer(
             socket,
@@ -325,6 +320,28 @@ fn ping(socket: &Socket, target: Ipv4Addr, cli: &Cli) -> anyhow::Result<()> {
         ),
         no_reply_hint(&stats, cli.ttl),
     ))
+}
+
+/// sendto(): the destination is an IP address only; ICMP has no ports.
+/// An ICMP error that arrived while nobody waited also sets the socket's
+/// pending error (`sk_err`), which the next call returns once instead of
+/// sending; its details stay on the error queue, read at the next wait. So
+/// a send that fails with such an errno is tried once more.
+fn send_request(socket: &Socket, request: &[u8], target: Ipv4Addr) -> anyhow::Result<()> {
+    let to = SockAddr::from(std::net::SocketAddrV4::new(target, 0));
+    let reported_earlier = |err: &io::Error| {
+        matches!(
+            err.raw_os_error(),
+            Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::ECONNREFUSED | libc::EPROTO)
+        )
+    };
+    let sent = match socket.send_to(request, &to) {
+        Err(err) if reported_earlier(&err) => socket.send_to(request, &to),
+        other => other,
+    };
+    sent.with_context(|| format!("failed to send the echo request to {target} (sendto)"))
+        .map_err(|e| send_hint(e, target))?;
+    Ok(())
 }
 
 fn send_hint(err: anyhow::Error, target: Ipv4Addr) -> anyhow::Error {
@@ -403,8 +420,9 @@ fn await_answer(
                     "From {from} icmp_seq={seq} {} (type {icmp_type}, code {code})",
                     icmp_error_name(icmp_type, code)
                 );
+                // ping counts every error, for whichever request it came.
+                stats.error();
                 if seq == sequence {
-                    stats.error();
                     return Ok(());
                 }
             }

@@ -235,6 +235,12 @@ impl Prober {
         })
     }
 
+    fn target(&self) -> Ipv4Addr {
+        match self {
+            Prober::Udp { target, .. } | Prober::Icmp { target, .. } => *target,
+        }
+    }
+
     fn socket(&self) -> &Socket {
         match self {
             Prober::Udp { socket, .. } | Prober::Icmp { socket, .. } => socket,
@@ -267,17 +273,30 @@ impl Prober {
             }
         };
         let sent_at = Instant::now();
-        // sendto(): with the TTL set above.
-        if let Err(err) = self.socket().send_to(&packet, &to.into()) {
-            // A connected-style error from an earlier probe may surface here; the
-            // error queue still holds the details, so the probe is just lost.
-            if err.raw_os_error() != Some(libc::EHOSTUNREACH)
-                && err.raw_os_error() != Some(libc::ECONNREFUSED)
+        // sendto(), with the TTL set above. An answer that came after its
+        // probe was given up also left the socket a pending error (sk_err),
+        // which this call returns once instead of sending (the details wait
+        // on the error queue): then the probe is sent again.
+        let to = to.into();
+        let sent = match self.socket().send_to(&packet, &to) {
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(
+                        libc::EHOSTUNREACH | libc::ENETUNREACH | libc::ECONNREFUSED | libc::EPROTO
+                    )
+                ) =>
             {
-                return Err(err)
-                    .with_context(|| format!("failed to send a probe to {to} (sendto)"));
+                self.socket().send_to(&packet, &to)
             }
-        }
+            other => other,
+        };
+        sent.with_context(|| {
+            format!(
+                "failed to send a probe to {target} (sendto)",
+                target = self.target()
+            )
+        })?;
         self.wait_for(id, sent_at, sent_at + wait)
     }
 
