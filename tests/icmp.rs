@@ -459,7 +459,7 @@ fn router_loss_shows_as_the_configured_fraction() {
     let hosts = ThreeHosts::up("loss");
     let set = hosts.script(&["loss", "30%"]);
     assert!(set.stdout.contains("random, not seeded"), "{set:?}");
-    let out = hosts.on_a(ICMP_PING, &["-c", "200", "-i", "2ms", "-W", "20ms", HOST_B]);
+    let out = hosts.on_a(ICMP_PING, &["-c", "200", "-i", "2ms", "-W", "50ms", HOST_B]);
     let line = out
         .stdout
         .lines()

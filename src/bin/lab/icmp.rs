@@ -322,11 +322,11 @@ fn router_loss(r: &mut Report) -> anyhow::Result<()> {
     );
     net.script(&["loss", "25"])?;
     r.did(format!(
-        "on host-a: icmp_ping -c 200 -i 2ms -W 20ms {HOST_B}"
+        "on host-a: icmp_ping -c 200 -i 2ms -W 50ms {HOST_B}"
     ));
     let out = net.on_a(
         "icmp_ping",
-        &["-c", "200", "-i", "2ms", "-W", "20ms", HOST_B],
+        &["-c", "200", "-i", "2ms", "-W", "50ms", HOST_B],
     )?;
     let summary = out
         .stdout
