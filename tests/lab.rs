@@ -11,7 +11,7 @@ use common::{Output, run};
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// Every experiment `lab list` must name; each has its test below.
-const EXPERIMENTS: [&str; 14] = [
+const EXPERIMENTS: [&str; 19] = [
     "tcp-client-first",
     "udp-client-first",
     "different-ports",
@@ -26,6 +26,12 @@ const EXPERIMENTS: [&str; 14] = [
     "path-traversal",
     "keep-alive",
     "dot-stuffing",
+    // labs/09: their tests are in tests/icmp.rs (root and namespaces).
+    "ttl-one-router",
+    "trace-port-unreachable",
+    "icmp-dropped",
+    "router-loss",
+    "ping-without-root",
 ];
 
 /// Runs `lab run NAME`, which must pass, and returns its report.
