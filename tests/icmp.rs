@@ -24,17 +24,10 @@ const LAB: &str = env!("CARGO_BIN_EXE_lab");
 const HOST_B: &str = "10.20.2.2";
 const ROUTER_A_SIDE: &str = "10.20.1.1";
 
-/// True if the test runs as root; otherwise it skips here and fails under CI.
+/// True when running as root; otherwise the test is reported as skipped
+/// (and fails under CI=true).
 fn root() -> bool {
-    if run("id", &["-u"], b"").stdout.trim() == "0" {
-        return true;
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "this test needs root (namespaces, nftables); CI runs as root"
-    );
-    eprintln!("skipping: not root");
-    false
+    common::can_run(&["root"])
 }
 
 /// True if this machine lets the test make a user+network namespace
@@ -45,7 +38,7 @@ fn can_unshare() -> bool {
     }
     let ok = run("unshare", &["-rn", "true"], b"").status.success();
     if !ok {
-        eprintln!("skipping: unshare -rn is not permitted here");
+        common::skip("needs `unshare -rn` (a user+network namespace), which this machine forbids");
     }
     ok
 }
