@@ -86,7 +86,7 @@ impl Conn {
     }
 
     /// Bytes up to and including the first `\n`.
-    fn line(&mut self) -> Result<Vec<u8>, End> {
+    pub fn line(&mut self) -> Result<Vec<u8>, End> {
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
                 return Ok(self.buf.drain(..=i).collect());
@@ -99,7 +99,7 @@ impl Conn {
     }
 
     /// Exactly `n` bytes; on an early end, what came.
-    fn take(&mut self, n: usize) -> Result<Vec<u8>, (Vec<u8>, End)> {
+    pub fn take(&mut self, n: usize) -> Result<Vec<u8>, (Vec<u8>, End)> {
         while self.buf.len() < n {
             if let Err(end) = self.fill() {
                 return Err((std::mem::take(&mut self.buf), end));
