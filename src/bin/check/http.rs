@@ -161,7 +161,8 @@ impl Conn {
             } else if text.is_empty() {
                 return Ok(r);
             } else if let Some((name, value)) = text.split_once(':') {
-                r.headers.push((name.trim().to_string(), value.trim().to_string()));
+                r.headers
+                    .push((name.trim().to_string(), value.trim().to_string()));
             }
         }
     }
@@ -175,7 +176,9 @@ impl Conn {
         let chunked = r
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let length = r.header("content-length").and_then(|v| v.parse::<usize>().ok());
+        let length = r
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
         if chunked {
             r.framing = "chunked";
             self.chunks(r);
@@ -256,6 +259,8 @@ pub fn read_body(conn: &mut Conn, n: usize) -> Option<Vec<u8>> {
 pub fn head_value(head: &[u8], name: &str) -> Option<String> {
     String::from_utf8_lossy(head).lines().skip(1).find_map(|l| {
         let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }

@@ -60,7 +60,13 @@ impl Origin {
             flaky: AtomicUsize::new(0),
         });
         let accepting = thread::spawn(move || accept_loop(&listener, &shared));
-        Ok(Origin { addr, seed, stop, requests, accepting: Some(accepting) })
+        Ok(Origin {
+            addr,
+            seed,
+            stop,
+            requests,
+            accepting: Some(accepting),
+        })
     }
 
     /// The bytes `path` serves (for the routes with a body of their own).
@@ -107,7 +113,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 /// The text of every route with a body of its own; deterministic by seed and path.
 pub fn body_for(seed: u64, path: &str) -> Vec<u8> {
-    let n: usize = path.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let n: usize = path
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     if path.starts_with("/bin/") {
         return (0..n).map(|i| (i % 256) as u8).collect();
     }
@@ -120,19 +130,34 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let born = Instant::now();
     let mut conn = Conn::new(stream, born + LIFETIME);
     while let Some(head) = http::read_request_head(&mut conn) {
-        shared.requests.lock().map(|mut r| r.push(head.clone())).ok();
-        let length = http::head_value(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let Some(body) = http::read_body(&mut conn, length) else { return };
-        let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+        shared
+            .requests
+            .lock()
+            .map(|mut r| r.push(head.clone()))
+            .ok();
+        let length = http::head_value(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let Some(body) = http::read_body(&mut conn, length) else {
+            return;
+        };
+        let line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
         let mut words = line.split_whitespace();
         let method = words.next().unwrap_or("").to_string();
         let target = words.next().unwrap_or("/").to_string();
         // A proxy may send the absolute form; the route is the path.
         let path = match target.strip_prefix("http://") {
-            Some(rest) => rest.find('/').map_or("/".to_string(), |i| rest[i..].to_string()),
+            Some(rest) => rest
+                .find('/')
+                .map_or("/".to_string(), |i| rest[i..].to_string()),
             None => target,
         };
-        let close = http::head_value(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close =
+            http::head_value(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let keep = answer(&mut conn.stream, shared, &method, &path, &body, close);
         if !keep || close {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
@@ -144,7 +169,14 @@ fn serve(stream: TcpStream, shared: &Shared) {
 }
 
 /// Writes the answer; false if the connection must end after it.
-fn answer(s: &mut TcpStream, shared: &Shared, method: &str, path: &str, body: &[u8], close: bool) -> bool {
+fn answer(
+    s: &mut TcpStream,
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    close: bool,
+) -> bool {
     let head_only = method == "HEAD";
     let conn_line = if close { "Connection: close\r\n" } else { "" };
     let send = |s: &mut TcpStream, status: &str, extra: &str, content: &[u8]| {
@@ -165,17 +197,30 @@ fn answer(s: &mut TcpStream, shared: &Shared, method: &str, path: &str, body: &[
         "echo" => send(s, "200 OK", "", body),
         "status" => {
             let code = path.rsplit('/').next().unwrap_or("500");
-            send(s, &format!("{code} Status {code}"), "", format!("check origin: status {code}\n").as_bytes());
+            send(
+                s,
+                &format!("{code} Status {code}"),
+                "",
+                format!("check origin: status {code}\n").as_bytes(),
+            );
         }
         "flaky" => {
             if shared.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
-                send(s, "503 Service Unavailable", "", b"check origin: busy, try again\n");
+                send(
+                    s,
+                    "503 Service Unavailable",
+                    "",
+                    b"check origin: busy, try again\n",
+                );
             } else {
                 send(s, "200 OK", "", b"check origin: fine now\n");
             }
         }
         "pieces" => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{conn_line}\r\n", content.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{conn_line}\r\n",
+                content.len()
+            );
             let _ = s.write_all(head.as_bytes());
             if !head_only {
                 let _ = wire::write_in_pieces(s, &content, 7, Duration::from_millis(2));
@@ -190,7 +235,10 @@ fn answer(s: &mut TcpStream, shared: &Shared, method: &str, path: &str, body: &[
             return false;
         }
         "truncated" => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", content.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                content.len()
+            );
             let _ = s.write_all(head.as_bytes());
             let _ = s.write_all(&content[..content.len() / 2]);
             return false;

@@ -21,28 +21,96 @@ use crate::wire::{self, End};
 
 pub fn server_tests() -> Vec<Test> {
     vec![
-        Test { name: "handshake: KEY <A> gets KEY <B>", points: 1, run: s_handshake },
-        Test { name: "TIME answers HH:MM:SS.mmm", points: 1, run: s_time },
-        Test { name: "DATE answers YYYY-MM-DD", points: 1, run: s_date },
-        Test { name: "TEMP answers a temperature", points: 1, run: s_temp },
-        Test { name: "three requests on one connection", points: 1, run: s_three },
-        Test { name: "a request frame in one-byte writes with pauses", points: 2, run: s_trickle },
-        Test { name: "two request frames in one segment get two answers", points: 2, run: s_two },
-        Test { name: "an unknown request gets ERROR and the connection stays open", points: 1, run: s_unknown },
-        Test { name: "a bad handshake line gets an ERROR line", points: 1, run: s_bad_hello },
-        Test { name: "a second client is served while the first holds its connection", points: 2, run: s_concurrent },
-        Test { name: "a client resets mid-frame; the server still serves the next", points: 1, run: s_reset },
+        Test {
+            name: "handshake: KEY <A> gets KEY <B>",
+            points: 1,
+            run: s_handshake,
+        },
+        Test {
+            name: "TIME answers HH:MM:SS.mmm",
+            points: 1,
+            run: s_time,
+        },
+        Test {
+            name: "DATE answers YYYY-MM-DD",
+            points: 1,
+            run: s_date,
+        },
+        Test {
+            name: "TEMP answers a temperature",
+            points: 1,
+            run: s_temp,
+        },
+        Test {
+            name: "three requests on one connection",
+            points: 1,
+            run: s_three,
+        },
+        Test {
+            name: "a request frame in one-byte writes with pauses",
+            points: 2,
+            run: s_trickle,
+        },
+        Test {
+            name: "two request frames in one segment get two answers",
+            points: 2,
+            run: s_two,
+        },
+        Test {
+            name: "an unknown request gets ERROR and the connection stays open",
+            points: 1,
+            run: s_unknown,
+        },
+        Test {
+            name: "a bad handshake line gets an ERROR line",
+            points: 1,
+            run: s_bad_hello,
+        },
+        Test {
+            name: "a second client is served while the first holds its connection",
+            points: 2,
+            run: s_concurrent,
+        },
+        Test {
+            name: "a client resets mid-frame; the server still serves the next",
+            points: 1,
+            run: s_reset,
+        },
     ]
 }
 
 pub fn client_tests() -> Vec<Test> {
     vec![
-        Test { name: "the client sends KEY <A> with A from 1 to 256", points: 1, run: c_hello },
-        Test { name: "the request is one frame, shifted by the key", points: 2, run: c_request },
-        Test { name: "the client prints the answer it decoded", points: 2, run: c_answer },
-        Test { name: "an answer frame in one-byte writes with pauses", points: 2, run: c_trickle },
-        Test { name: "key 0: the client exchanges keys again", points: 1, run: c_key_zero },
-        Test { name: "the client closes the connection when it is done", points: 1, run: c_closes },
+        Test {
+            name: "the client sends KEY <A> with A from 1 to 256",
+            points: 1,
+            run: c_hello,
+        },
+        Test {
+            name: "the request is one frame, shifted by the key",
+            points: 2,
+            run: c_request,
+        },
+        Test {
+            name: "the client prints the answer it decoded",
+            points: 2,
+            run: c_answer,
+        },
+        Test {
+            name: "an answer frame in one-byte writes with pauses",
+            points: 2,
+            run: c_trickle,
+        },
+        Test {
+            name: "key 0: the client exchanges keys again",
+            points: 1,
+            run: c_key_zero,
+        },
+        Test {
+            name: "the client closes the connection when it is done",
+            points: 1,
+            run: c_closes,
+        },
     ]
 }
 
@@ -59,25 +127,39 @@ fn session(ctx: &Ctx, salt: &str) -> Result<Session, Failure> {
     let mut rng = ctx.rng(salt);
     for _ in 0..8 {
         let mine = KeyPair::generate(&mut rng);
-        let _ = conn.stream.write_all(format!("KEY {}\n", mine.public).as_bytes());
+        let _ = conn
+            .stream
+            .write_all(format!("KEY {}\n", mine.public).as_bytes());
         let line = conn.line().map_err(|end| no_line(&end))?;
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        let theirs = text.strip_prefix("KEY ").and_then(|n| n.parse::<u32>().ok()).filter(|n| (1..=256).contains(n));
+        let theirs = text
+            .strip_prefix("KEY ")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=256).contains(n));
         let Some(theirs) = theirs else {
-            return Err(Failure::bytes(b"KEY <B>\n", &line, format!("the server answered KEY {} with {text:?}", mine.public),
-                "the server's handshake line is KEY, a space, its public key g^b mod p as decimal (1 to 256), and \\n"));
+            return Err(Failure::bytes(
+                b"KEY <B>\n",
+                &line,
+                format!("the server answered KEY {} with {text:?}", mine.public),
+                "the server's handshake line is KEY, a space, its public key g^b mod p as decimal (1 to 256), and \\n",
+            ));
         };
         let key = caesar_key(mine.shared_secret(theirs));
         if key != 0 {
             return Ok(Session { conn, key });
         }
     }
-    Err(Failure::new("eight key exchanges in a row gave key 0", "the server's public keys look wrong"))
+    Err(Failure::new(
+        "eight key exchanges in a row gave key 0",
+        "the server's public keys look wrong",
+    ))
 }
 
 fn no_line(end: &End) -> Failure {
-    Failure::new(format!("no handshake line came back: {}", end.describe()),
-        "after the client's KEY line the server answers with its own KEY line ending in \\n")
+    Failure::new(
+        format!("no handshake line came back: {}", end.describe()),
+        "after the client's KEY line the server answers with its own KEY line ending in \\n",
+    )
 }
 
 impl Session {
@@ -90,9 +172,16 @@ impl Session {
             format!("no answer frame: {}", end.describe()),
             "each request frame gets one answer frame: 2 length bytes (big-endian), then the shifted payload"))?;
         let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-        let payload = self.conn.take(len).map_err(|(got, end)| Failure::new(
-            format!("the answer frame announced {len} bytes; {} came, then {}", got.len(), end.describe()),
-            "send the whole payload the length announces"))?;
+        let payload = self.conn.take(len).map_err(|(got, end)| {
+            Failure::new(
+                format!(
+                    "the answer frame announced {len} bytes; {} came, then {}",
+                    got.len(),
+                    end.describe()
+                ),
+                "send the whole payload the length announces",
+            )
+        })?;
         Ok(String::from_utf8_lossy(&decrypt(self.key, &payload)).into_owned())
     }
 
@@ -104,12 +193,22 @@ impl Session {
 
 fn shaped(what: &str, answer: &str, pattern: &str) -> Outcome {
     let fits = answer.len() == pattern.len()
-        && answer.bytes().zip(pattern.bytes()).all(|(a, p)| if p == b'9' { a.is_ascii_digit() } else { a == p });
+        && answer.bytes().zip(pattern.bytes()).all(|(a, p)| {
+            if p == b'9' {
+                a.is_ascii_digit()
+            } else {
+                a == p
+            }
+        });
     if fits {
         return Ok(());
     }
-    Err(Failure::bytes(pattern.as_bytes(), answer.as_bytes(), format!("the {what} answer is not shaped {pattern}"),
-        "labs/time-protocol.md: TIME answers HH:MM:SS.mmm (UTC), DATE answers YYYY-MM-DD; a garbled answer often means the shift was applied with the wrong key or twice"))
+    Err(Failure::bytes(
+        pattern.as_bytes(),
+        answer.as_bytes(),
+        format!("the {what} answer is not shaped {pattern}"),
+        "labs/time-protocol.md: TIME answers HH:MM:SS.mmm (UTC), DATE answers YYYY-MM-DD; a garbled answer often means the shift was applied with the wrong key or twice",
+    ))
 }
 
 fn s_handshake(ctx: &Ctx) -> Outcome {
@@ -130,15 +229,20 @@ fn s_temp(ctx: &Ctx) -> Outcome {
     if number.parse::<f64>().is_ok() && answer.contains('C') {
         return Ok(());
     }
-    Err(Failure::bytes(b"21.5 \xc2\xb0C (simulated)", answer.as_bytes(), "the TEMP answer is not a temperature",
-        "TEMP answers a number with one decimal, then \u{b0}C and where it came from"))
+    Err(Failure::bytes(
+        b"21.5 \xc2\xb0C (simulated)",
+        answer.as_bytes(),
+        "the TEMP answer is not a temperature",
+        "TEMP answers a number with one decimal, then \u{b0}C and where it came from",
+    ))
 }
 
 fn s_three(ctx: &Ctx) -> Outcome {
     let mut s = session(ctx, "three")?;
     shaped("TIME", &s.ask("TIME")?, "99:99:99.999")?;
     shaped("DATE", &s.ask("DATE")?, "9999-99-99")?;
-    shaped("TIME", &s.ask("TIME")?, "99:99:99.999").map_err(|f| f.also("one connection carries any number of requests, one after another"))
+    shaped("TIME", &s.ask("TIME")?, "99:99:99.999")
+        .map_err(|f| f.also("one connection carries any number of requests, one after another"))
 }
 
 fn s_trickle(ctx: &Ctx) -> Outcome {
@@ -161,9 +265,15 @@ fn s_unknown(ctx: &Ctx) -> Outcome {
     let mut s = session(ctx, "unknown")?;
     let answer = s.ask("HELLO")?;
     if !answer.starts_with("ERROR ") {
-        return Err(Failure::bytes(b"ERROR unknown request", answer.as_bytes(), "an unknown request did not get an ERROR answer", "any request other than TIME, DATE and TEMP gets an answer that starts with 'ERROR '"));
+        return Err(Failure::bytes(
+            b"ERROR unknown request",
+            answer.as_bytes(),
+            "an unknown request did not get an ERROR answer",
+            "any request other than TIME, DATE and TEMP gets an answer that starts with 'ERROR '",
+        ));
     }
-    shaped("TIME", &s.ask("TIME")?, "99:99:99.999").map_err(|f| f.also("after an unknown request the connection stays open"))
+    shaped("TIME", &s.ask("TIME")?, "99:99:99.999")
+        .map_err(|f| f.also("after an unknown request the connection stays open"))
 }
 
 fn s_bad_hello(ctx: &Ctx) -> Outcome {
@@ -173,8 +283,15 @@ fn s_bad_hello(ctx: &Ctx) -> Outcome {
     if got.starts_with(b"ERROR ") {
         return Ok(());
     }
-    Err(Failure::bytes(b"ERROR expected 'KEY <public key>' or 'PLAIN', got \"HELLO\"\n", &got, format!("no ERROR line for the handshake line HELLO; {}", end.describe()),
-        "a handshake line that is neither KEY <n> nor PLAIN gets one line starting with 'ERROR ', then the server closes"))
+    Err(Failure::bytes(
+        b"ERROR expected 'KEY <public key>' or 'PLAIN', got \"HELLO\"\n",
+        &got,
+        format!(
+            "no ERROR line for the handshake line HELLO; {}",
+            end.describe()
+        ),
+        "a handshake line that is neither KEY <n> nor PLAIN gets one line starting with 'ERROR ', then the server closes",
+    ))
 }
 
 fn s_concurrent(ctx: &Ctx) -> Outcome {
@@ -224,10 +341,20 @@ fn answer_for(request: &[u8]) -> Option<&'static str> {
 }
 
 fn run_client(ctx: &Ctx, play: Play) -> Result<Run, Failure> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::new(format!("cannot listen: {e}"), "check itself failed"))?;
-    let addr: SocketAddr = listener.local_addr().map_err(|e| Failure::new(e.to_string(), "check itself failed"))?;
-    let command = spawn::fill(ctx.exec.as_deref().unwrap_or(""), &[("host", "127.0.0.1".into()), ("port", addr.port().to_string())]);
-    let mut child = spawn::start(&command, &ctx.input).map_err(|e| Failure::new(format!("{e:#}"), "the --exec command could not be started"))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failure::new(format!("cannot listen: {e}"), "check itself failed"))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Failure::new(e.to_string(), "check itself failed"))?;
+    let command = spawn::fill(
+        ctx.exec.as_deref().unwrap_or(""),
+        &[
+            ("host", "127.0.0.1".into()),
+            ("port", addr.port().to_string()),
+        ],
+    );
+    let mut child = spawn::start(&command, &ctx.input)
+        .map_err(|e| Failure::new(format!("{e:#}"), "the --exec command could not be started"))?;
     let _ = listener.set_nonblocking(true);
     let end = Instant::now() + ctx.timeout;
     let stream = loop {
@@ -236,16 +363,29 @@ fn run_client(ctx: &Ctx, play: Play) -> Result<Run, Failure> {
         }
         if Instant::now() >= end || child.exited().is_some() {
             child.wait_for(Duration::from_millis(100));
-            return Err(Failure::new(format!("the client never connected to {addr}; {}", child.fate().unwrap_or("it was still running".into())),
-                "check replaced {host} and {port} in the command with its own server's address: does the client take them from the command line?"));
+            return Err(Failure::new(
+                format!(
+                    "the client never connected to {addr}; {}",
+                    child.fate().unwrap_or("it was still running".into())
+                ),
+                "check replaced {host} and {port} in the command with its own server's address: does the client take them from the command line?",
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let _ = stream.set_nonblocking(false);
     let mut conn = Conn::new(stream, end);
-    let mut run = Run { hellos: Vec::new(), request: None, answered: None, closed: false, stdout: String::new() };
+    let mut run = Run {
+        hellos: Vec::new(),
+        request: None,
+        answered: None,
+        closed: false,
+        stdout: String::new(),
+    };
     serve_once(&mut conn, &mut run, play, ctx);
-    let left = end.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+    let left = end
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(200));
     child.wait_for(left);
     run.stdout = String::from_utf8_lossy(&child.stdout()).into_owned();
     Ok(run)
@@ -259,31 +399,58 @@ fn serve_once(conn: &mut Conn, run: &mut Run, play: Play, ctx: &Ctx) {
         let Ok(line) = conn.line() else { return };
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         run.hellos.push(text.clone());
-        let Some(a) = text.strip_prefix("KEY ").and_then(|n| n.parse::<u32>().ok()).filter(|n| (1..=256).contains(n)) else { return };
+        let Some(a) = text
+            .strip_prefix("KEY ")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=256).contains(n))
+        else {
+            return;
+        };
         // Key 0: a private key b with a^b = 256 (mod p), once, if one exists.
-        let zero = (play == Play::KeyZero && !zero_sent).then(|| (2..=255).find(|&b| power_mod(a, b, P) == 256)).flatten();
+        let zero = (play == Play::KeyZero && !zero_sent)
+            .then(|| (2..=255).find(|&b| power_mod(a, b, P) == 256))
+            .flatten();
         let mine = match zero {
             Some(b) => KeyPair::from_private(b),
             None => loop {
                 let k = KeyPair::generate(&mut rng);
-                if caesar_key(k.shared_secret(a)) != 0 { break k; }
+                if caesar_key(k.shared_secret(a)) != 0 {
+                    break k;
+                }
             },
         };
-        let _ = conn.stream.write_all(format!("KEY {}\n", mine.public).as_bytes());
+        let _ = conn
+            .stream
+            .write_all(format!("KEY {}\n", mine.public).as_bytes());
         zero_sent |= zero.is_some();
         let key = caesar_key(mine.shared_secret(a));
-        if key != 0 { break key; }
+        if key != 0 {
+            break key;
+        }
     };
     let Ok(header) = conn.take(2) else { return };
     let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-    let Ok(payload) = conn.take(len.min(1024)) else { return };
+    let Ok(payload) = conn.take(len.min(1024)) else {
+        return;
+    };
     let request = decrypt(key, &payload);
     run.request = Some(request.clone());
-    let Some(answer) = answer_for(&request) else { return };
+    let Some(answer) = answer_for(&request) else {
+        return;
+    };
     run.answered = Some(answer);
     let frame = encode_frame(key, answer.as_bytes());
-    let piece = if play == Play::Trickle { 1 } else { frame.len() };
-    let _ = wire::write_in_pieces(&mut conn.stream, &frame, piece, Duration::from_millis(if piece == 1 { 20 } else { 0 }));
+    let piece = if play == Play::Trickle {
+        1
+    } else {
+        frame.len()
+    };
+    let _ = wire::write_in_pieces(
+        &mut conn.stream,
+        &frame,
+        piece,
+        Duration::from_millis(if piece == 1 { 20 } else { 0 }),
+    );
     let (_, end) = conn.rest();
     run.closed = end == End::Closed;
 }
@@ -291,29 +458,63 @@ fn serve_once(conn: &mut Conn, run: &mut Run, play: Play, ctx: &Ctx) {
 fn c_hello(ctx: &Ctx) -> Outcome {
     let run = run_client(ctx, Play::Normal)?;
     let first = run.hellos.first().cloned().unwrap_or_default();
-    let ok = first.strip_prefix("KEY ").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| (1..=256).contains(&n));
-    if ok { return Ok(()); }
-    Err(Failure::bytes(b"KEY 146", first.as_bytes(), "the client's first line is not KEY <A>",
-        "the client starts with KEY, a space, g^a mod p in decimal (p = 257, g = 11, a private from 2 to 255), and \\n"))
+    let ok = first
+        .strip_prefix("KEY ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (1..=256).contains(&n));
+    if ok {
+        return Ok(());
+    }
+    Err(Failure::bytes(
+        b"KEY 146",
+        first.as_bytes(),
+        "the client's first line is not KEY <A>",
+        "the client starts with KEY, a space, g^a mod p in decimal (p = 257, g = 11, a private from 2 to 255), and \\n",
+    ))
 }
 
 fn c_request(ctx: &Ctx) -> Outcome {
     let run = run_client(ctx, Play::Normal)?;
     let request = run.request.unwrap_or_default();
-    if answer_for(&request).is_some() { return Ok(()); }
-    Err(Failure::bytes(b"TIME", &request, "the request frame, unshifted with the agreed key, is not TIME, DATE or TEMP",
-        "after the handshake: 2 length bytes (big-endian, not shifted), then the request with each byte shifted by (s mod 256), s = B^a mod p"))
+    if answer_for(&request).is_some() {
+        return Ok(());
+    }
+    Err(Failure::bytes(
+        b"TIME",
+        &request,
+        "the request frame, unshifted with the agreed key, is not TIME, DATE or TEMP",
+        "after the handshake: 2 length bytes (big-endian, not shifted), then the request with each byte shifted by (s mod 256), s = B^a mod p",
+    ))
 }
 
 fn printed(run: &Run, what: &str) -> Outcome {
     let Some(answer) = run.answered else {
-        return Err(Failure::new(format!("the client's session did not get as far as an answer; it sent {:?}", run.hellos),
-            "the handshake and the request frame must be right first (see the tests above)"));
+        return Err(Failure::new(
+            format!(
+                "the client's session did not get as far as an answer; it sent {:?}",
+                run.hellos
+            ),
+            "the handshake and the request frame must be right first (see the tests above)",
+        ));
     };
-    if run.stdout.contains(answer) { return Ok(()); }
-    let tail: String = run.stdout.chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(Failure::bytes(answer.as_bytes(), tail.as_bytes(), format!("the client did not print the answer {answer:?} ({what})"),
-        "read the 2-byte length, then exactly that many bytes (in a loop: one recv() may return part), shift each back by the key, and print it"))
+    if run.stdout.contains(answer) {
+        return Ok(());
+    }
+    let tail: String = run
+        .stdout
+        .chars()
+        .rev()
+        .take(200)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(Failure::bytes(
+        answer.as_bytes(),
+        tail.as_bytes(),
+        format!("the client did not print the answer {answer:?} ({what})"),
+        "read the 2-byte length, then exactly that many bytes (in a loop: one recv() may return part), shift each back by the key, and print it",
+    ))
 }
 
 fn c_answer(ctx: &Ctx) -> Outcome {
@@ -328,10 +529,17 @@ fn c_key_zero(ctx: &Ctx) -> Outcome {
     // A client whose private key is 64, 128 or 192 sends KEY 1, for which no key 0 exists: run it again.
     for _ in 0..3 {
         let run = run_client(ctx, Play::KeyZero)?;
-        if run.hellos.first().is_some_and(|h| h == "KEY 1") { continue; }
+        if run.hellos.first().is_some_and(|h| h == "KEY 1") {
+            continue;
+        }
         if run.hellos.len() < 2 {
-            return Err(Failure::new(format!("after check's KEY line made the key 0 the client sent {:?}", run.hellos),
-                "a shared secret of 256 gives key 0, which would send plain text: both sides exchange again, and the client sends a new KEY line (labs/time-protocol.md, step 4)"));
+            return Err(Failure::new(
+                format!(
+                    "after check's KEY line made the key 0 the client sent {:?}",
+                    run.hellos
+                ),
+                "a shared secret of 256 gives key 0, which would send plain text: both sides exchange again, and the client sends a new KEY line (labs/time-protocol.md, step 4)",
+            ));
         }
         return printed(&run, "after a second key exchange");
     }
@@ -341,7 +549,11 @@ fn c_key_zero(ctx: &Ctx) -> Outcome {
 fn c_closes(ctx: &Ctx) -> Outcome {
     let run = run_client(ctx, Play::Normal)?;
     printed(&run, "before closing")?;
-    if run.closed { return Ok(()); }
-    Err(Failure::new("the client never closed its connection after its answer",
-        "the client ends the session by closing the connection (FIN); there is no bye message"))
+    if run.closed {
+        return Ok(());
+    }
+    Err(Failure::new(
+        "the client never closed its connection after its answer",
+        "the client ends the session by closing the connection (FIN); there is no bye message",
+    ))
 }

@@ -18,39 +18,121 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "GET a text object: byte-exact against a direct fetch", points: 2, run: text },
-        Test { name: "GET a binary object (every byte value): byte-exact", points: 2, run: binary },
-        Test { name: "GET a 1 MiB binary object", points: 1, run: big },
-        Test { name: "HEAD: the head and no body", points: 1, run: head },
-        Test { name: "POST: the body reaches the origin and its answer comes back", points: 1, run: post },
-        Test { name: "a 404 from the origin is passed through", points: 1, run: not_found },
-        Test { name: "a chunked body from the origin", points: 1, run: chunked },
-        Test { name: "a close-delimited body: all of it, and the response ends", points: 1, run: close_delimited },
-        Test { name: "a request head in one-byte writes with pauses", points: 1, run: trickle },
-        Test { name: "keep-alive: a second request on the same connection", points: 1, run: keep_alive },
-        Test { name: "an origin that never answers does not hold up other clients", points: 2, run: hang },
-        Test { name: "an origin that closes mid-body: no whole response is made up", points: 1, run: truncated },
-        Test { name: "a malformed request gets an error and the proxy keeps serving", points: 1, run: malformed },
-        Test { name: "an error (503) is not served again from the cache", points: 1, run: flaky },
-        Test { name: "cache: a cacheable object comes back with the origin gone", points: 3, run: cache },
+        Test {
+            name: "GET a text object: byte-exact against a direct fetch",
+            points: 2,
+            run: text,
+        },
+        Test {
+            name: "GET a binary object (every byte value): byte-exact",
+            points: 2,
+            run: binary,
+        },
+        Test {
+            name: "GET a 1 MiB binary object",
+            points: 1,
+            run: big,
+        },
+        Test {
+            name: "HEAD: the head and no body",
+            points: 1,
+            run: head,
+        },
+        Test {
+            name: "POST: the body reaches the origin and its answer comes back",
+            points: 1,
+            run: post,
+        },
+        Test {
+            name: "a 404 from the origin is passed through",
+            points: 1,
+            run: not_found,
+        },
+        Test {
+            name: "a chunked body from the origin",
+            points: 1,
+            run: chunked,
+        },
+        Test {
+            name: "a close-delimited body: all of it, and the response ends",
+            points: 1,
+            run: close_delimited,
+        },
+        Test {
+            name: "a request head in one-byte writes with pauses",
+            points: 1,
+            run: trickle,
+        },
+        Test {
+            name: "keep-alive: a second request on the same connection",
+            points: 1,
+            run: keep_alive,
+        },
+        Test {
+            name: "an origin that never answers does not hold up other clients",
+            points: 2,
+            run: hang,
+        },
+        Test {
+            name: "an origin that closes mid-body: no whole response is made up",
+            points: 1,
+            run: truncated,
+        },
+        Test {
+            name: "a malformed request gets an error and the proxy keeps serving",
+            points: 1,
+            run: malformed,
+        },
+        Test {
+            name: "an error (503) is not served again from the cache",
+            points: 1,
+            run: flaky,
+        },
+        Test {
+            name: "cache: a cacheable object comes back with the origin gone",
+            points: 3,
+            run: cache,
+        },
     ]
 }
 
 fn origin(ctx: &Ctx) -> Result<Origin, Failure> {
-    Origin::start(ctx.seed).map_err(|e| Failure::new(format!("check cannot start its origin: {e}"), "check itself failed"))
+    Origin::start(ctx.seed).map_err(|e| {
+        Failure::new(
+            format!("check cannot start its origin: {e}"),
+            "check itself failed",
+        )
+    })
 }
 
 /// The request line and head check sends through the proxy.
 fn request(method: &str, url: &str, origin: &Origin, extra: &str) -> Vec<u8> {
-    format!("{method} {url} HTTP/1.1\r\nHost: {}\r\nUser-Agent: check\r\n{extra}\r\n", origin.addr).into_bytes()
+    format!(
+        "{method} {url} HTTP/1.1\r\nHost: {}\r\nUser-Agent: check\r\n{extra}\r\n",
+        origin.addr
+    )
+    .into_bytes()
 }
 
 /// Sends `bytes` to the proxy (in pieces of `piece`) and reads one response.
-fn through(ctx: &Ctx, bytes: &[u8], piece: usize, head_only: bool) -> Result<(Response, Conn), Failure> {
+fn through(
+    ctx: &Ctx,
+    bytes: &[u8],
+    piece: usize,
+    head_only: bool,
+) -> Result<(Response, Conn), Failure> {
     let mut stream = wire::connect(ctx.addr(), ctx.timeout)?;
-    let pause = if piece == 1 { Duration::from_millis(3) } else { Duration::ZERO };
-    wire::write_in_pieces(&mut stream, bytes, piece.max(1), pause)
-        .map_err(|e| Failure::new(format!("sending the request failed: {e}"), "the proxy closed or reset the connection before the request was whole"))?;
+    let pause = if piece == 1 {
+        Duration::from_millis(3)
+    } else {
+        Duration::ZERO
+    };
+    wire::write_in_pieces(&mut stream, bytes, piece.max(1), pause).map_err(|e| {
+        Failure::new(
+            format!("sending the request failed: {e}"),
+            "the proxy closed or reset the connection before the request was whole",
+        )
+    })?;
     let mut conn = Conn::new(stream, Instant::now() + ctx.timeout);
     match conn.response(head_only) {
         Ok(r) => Ok((r, conn)),
@@ -72,26 +154,48 @@ fn get(ctx: &Ctx, origin: &Origin, path: &str) -> Result<Response, Failure> {
 /// The same object fetched from the origin directly.
 fn direct(origin: &Origin, path: &str, ctx: &Ctx) -> Result<Response, Failure> {
     let mut stream = wire::connect(origin.addr, ctx.timeout)?;
-    let _ = stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", origin.addr).as_bytes());
+    let _ = stream.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            origin.addr
+        )
+        .as_bytes(),
+    );
     Conn::new(stream, Instant::now() + ctx.timeout)
         .response(false)
-        .map_err(|(_, end)| Failure::new(format!("check's own origin failed: {}", end.describe()), "check itself failed"))
+        .map_err(|(_, end)| {
+            Failure::new(
+                format!("check's own origin failed: {}", end.describe()),
+                "check itself failed",
+            )
+        })
 }
 
 fn whole(r: &Response, want: &[u8], status: u16) -> Outcome {
     if r.status != status {
         return Err(Failure::new(
-            format!("status {} from the proxy, {status} from the origin", r.status),
+            format!(
+                "status {} from the proxy, {status} from the origin",
+                r.status
+            ),
             "the proxy must pass the origin's status code through unchanged",
         ));
     }
     if !r.complete && r.body.len() < want.len() {
         let why = r.end.as_ref().map_or("", End::describe);
-        return Err(Failure::bytes(want, &r.body, format!("the body ended early ({} framing): {why}", r.framing),
-            "the proxy stopped relaying before the body was whole: keep reading from the origin until its framing says the body is over (Content-Length bytes, the last chunk, or the origin's close)"));
+        return Err(Failure::bytes(
+            want,
+            &r.body,
+            format!("the body ended early ({} framing): {why}", r.framing),
+            "the proxy stopped relaying before the body was whole: keep reading from the origin until its framing says the body is over (Content-Length bytes, the last chunk, or the origin's close)",
+        ));
     }
-    same("the body through the proxy", want, &r.body,
-        "the proxy changed the body: relay bytes, not text (no decoding, no newline translation), and all of them")
+    same(
+        "the body through the proxy",
+        want,
+        &r.body,
+        "the proxy changed the body: relay bytes, not text (no decoding, no newline translation), and all of them",
+    )
 }
 
 fn fetch_compare(ctx: &Ctx, path: &str) -> Outcome {
@@ -115,22 +219,39 @@ fn big(ctx: &Ctx) -> Outcome {
 
 fn head(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
-    let req = request("HEAD", &origin.url("/text/3000"), &origin, "Connection: close\r\n");
+    let req = request(
+        "HEAD",
+        &origin.url("/text/3000"),
+        &origin,
+        "Connection: close\r\n",
+    );
     let (r, mut conn) = through(ctx, &req, 64 * 1024, true)?;
     if r.status != 200 {
-        return Err(Failure::new(format!("status {} for HEAD", r.status), "the origin answered 200: pass it through"));
+        return Err(Failure::new(
+            format!("status {} for HEAD", r.status),
+            "the origin answered 200: pass it through",
+        ));
     }
     conn.deadline = Instant::now() + ctx.timeout.min(Duration::from_millis(500));
     let (extra, _) = conn.rest();
     let extra = [conn.leftover(), &extra].concat();
-    same("bytes after the HEAD response's head", b"", &extra,
-        "a response to HEAD has no body even though its Content-Length names one (RFC 9110 §9.3.2): the proxy must not wait for one, nor send one")
+    same(
+        "bytes after the HEAD response's head",
+        b"",
+        &extra,
+        "a response to HEAD has no body even though its Content-Length names one (RFC 9110 §9.3.2): the proxy must not wait for one, nor send one",
+    )
 }
 
 fn post(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
     let body = wire::text(&mut ctx.rng("post"), 3000);
-    let mut req = request("POST", &origin.url("/echo"), &origin, &format!("Content-Length: {}\r\nConnection: close\r\n", body.len()));
+    let mut req = request(
+        "POST",
+        &origin.url("/echo"),
+        &origin,
+        &format!("Content-Length: {}\r\nConnection: close\r\n", body.len()),
+    );
     req.extend_from_slice(&body);
     let (r, _) = through(ctx, &req, 64 * 1024, false)?;
     whole(&r, &body, 200).map_err(|f| f.also("the origin answers a POST with the body it received: the proxy must forward the request body, Content-Length bytes after the head"))
@@ -150,16 +271,27 @@ fn close_delimited(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
     let got = get(ctx, &origin, "/close/3000")?;
     if got.framing == "close" && !got.complete {
-        return Err(Failure::bytes(&origin.body("/close/3000"), &got.body,
-            format!("the body had no length and then {}", got.end.as_ref().map_or("", End::describe)),
-            "the origin's body had no Content-Length and ended when the origin closed: the proxy must then close the client's connection too (or re-frame the body), since that close is the only end a client can see (RFC 9112 §6.3)"));
+        return Err(Failure::bytes(
+            &origin.body("/close/3000"),
+            &got.body,
+            format!(
+                "the body had no length and then {}",
+                got.end.as_ref().map_or("", End::describe)
+            ),
+            "the origin's body had no Content-Length and ended when the origin closed: the proxy must then close the client's connection too (or re-frame the body), since that close is the only end a client can see (RFC 9112 §6.3)",
+        ));
     }
     whole(&got, &origin.body("/close/3000"), 200)
 }
 
 fn trickle(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
-    let req = request("GET", &origin.url("/text/200"), &origin, "Connection: close\r\n");
+    let req = request(
+        "GET",
+        &origin.url("/text/200"),
+        &origin,
+        "Connection: close\r\n",
+    );
     let (r, _) = through(ctx, &req, 1, false)?;
     whole(&r, &origin.body("/text/200"), 200).map_err(|f| f.also("the request head arrived one byte at a time: read until the empty line that ends it, not once"))
 }
@@ -172,12 +304,21 @@ fn keep_alive(ctx: &Ctx) -> Outcome {
     if first.closes() {
         return Ok(()); // The proxy said it would close: the client opens a new connection.
     }
-    let _ = conn.stream.write_all(&request("GET", &origin.url("/text/700"), &origin, "Connection: close\r\n"));
+    let _ = conn.stream.write_all(&request(
+        "GET",
+        &origin.url("/text/700"),
+        &origin,
+        "Connection: close\r\n",
+    ));
     conn.deadline = Instant::now() + ctx.timeout;
     match conn.response(false) {
         Ok(second) => whole(&second, &origin.body("/text/700"), 200),
         Err((got, end)) => Err(Failure::new(
-            format!("no answer to a second request on the same connection ({} bytes; {})", got.len(), end.describe()),
+            format!(
+                "no answer to a second request on the same connection ({} bytes; {})",
+                got.len(),
+                end.describe()
+            ),
             "the first response kept the connection open (HTTP/1.1 without Connection: close), so the client may send another request on it: serve it, or answer the first with Connection: close",
         )),
     }
@@ -186,7 +327,12 @@ fn keep_alive(ctx: &Ctx) -> Outcome {
 fn hang(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
     let mut stuck = wire::connect(ctx.addr(), ctx.timeout)?;
-    let _ = stuck.write_all(&request("GET", &origin.url("/hang"), &origin, "Connection: close\r\n"));
+    let _ = stuck.write_all(&request(
+        "GET",
+        &origin.url("/hang"),
+        &origin,
+        "Connection: close\r\n",
+    ));
     // Let the proxy reach the origin and wait on it.
     let end = Instant::now() + ctx.timeout;
     while origin.request_count() == 0 && Instant::now() < end {
@@ -205,13 +351,19 @@ fn truncated(ctx: &Ctx) -> Outcome {
     let r = get(ctx, &origin, "/truncated/4000")?;
     if r.end == Some(End::TimedOut) {
         return Err(Failure::new(
-            format!("{} body bytes came, then the proxy neither finished nor closed", r.body.len()),
+            format!(
+                "{} body bytes came, then the proxy neither finished nor closed",
+                r.body.len()
+            ),
             "the origin promised 4000 bytes, sent 2000 and closed: the proxy must close the client's connection then (or answer 502), or the client waits for ever",
         ));
     }
     if r.status == 200 && r.complete && r.body.len() < 4000 {
         return Err(Failure::new(
-            format!("the proxy presented {} bytes as a whole response", r.body.len()),
+            format!(
+                "the proxy presented {} bytes as a whole response",
+                r.body.len()
+            ),
             "the origin closed after half its promised Content-Length: the proxy must not re-frame what it got as complete (and must not cache it)",
         ));
     }
@@ -224,15 +376,22 @@ fn malformed(ctx: &Ctx) -> Outcome {
     let mut conn = Conn::new(stream, Instant::now() + ctx.timeout);
     match conn.response(false) {
         Ok(r) if (200..400).contains(&r.status) => {
-            return Err(Failure::new(format!("status {} for a request that is not HTTP", r.status), "answer 400 Bad Request (RFC 9112 §3) and close"));
+            return Err(Failure::new(
+                format!("status {} for a request that is not HTTP", r.status),
+                "answer 400 Bad Request (RFC 9112 §3) and close",
+            ));
         }
         Err((_, End::TimedOut)) => {
-            return Err(Failure::new("no answer and no close for a request that is not HTTP", "answer 400 Bad Request, or close: a client must not wait for ever"));
+            return Err(Failure::new(
+                "no answer and no close for a request that is not HTTP",
+                "answer 400 Bad Request, or close: a client must not wait for ever",
+            ));
         }
         _ => {}
     }
     let origin = origin(ctx)?;
-    let r = get(ctx, &origin, "/text/100").map_err(|f| f.also("the proxy stopped serving after a malformed request"))?;
+    let r = get(ctx, &origin, "/text/100")
+        .map_err(|f| f.also("the proxy stopped serving after a malformed request"))?;
     whole(&r, &origin.body("/text/100"), 200)
 }
 
@@ -240,12 +399,18 @@ fn flaky(ctx: &Ctx) -> Outcome {
     let origin = origin(ctx)?;
     let first = get(ctx, &origin, "/flaky")?;
     if first.status != 503 {
-        return Err(Failure::new(format!("status {} where the origin said 503", first.status), "pass the origin's status through"));
+        return Err(Failure::new(
+            format!("status {} where the origin said 503", first.status),
+            "pass the origin's status through",
+        ));
     }
     let second = get(ctx, &origin, "/flaky")?;
     if second.status == 503 {
         return Err(Failure::new(
-            format!("the second request got 503 again; the origin saw {} request(s)", origin.request_count()),
+            format!(
+                "the second request got 503 again; the origin saw {} request(s)",
+                origin.request_count()
+            ),
             "the origin's 503 had no Cache-Control and 503 is not cacheable by default (RFC 9111 §3, RFC 9110 §15.6.4): the proxy served a stored error instead of asking the origin again. Cache only 200 responses (and what the headers allow)",
         ));
     }
@@ -257,7 +422,8 @@ fn cache(ctx: &Ctx) -> Outcome {
     let want = origin.body("/cacheable/2000");
     whole(&get(ctx, &origin, "/cacheable/2000")?, &want, 200)?;
     origin.stop();
-    let again = get(ctx, &origin, "/cacheable/2000").map_err(|f| f.also("check stopped its origin after the first fetch"))?;
+    let again = get(ctx, &origin, "/cacheable/2000")
+        .map_err(|f| f.also("check stopped its origin after the first fetch"))?;
     whole(&again, &want, 200).map_err(|f| Failure {
         hint: "check stopped its origin after the first fetch; the object said Cache-Control: max-age=300, so a caching proxy answers from its cache. This one asked the origin again, or kept nothing".into(),
         ..f

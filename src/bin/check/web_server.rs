@@ -20,16 +20,56 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "GET a text file", points: 2, run: text },
-        Test { name: "GET a binary file: byte-exact, every byte value", points: 2, run: binary },
-        Test { name: "GET a 1 MiB file", points: 1, run: big_file },
-        Test { name: "404 for a file that does not exist", points: 2, run: missing },
-        Test { name: "the status line and header lines end with CRLF", points: 1, run: crlf },
-        Test { name: "path traversal: nothing outside the folder is served", points: 2, run: traversal },
-        Test { name: "a request in one-byte writes with pauses", points: 1, run: trickle },
-        Test { name: "a silent client does not keep the next one waiting", points: 2, run: silent },
-        Test { name: "a malformed request; the server still serves the next", points: 1, run: malformed },
-        Test { name: "a client resets mid-request; the server still serves the next", points: 1, run: reset },
+        Test {
+            name: "GET a text file",
+            points: 2,
+            run: text,
+        },
+        Test {
+            name: "GET a binary file: byte-exact, every byte value",
+            points: 2,
+            run: binary,
+        },
+        Test {
+            name: "GET a 1 MiB file",
+            points: 1,
+            run: big_file,
+        },
+        Test {
+            name: "404 for a file that does not exist",
+            points: 2,
+            run: missing,
+        },
+        Test {
+            name: "the status line and header lines end with CRLF",
+            points: 1,
+            run: crlf,
+        },
+        Test {
+            name: "path traversal: nothing outside the folder is served",
+            points: 2,
+            run: traversal,
+        },
+        Test {
+            name: "a request in one-byte writes with pauses",
+            points: 1,
+            run: trickle,
+        },
+        Test {
+            name: "a silent client does not keep the next one waiting",
+            points: 2,
+            run: silent,
+        },
+        Test {
+            name: "a malformed request; the server still serves the next",
+            points: 1,
+            run: malformed,
+        },
+        Test {
+            name: "a client resets mid-request; the server still serves the next",
+            points: 1,
+            run: reset,
+        },
     ]
 }
 
@@ -66,7 +106,8 @@ fn secret(seed: u64) -> String {
 pub fn write_files(dir: &Path, ours: bool, seed: u64) -> anyhow::Result<()> {
     let files: [(&str, Vec<u8>); 3] = [(PAGE, page()), (DATA, data(seed)), (BIG, big(seed))];
     for (name, bytes) in files {
-        fs::write(dir.join(name), bytes).with_context(|| format!("failed to write '{}'", dir.join(name).display()))?;
+        fs::write(dir.join(name), bytes)
+            .with_context(|| format!("failed to write '{}'", dir.join(name).display()))?;
     }
     if ours && let Some(parent) = dir.parent() {
         fs::write(parent.join(SECRET), secret(seed)).context("failed to write the secret file")?;
@@ -76,7 +117,11 @@ pub fn write_files(dir: &Path, ours: bool, seed: u64) -> anyhow::Result<()> {
 
 fn get_raw(ctx: &Ctx, request: &[u8], piece: usize) -> Result<Response, Failure> {
     let mut stream = wire::connect(ctx.addr(), ctx.timeout)?;
-    let pause = if piece == 1 { Duration::from_millis(3) } else { Duration::ZERO };
+    let pause = if piece == 1 {
+        Duration::from_millis(3)
+    } else {
+        Duration::ZERO
+    };
     let _ = wire::write_in_pieces(&mut stream, request, piece, pause);
     Conn::new(stream, Instant::now() + ctx.timeout).response(false).map_err(|(got, end)| {
         Failure::bytes(b"HTTP/1.1 200 OK\r\n", &got, format!("no whole response head: {}", end.describe()),
@@ -85,7 +130,11 @@ fn get_raw(ctx: &Ctx, request: &[u8], piece: usize) -> Result<Response, Failure>
 }
 
 fn request(ctx: &Ctx, path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: check\r\nConnection: close\r\n\r\n", ctx.addr()).into_bytes()
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: check\r\nConnection: close\r\n\r\n",
+        ctx.addr()
+    )
+    .into_bytes()
 }
 
 fn get(ctx: &Ctx, path: &str) -> Result<Response, Failure> {
@@ -95,13 +144,19 @@ fn get(ctx: &Ctx, path: &str) -> Result<Response, Failure> {
 fn file(ctx: &Ctx, name: &str, want: &[u8]) -> Outcome {
     let r = get(ctx, &format!("/{name}"))?;
     if r.status != 200 {
-        return Err(Failure::new(format!("status {} for /{name}, which is in the folder", r.status),
-            "the file exists in the served folder: answer HTTP/1.1 200 OK and its bytes"));
+        return Err(Failure::new(
+            format!("status {} for /{name}, which is in the folder", r.status),
+            "the file exists in the served folder: answer HTTP/1.1 200 OK and its bytes",
+        ));
     }
     if !r.complete {
         let why = r.end.as_ref().map_or("", End::describe);
-        return Err(Failure::bytes(want, &r.body, format!("the body ended early ({} framing): {why}", r.framing),
-            "send the whole file and then close (or say Content-Length: the file's size in bytes)"));
+        return Err(Failure::bytes(
+            want,
+            &r.body,
+            format!("the body ended early ({} framing): {why}", r.framing),
+            "send the whole file and then close (or say Content-Length: the file's size in bytes)",
+        ));
     }
     let hint = if want.len() > r.body.len() && want.contains(&b'\r') && !r.body.contains(&b'\r') {
         "the file's \\r\\n came back as \\n: the server read it in text mode, which translates line endings; open files in binary mode (open(path, 'rb')) and send the bytes"
@@ -126,8 +181,10 @@ fn big_file(ctx: &Ctx) -> Outcome {
 fn missing(ctx: &Ctx) -> Outcome {
     let r = get(ctx, "/check-no-such-file.html")?;
     if r.status != 404 {
-        return Err(Failure::new(format!("status {} for a file that does not exist", r.status),
-            "answer HTTP/1.1 404 Not Found (with a short body saying so) when the file is not there"));
+        return Err(Failure::new(
+            format!("status {} for a file that does not exist", r.status),
+            "answer HTTP/1.1 404 Not Found (with a short body saying so) when the file is not there",
+        ));
     }
     Ok(())
 }
@@ -138,9 +195,15 @@ fn crlf(ctx: &Ctx) -> Outcome {
         return Ok(());
     }
     let end = r.head.len().min(200);
-    let fixed = String::from_utf8_lossy(&r.head[..end]).replace("\r\n", "\n").replace('\n', "\r\n");
-    Err(Failure::bytes(fixed.as_bytes(), &r.head[..end], "a line of the response head ended with \\n alone",
-        "HTTP/1.1 ends the status line and every header line with \\r\\n (RFC 9112 §2.1); a bare \\n is tolerated by some clients, not all"))
+    let fixed = String::from_utf8_lossy(&r.head[..end])
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+    Err(Failure::bytes(
+        fixed.as_bytes(),
+        &r.head[..end],
+        "a line of the response head ended with \\n alone",
+        "HTTP/1.1 ends the status line and every header line with \\r\\n (RFC 9112 §2.1); a bare \\n is tolerated by some clients, not all",
+    ))
 }
 
 fn traversal(ctx: &Ctx) -> Outcome {
@@ -156,8 +219,10 @@ fn traversal(ctx: &Ctx) -> Outcome {
         let Ok(r) = get(ctx, &path) else { continue };
         let body = String::from_utf8_lossy(&r.body);
         if r.status == 200 && (body.contains(token.trim()) || body.contains("root:")) {
-            return Err(Failure::new(format!("GET {path} returned a file from outside the served folder"),
-                "the server joined the URL path to its folder without checking: '..' climbs out of it. Resolve the full path (os.path.realpath) and refuse (403 or 404) anything not inside the folder"));
+            return Err(Failure::new(
+                format!("GET {path} returned a file from outside the served folder"),
+                "the server joined the URL path to its folder without checking: '..' climbs out of it. Resolve the full path (os.path.realpath) and refuse (403 or 404) anything not inside the folder",
+            ));
         }
     }
     // The server must still answer after the probes.
@@ -166,7 +231,12 @@ fn traversal(ctx: &Ctx) -> Outcome {
 
 fn trickle(ctx: &Ctx) -> Outcome {
     let r = get_raw(ctx, &request(ctx, &format!("/{PAGE}")), 1)?;
-    same("the body", &page(), &r.body, "the request arrived one byte at a time: read until the empty line that ends the head, not once")
+    same(
+        "the body",
+        &page(),
+        &r.body,
+        "the request arrived one byte at a time: read until the empty line that ends the head, not once",
+    )
 }
 
 fn silent(ctx: &Ctx) -> Outcome {
@@ -183,12 +253,18 @@ fn malformed(ctx: &Ctx) -> Outcome {
     let mut stream = wire::connect(ctx.addr(), ctx.timeout)?;
     let _ = stream.write_all(b"THIS IS NOT HTTP\r\n\r\n");
     let _ = wire::read_until_end(&mut stream, Instant::now() + ctx.timeout, 1 << 20);
-    file(ctx, PAGE, &page()).map_err(|f| f.also("after a request line that is not HTTP, answer 400 Bad Request and go on serving"))
+    file(ctx, PAGE, &page()).map_err(|f| {
+        f.also("after a request line that is not HTTP, answer 400 Bad Request and go on serving")
+    })
 }
 
 fn reset(ctx: &Ctx) -> Outcome {
     let mut rude = wire::connect(ctx.addr(), ctx.timeout)?;
     let _ = rude.write_all(b"GET /check-page.html HT");
     wire::reset(rude);
-    file(ctx, PAGE, &page()).map_err(|f| f.also("a client had just reset its connection mid-request: treat that as that client's end"))
+    file(ctx, PAGE, &page()).map_err(|f| {
+        f.also(
+            "a client had just reset its connection mid-request: treat that as that client's end",
+        )
+    })
 }

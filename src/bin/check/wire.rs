@@ -81,38 +81,6 @@ pub fn read_until_end(stream: &mut TcpStream, deadline: Instant, max: usize) -> 
     }
 }
 
-/// Reads exactly `n` bytes, or returns what came and why it stopped.
-pub fn read_exact_by(
-    stream: &mut TcpStream,
-    n: usize,
-    deadline: Instant,
-) -> Result<Vec<u8>, (Vec<u8>, End)> {
-    let mut got = vec![0u8; n];
-    let mut have = 0;
-    while have < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            got.truncate(have);
-            return Err((got, End::TimedOut));
-        }
-        let _ = stream.set_read_timeout(Some(left));
-        match stream.read(&mut got[have..]) {
-            Ok(0) => {
-                got.truncate(have);
-                return Err((got, End::Closed));
-            }
-            Ok(k) => have += k,
-            Err(err) if is_timeout(&err) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                got.truncate(have);
-                return Err((got, End::Reset));
-            }
-        }
-    }
-    Ok(got)
-}
-
 /// Writes `bytes` in pieces of `piece` bytes with `pause` between them:
 /// the peer's `recv()` sees many short reads, as over a slow network.
 pub fn write_in_pieces(
