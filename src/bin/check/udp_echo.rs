@@ -6,7 +6,7 @@
 //! cut (the classic `recvfrom(2048)`), and the rest is lost for ever.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Ctx;
 use crate::report::{Failure, Outcome, Test, same};
@@ -63,23 +63,16 @@ fn socket(ctx: &Ctx) -> Result<UdpSocket, Failure> {
 /// The next datagram within the timeout.
 fn receive(socket: &UdpSocket, ctx: &Ctx) -> Result<Vec<u8>, Failure> {
     let mut buf = vec![0u8; 65536];
-    let end = Instant::now() + ctx.timeout;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(no_reply(ctx));
-        }
-        let _ = socket.set_read_timeout(Some(left));
-        match socket.recv(&mut buf) {
-            Ok(n) => return Ok(buf[..n].to_vec()),
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(Failure::new(
-                    format!("recv from {} failed: {err}", ctx.addr()),
-                    "an ICMP port unreachable came back: nothing listens on that UDP port (did the server exit?)",
-                ));
-            }
-            Err(_) => return Err(no_reply(ctx)),
-        }
+    let _ = socket.set_read_timeout(Some(ctx.timeout));
+    match socket.recv(&mut buf) {
+        Ok(n) => Ok(buf[..n].to_vec()),
+        // On a connected UDP socket an ICMP port unreachable surfaces as ECONNREFUSED.
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::new(
+            format!("recv from {} failed: {err}", ctx.addr()),
+            "an ICMP port unreachable came back: nothing listens on that UDP port (did the server exit?)",
+        )),
+        // A timeout (WouldBlock on Unix, TimedOut on Windows) or another error: no reply.
+        Err(_) => Err(no_reply(ctx)),
     }
 }
 
