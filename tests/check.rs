@@ -253,6 +253,30 @@ fn threaded_server_single_fails_only_the_silent_client_test() {
 }
 
 #[test]
+fn tcp_server_once_fails_only_the_read_until_fin_tests() {
+    let run = exec(
+        "tcp-echo",
+        &format!("{TCP_SERVER} --once --bind 127.0.0.1 --port {{port}} --quiet"),
+        "2s",
+    );
+    assert_fails_exactly(
+        &run,
+        &[
+            "read until FIN: 3000-byte message",
+            "read until FIN: message in one-byte writes with pauses",
+            "read until FIN: 100 KB message",
+            "read until FIN: 1 MiB message",
+        ],
+    );
+    assert!(
+        run.hint("read until FIN: 100 KB message")
+            .contains("read once with recv(1024)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn time_server_with_one_worker_fails_only_concurrency() {
     let run = exec(
         "time-server",

@@ -2,6 +2,7 @@
 //! run the lab's tests in order, print each result, score, stop.
 
 use std::fs;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::thread;
@@ -160,11 +161,11 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
             Some(addr) => format!("{addr}"),
             None => "its own server".to_string(),
         };
-        println!(
-            "check {}: testing {target}, seed {}",
+        say(&format!(
+            "check {}: testing {target}, seed {}\n",
             cli.lab.name(),
             ctx.seed
-        );
+        ));
     }
     let mut done: Vec<Done> = Vec::new();
     for test in cli.lab.tests() {
@@ -193,7 +194,7 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
             failure: outcome.err(),
         };
         if to_stdout {
-            print!("{}", report::lines(&d));
+            say(&report::lines(&d));
         }
         done.push(d);
     }
@@ -215,12 +216,12 @@ fn finish(cli: &Cli, ctx: &Ctx, done: &[Done]) -> anyhow::Result<bool> {
         };
         let text = report::json(&info, done);
         if path.as_os_str() == "-" {
-            print!("{text}");
+            say(&text);
             return Ok(all);
         }
         fs::write(path, text).with_context(|| format!("failed to write '{}'", path.display()))?;
     }
-    println!("{}", report::score(done));
+    say(&(report::score(done) + "\n"));
     Ok(all)
 }
 
@@ -327,4 +328,12 @@ impl Drop for Scratch {
             let _ = fs::remove_dir_all(root);
         }
     }
+}
+
+/// Writes to stdout as each test ends; a reader that went away (`check ... |
+/// head`) is not an error of the program under test, so it is ignored.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

@@ -143,6 +143,12 @@ fn format(ctx: &Ctx) -> Outcome {
 
 fn answered(ctx: &Ctx) -> Outcome {
     let run = the_run(ctx)?;
+    if run.pings.is_empty() {
+        return Err(Failure::new(
+            "no pings arrived, so none was answered",
+            "see the first test",
+        ));
+    }
     for (ping, dropped) in run.pings.iter().zip(&run.dropped) {
         let reply = String::from_utf8_lossy(&ping.to_ascii_uppercase()).into_owned();
         let seq = String::from_utf8_lossy(ping)
