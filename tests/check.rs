@@ -741,3 +741,51 @@ fn a_program_that_never_listens_is_reported_and_stopped_with_its_children() {
         .is_ok_and(|s| s.success());
     assert!(!alive, "the command's child {pid} outlived check");
 }
+
+#[test]
+fn a_running_web_server_gets_its_test_files_in_dir() {
+    if !have_tool("python3") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("check-www-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir_text = dir.display().to_string();
+    let server = Server::start(
+        "python3",
+        &[&format!("{FIXTURES}/web_server.py"), "0", &dir_text],
+    );
+    let run = check(&[
+        "web-server",
+        "--server",
+        &server.addr.to_string(),
+        "--dir",
+        &dir_text,
+        "--timeout",
+        "5s",
+    ]);
+    let written = dir.join("check-page.html").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_all_pass(&run);
+    assert!(written, "check did not write its files into --dir");
+}
+
+#[test]
+fn json_to_stdout_replaces_the_lines() {
+    let run = check(&[
+        "udp-echo",
+        "--exec",
+        &format!("{UDP_SERVER} --bind 127.0.0.1 --port {{port}} --quiet"),
+        "--json",
+        "-",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("{\"lab\":\"udp-echo\""),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("PASS  "), "{}", run.stdout);
+    assert!(run.stdout.contains("\"result\":\"pass\""), "{}", run.stdout);
+}

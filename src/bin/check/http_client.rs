@@ -15,36 +15,24 @@ use crate::spawn;
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "the request: GET path HTTP/1.x, a Host header, CRLF line ends",
-            points: 2,
-            run: request,
-        },
-        Test {
-            name: "a Content-Length body is printed whole",
-            points: 2,
-            run: length,
-        },
-        Test {
-            name: "a body that arrives in small pieces is printed whole",
-            points: 1,
-            run: pieces,
-        },
-        Test {
-            name: "a chunked body is printed decoded",
-            points: 2,
-            run: chunked,
-        },
-        Test {
-            name: "a close-delimited body is printed whole",
-            points: 1,
-            run: close,
-        },
-        Test {
-            name: "the client stops at Content-Length on a kept-alive connection",
-            points: 1,
-            run: keep_alive,
-        },
+        Test::new(
+            "the request: GET path HTTP/1.x, a Host header, CRLF line ends",
+            2,
+            request,
+        ),
+        Test::new("a Content-Length body is printed whole", 2, length),
+        Test::new(
+            "a body that arrives in small pieces is printed whole",
+            1,
+            pieces,
+        ),
+        Test::new("a chunked body is printed decoded", 2, chunked),
+        Test::new("a close-delimited body is printed whole", 1, close),
+        Test::new(
+            "the client stops at Content-Length on a kept-alive connection",
+            1,
+            keep_alive,
+        ),
     ]
 }
 

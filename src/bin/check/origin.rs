@@ -168,6 +168,48 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
 }
 
+/// How to answer one request: HEAD gets no body; `Connection: close` is echoed.
+struct Reply<'a> {
+    head_only: bool,
+    conn_line: &'a str,
+}
+
+impl Reply<'_> {
+    /// A response with Content-Length.
+    fn send(&self, s: &mut TcpStream, status: &str, extra: &str, content: &[u8]) {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{extra}{}\r\n",
+            content.len(),
+            self.conn_line
+        );
+        let _ = s.write_all(head.as_bytes());
+        if !self.head_only {
+            let _ = s.write_all(content);
+        }
+    }
+
+    /// The body 7 bytes at a time, 2 ms apart: many short reads for the client.
+    fn pieces(&self, s: &mut TcpStream, content: &[u8]) {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n",
+            content.len(),
+            self.conn_line
+        );
+        let _ = s.write_all(head.as_bytes());
+        if !self.head_only {
+            let _ = wire::write_in_pieces(s, content, 7, Duration::from_millis(2));
+        }
+    }
+
+    /// No length: the body ends when the origin closes (RFC 9112 §6.3).
+    fn close_delimited(&self, s: &mut TcpStream, content: &[u8]) {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        if !self.head_only {
+            let _ = s.write_all(content);
+        }
+    }
+}
+
 /// Writes the answer; false if the connection must end after it.
 fn answer(
     s: &mut TcpStream,
@@ -177,64 +219,38 @@ fn answer(
     body: &[u8],
     close: bool,
 ) -> bool {
-    let head_only = method == "HEAD";
-    let conn_line = if close { "Connection: close\r\n" } else { "" };
-    let send = |s: &mut TcpStream, status: &str, extra: &str, content: &[u8]| {
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{extra}{conn_line}\r\n",
-            content.len()
-        );
-        let _ = s.write_all(head.as_bytes());
-        if !head_only {
-            let _ = s.write_all(content);
-        }
+    let reply = Reply {
+        head_only: method == "HEAD",
+        conn_line: if close { "Connection: close\r\n" } else { "" },
     };
     let content = body_for(shared.seed, path);
-    let route = path.split('/').nth(1).unwrap_or("");
-    match route {
-        "text" | "bin" => send(s, "200 OK", "", &content),
-        "cacheable" => send(s, "200 OK", "Cache-Control: max-age=300\r\n", &content),
-        "echo" => send(s, "200 OK", "", body),
+    match path.split('/').nth(1).unwrap_or("") {
+        "text" | "bin" => reply.send(s, "200 OK", "", &content),
+        "cacheable" => reply.send(s, "200 OK", "Cache-Control: max-age=300\r\n", &content),
+        "echo" => reply.send(s, "200 OK", "", body),
         "status" => {
             let code = path.rsplit('/').next().unwrap_or("500");
-            send(
+            let text = format!("check origin: status {code}\n");
+            reply.send(s, &format!("{code} Status {code}"), "", text.as_bytes());
+        }
+        // The first answer is an error with no Cache-Control, the next ones are fine.
+        "flaky" if shared.flaky.fetch_add(1, Ordering::SeqCst) == 0 => {
+            reply.send(
                 s,
-                &format!("{code} Status {code}"),
+                "503 Service Unavailable",
                 "",
-                format!("check origin: status {code}\n").as_bytes(),
+                b"check origin: busy, try again\n",
             );
         }
-        "flaky" => {
-            if shared.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
-                send(
-                    s,
-                    "503 Service Unavailable",
-                    "",
-                    b"check origin: busy, try again\n",
-                );
-            } else {
-                send(s, "200 OK", "", b"check origin: fine now\n");
-            }
-        }
-        "pieces" => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{conn_line}\r\n",
-                content.len()
-            );
-            let _ = s.write_all(head.as_bytes());
-            if !head_only {
-                let _ = wire::write_in_pieces(s, &content, 7, Duration::from_millis(2));
-            }
-        }
-        "chunked" => return chunked(s, &content, head_only, conn_line),
+        "flaky" => reply.send(s, "200 OK", "", b"check origin: fine now\n"),
+        "pieces" => reply.pieces(s, &content),
+        "chunked" => chunked(s, &content, reply.head_only, reply.conn_line),
         "close" => {
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-            if !head_only {
-                let _ = s.write_all(&content);
-            }
+            reply.close_delimited(s, &content);
             return false;
         }
         "truncated" => {
+            // Content-Length promises the whole body; half of it comes, then FIN.
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
                 content.len()
@@ -250,18 +266,18 @@ fn answer(
             }
             return false;
         }
-        _ => send(s, "404 Not Found", "", b"check origin: no such route\n"),
+        _ => reply.send(s, "404 Not Found", "", b"check origin: no such route\n"),
     }
     true
 }
 
 /// A chunked body (RFC 9112 §7.1) in chunks of 1000 bytes, the first with
 /// an extension, and a trailer field after the last.
-fn chunked(s: &mut TcpStream, content: &[u8], head_only: bool, conn_line: &str) -> bool {
+fn chunked(s: &mut TcpStream, content: &[u8], head_only: bool, conn_line: &str) {
     let head = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n{conn_line}\r\n");
     let _ = s.write_all(head.as_bytes());
     if head_only {
-        return true;
+        return;
     }
     let mut out = Vec::new();
     for (i, chunk) in content.chunks(1000).enumerate() {
@@ -272,5 +288,4 @@ fn chunked(s: &mut TcpStream, content: &[u8], head_only: bool, conn_line: &str) 
     }
     out.extend_from_slice(b"0\r\nX-Check-Trailer: done\r\n\r\n");
     let _ = s.write_all(&out);
-    true
 }

@@ -11,6 +11,12 @@ pub struct Test {
     pub run: fn(&crate::Ctx) -> Outcome,
 }
 
+impl Test {
+    pub const fn new(name: &'static str, points: u32, run: fn(&crate::Ctx) -> Outcome) -> Test {
+        Test { name, points, run }
+    }
+}
+
 /// What a test found: nothing wrong, or a [`Failure`].
 pub type Outcome = Result<(), Failure>;
 

@@ -16,46 +16,30 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "short message comes back uppercased",
-            points: 1,
-            run: short,
-        },
-        Test {
-            name: "read until FIN: 3000-byte message",
-            points: 2,
-            run: long_3000,
-        },
-        Test {
-            name: "read until FIN: message in one-byte writes with pauses",
-            points: 2,
-            run: trickle,
-        },
-        Test {
-            name: "read until FIN: 100 KB message",
-            points: 1,
-            run: long_100k,
-        },
-        Test {
-            name: "read until FIN: 1 MiB message",
-            points: 1,
-            run: long_1m,
-        },
-        Test {
-            name: "two clients at once: a silent one does not block the other",
-            points: 2,
-            run: overlap,
-        },
-        Test {
-            name: "a client resets mid-message; the server still answers the next",
-            points: 1,
-            run: reset,
-        },
-        Test {
-            name: "every byte value: ASCII letters uppercased, the rest unchanged",
-            points: 1,
-            run: binary,
-        },
+        Test::new("short message comes back uppercased", 1, short),
+        Test::new("read until FIN: 3000-byte message", 2, long_3000),
+        Test::new(
+            "read until FIN: message in one-byte writes with pauses",
+            2,
+            trickle,
+        ),
+        Test::new("read until FIN: 100 KB message", 1, long_100k),
+        Test::new("read until FIN: 1 MiB message", 1, long_1m),
+        Test::new(
+            "two clients at once: a silent one does not block the other",
+            2,
+            overlap,
+        ),
+        Test::new(
+            "a client resets mid-message; the server still answers the next",
+            1,
+            reset,
+        ),
+        Test::new(
+            "every byte value: ASCII letters uppercased, the rest unchanged",
+            1,
+            binary,
+        ),
     ]
 }
 

@@ -12,31 +12,19 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "a client gets a reply and the server closes",
-            points: 1,
-            run: one,
-        },
-        Test {
-            name: "ten clients one after another",
-            points: 1,
-            run: ten,
-        },
-        Test {
-            name: "a silent client does not keep the next one waiting",
-            points: 3,
-            run: silent,
-        },
-        Test {
-            name: "five clients connected at once are all answered",
-            points: 1,
-            run: five,
-        },
-        Test {
-            name: "a client resets mid-message; the server still answers the next",
-            points: 1,
-            run: reset,
-        },
+        Test::new("a client gets a reply and the server closes", 1, one),
+        Test::new("ten clients one after another", 1, ten),
+        Test::new(
+            "a silent client does not keep the next one waiting",
+            3,
+            silent,
+        ),
+        Test::new("five clients connected at once are all answered", 1, five),
+        Test::new(
+            "a client resets mid-message; the server still answers the next",
+            1,
+            reset,
+        ),
     ]
 }
 

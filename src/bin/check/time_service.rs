@@ -21,96 +21,56 @@ use crate::wire::{self, End};
 
 pub fn server_tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "handshake: KEY <A> gets KEY <B>",
-            points: 1,
-            run: s_handshake,
-        },
-        Test {
-            name: "TIME answers HH:MM:SS.mmm",
-            points: 1,
-            run: s_time,
-        },
-        Test {
-            name: "DATE answers YYYY-MM-DD",
-            points: 1,
-            run: s_date,
-        },
-        Test {
-            name: "TEMP answers a temperature",
-            points: 1,
-            run: s_temp,
-        },
-        Test {
-            name: "three requests on one connection",
-            points: 1,
-            run: s_three,
-        },
-        Test {
-            name: "a request frame in one-byte writes with pauses",
-            points: 2,
-            run: s_trickle,
-        },
-        Test {
-            name: "two request frames in one segment get two answers",
-            points: 2,
-            run: s_two,
-        },
-        Test {
-            name: "an unknown request gets ERROR and the connection stays open",
-            points: 1,
-            run: s_unknown,
-        },
-        Test {
-            name: "a bad handshake line gets an ERROR line",
-            points: 1,
-            run: s_bad_hello,
-        },
-        Test {
-            name: "a second client is served while the first holds its connection",
-            points: 2,
-            run: s_concurrent,
-        },
-        Test {
-            name: "a client resets mid-frame; the server still serves the next",
-            points: 1,
-            run: s_reset,
-        },
+        Test::new("handshake: KEY <A> gets KEY <B>", 1, s_handshake),
+        Test::new("TIME answers HH:MM:SS.mmm", 1, s_time),
+        Test::new("DATE answers YYYY-MM-DD", 1, s_date),
+        Test::new("TEMP answers a temperature", 1, s_temp),
+        Test::new("three requests on one connection", 1, s_three),
+        Test::new(
+            "a request frame in one-byte writes with pauses",
+            2,
+            s_trickle,
+        ),
+        Test::new(
+            "two request frames in one segment get two answers",
+            2,
+            s_two,
+        ),
+        Test::new(
+            "an unknown request gets ERROR and the connection stays open",
+            1,
+            s_unknown,
+        ),
+        Test::new("a bad handshake line gets an ERROR line", 1, s_bad_hello),
+        Test::new(
+            "a second client is served while the first holds its connection",
+            2,
+            s_concurrent,
+        ),
+        Test::new(
+            "a client resets mid-frame; the server still serves the next",
+            1,
+            s_reset,
+        ),
     ]
 }
 
 pub fn client_tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "the client sends KEY <A> with A from 1 to 256",
-            points: 1,
-            run: c_hello,
-        },
-        Test {
-            name: "the request is one frame, shifted by the key",
-            points: 2,
-            run: c_request,
-        },
-        Test {
-            name: "the client prints the answer it decoded",
-            points: 2,
-            run: c_answer,
-        },
-        Test {
-            name: "an answer frame in one-byte writes with pauses",
-            points: 2,
-            run: c_trickle,
-        },
-        Test {
-            name: "key 0: the client exchanges keys again",
-            points: 1,
-            run: c_key_zero,
-        },
-        Test {
-            name: "the client closes the connection when it is done",
-            points: 1,
-            run: c_closes,
-        },
+        Test::new("the client sends KEY <A> with A from 1 to 256", 1, c_hello),
+        Test::new("the request is one frame, shifted by the key", 2, c_request),
+        Test::new("the client prints the answer it decoded", 2, c_answer),
+        Test::new(
+            "an answer frame in one-byte writes with pauses",
+            2,
+            c_trickle,
+        ),
+        Test::new("key 0: the client exchanges keys again", 1, c_key_zero),
+        Test::new(
+            "the client closes the connection when it is done",
+            1,
+            c_closes,
+        ),
     ]
 }
 
@@ -393,19 +353,44 @@ fn run_client(ctx: &Ctx, play: Play) -> Result<Run, Failure> {
 
 /// check's side of one session: the handshake, one request, one answer.
 fn serve_once(conn: &mut Conn, run: &mut Run, play: Play, ctx: &Ctx) {
+    let Some(key) = handshake_as_server(conn, run, play, ctx) else {
+        return;
+    };
+    let Ok(header) = conn.take(2) else { return };
+    let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+    let Ok(payload) = conn.take(len.min(1024)) else {
+        return;
+    };
+    let request = decrypt(key, &payload);
+    run.request = Some(request.clone());
+    let Some(answer) = answer_for(&request) else {
+        return;
+    };
+    run.answered = Some(answer);
+    let frame = encode_frame(key, answer.as_bytes());
+    let (piece, pause) = match play {
+        Play::Trickle => (1, Duration::from_millis(20)),
+        _ => (frame.len(), Duration::ZERO),
+    };
+    let _ = wire::write_in_pieces(&mut conn.stream, &frame, piece, pause);
+    let (_, end) = conn.rest();
+    run.closed = end == End::Closed;
+}
+
+/// check's side of the key exchange; the agreed key, or None if the
+/// client's line was not `KEY <n>`. With [`Play::KeyZero`] the first
+/// exchange is made to give key 0, so the client must exchange again.
+fn handshake_as_server(conn: &mut Conn, run: &mut Run, play: Play, ctx: &Ctx) -> Option<u8> {
     let mut rng = ctx.rng("server");
     let mut zero_sent = false;
-    let key = loop {
-        let Ok(line) = conn.line() else { return };
+    loop {
+        let Ok(line) = conn.line() else { return None };
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         run.hellos.push(text.clone());
-        let Some(a) = text
+        let a = text
             .strip_prefix("KEY ")
             .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| (1..=256).contains(n))
-        else {
-            return;
-        };
+            .filter(|n| (1..=256).contains(n))?;
         // Key 0: a private key b with a^b = 256 (mod p), once, if one exists.
         let zero = (play == Play::KeyZero && !zero_sent)
             .then(|| (2..=255).find(|&b| power_mod(a, b, P) == 256))
@@ -425,34 +410,9 @@ fn serve_once(conn: &mut Conn, run: &mut Run, play: Play, ctx: &Ctx) {
         zero_sent |= zero.is_some();
         let key = caesar_key(mine.shared_secret(a));
         if key != 0 {
-            break key;
+            return Some(key);
         }
-    };
-    let Ok(header) = conn.take(2) else { return };
-    let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
-    let Ok(payload) = conn.take(len.min(1024)) else {
-        return;
-    };
-    let request = decrypt(key, &payload);
-    run.request = Some(request.clone());
-    let Some(answer) = answer_for(&request) else {
-        return;
-    };
-    run.answered = Some(answer);
-    let frame = encode_frame(key, answer.as_bytes());
-    let piece = if play == Play::Trickle {
-        1
-    } else {
-        frame.len()
-    };
-    let _ = wire::write_in_pieces(
-        &mut conn.stream,
-        &frame,
-        piece,
-        Duration::from_millis(if piece == 1 { 20 } else { 0 }),
-    );
-    let (_, end) = conn.rest();
-    run.closed = end == End::Closed;
+    }
 }
 
 fn c_hello(ctx: &Ctx) -> Outcome {

@@ -14,36 +14,28 @@ use crate::wire;
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "a datagram comes back uppercased",
-            points: 1,
-            run: short,
-        },
-        Test {
-            name: "the reply goes to the sender's address and port",
-            points: 1,
-            run: two_senders,
-        },
-        Test {
-            name: "two datagrams back to back keep their boundaries",
-            points: 1,
-            run: boundaries,
-        },
-        Test {
-            name: "a 3000-byte datagram comes back whole",
-            points: 2,
-            run: long,
-        },
-        Test {
-            name: "an empty datagram; the server still answers the next",
-            points: 1,
-            run: empty,
-        },
-        Test {
-            name: "every byte value: ASCII letters uppercased, the rest unchanged",
-            points: 1,
-            run: binary,
-        },
+        Test::new("a datagram comes back uppercased", 1, short),
+        Test::new(
+            "the reply goes to the sender's address and port",
+            1,
+            two_senders,
+        ),
+        Test::new(
+            "two datagrams back to back keep their boundaries",
+            1,
+            boundaries,
+        ),
+        Test::new("a 3000-byte datagram comes back whole", 2, long),
+        Test::new(
+            "an empty datagram; the server still answers the next",
+            1,
+            empty,
+        ),
+        Test::new(
+            "every byte value: ASCII letters uppercased, the rest unchanged",
+            1,
+            binary,
+        ),
     ]
 }
 

@@ -18,26 +18,10 @@ use crate::spawn;
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "each ping is one datagram: Ping <seq> <time>",
-            points: 1,
-            run: format,
-        },
-        Test {
-            name: "each answered ping is printed",
-            points: 1,
-            run: answered,
-        },
-        Test {
-            name: "each lost ping prints Request timed out",
-            points: 2,
-            run: lost,
-        },
-        Test {
-            name: "statistics: loss rate and min/avg/max RTT",
-            points: 2,
-            run: statistics,
-        },
+        Test::new("each ping is one datagram: Ping <seq> <time>", 1, format),
+        Test::new("each answered ping is printed", 1, answered),
+        Test::new("each lost ping prints Request timed out", 2, lost),
+        Test::new("statistics: loss rate and min/avg/max RTT", 2, statistics),
     ]
 }
 

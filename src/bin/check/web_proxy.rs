@@ -18,81 +18,61 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "GET a text object: byte-exact against a direct fetch",
-            points: 2,
-            run: text,
-        },
-        Test {
-            name: "GET a binary object (every byte value): byte-exact",
-            points: 2,
-            run: binary,
-        },
-        Test {
-            name: "GET a 1 MiB binary object",
-            points: 1,
-            run: big,
-        },
-        Test {
-            name: "HEAD: the head and no body",
-            points: 1,
-            run: head,
-        },
-        Test {
-            name: "POST: the body reaches the origin and its answer comes back",
-            points: 1,
-            run: post,
-        },
-        Test {
-            name: "a 404 from the origin is passed through",
-            points: 1,
-            run: not_found,
-        },
-        Test {
-            name: "a chunked body from the origin",
-            points: 1,
-            run: chunked,
-        },
-        Test {
-            name: "a close-delimited body: all of it, and the response ends",
-            points: 1,
-            run: close_delimited,
-        },
-        Test {
-            name: "a request head in one-byte writes with pauses",
-            points: 1,
-            run: trickle,
-        },
-        Test {
-            name: "keep-alive: a second request on the same connection",
-            points: 1,
-            run: keep_alive,
-        },
-        Test {
-            name: "an origin that never answers does not hold up other clients",
-            points: 2,
-            run: hang,
-        },
-        Test {
-            name: "an origin that closes mid-body: no whole response is made up",
-            points: 1,
-            run: truncated,
-        },
-        Test {
-            name: "a malformed request gets an error and the proxy keeps serving",
-            points: 1,
-            run: malformed,
-        },
-        Test {
-            name: "an error (503) is not served again from the cache",
-            points: 1,
-            run: flaky,
-        },
-        Test {
-            name: "cache: a cacheable object comes back with the origin gone",
-            points: 3,
-            run: cache,
-        },
+        Test::new(
+            "GET a text object: byte-exact against a direct fetch",
+            2,
+            text,
+        ),
+        Test::new(
+            "GET a binary object (every byte value): byte-exact",
+            2,
+            binary,
+        ),
+        Test::new("GET a 1 MiB binary object", 1, big),
+        Test::new("HEAD: the head and no body", 1, head),
+        Test::new(
+            "POST: the body reaches the origin and its answer comes back",
+            1,
+            post,
+        ),
+        Test::new("a 404 from the origin is passed through", 1, not_found),
+        Test::new("a chunked body from the origin", 1, chunked),
+        Test::new(
+            "a close-delimited body: all of it, and the response ends",
+            1,
+            close_delimited,
+        ),
+        Test::new("a request head in one-byte writes with pauses", 1, trickle),
+        Test::new(
+            "keep-alive: a second request on the same connection",
+            1,
+            keep_alive,
+        ),
+        Test::new(
+            "an origin that never answers does not hold up other clients",
+            2,
+            hang,
+        ),
+        Test::new(
+            "an origin that closes mid-body: no whole response is made up",
+            1,
+            truncated,
+        ),
+        Test::new(
+            "a malformed request gets an error and the proxy keeps serving",
+            1,
+            malformed,
+        ),
+        Test::new(
+            "an error (503) is not served again from the cache",
+            1,
+            flaky,
+        ),
+        Test::new(
+            "cache: a cacheable object comes back with the origin gone",
+            3,
+            cache,
+        ),
     ]
 }
 

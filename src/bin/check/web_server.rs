@@ -20,56 +20,32 @@ use crate::wire::{self, End};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test {
-            name: "GET a text file",
-            points: 2,
-            run: text,
-        },
-        Test {
-            name: "GET a binary file: byte-exact, every byte value",
-            points: 2,
-            run: binary,
-        },
-        Test {
-            name: "GET a 1 MiB file",
-            points: 1,
-            run: big_file,
-        },
-        Test {
-            name: "404 for a file that does not exist",
-            points: 2,
-            run: missing,
-        },
-        Test {
-            name: "the status line and header lines end with CRLF",
-            points: 1,
-            run: crlf,
-        },
-        Test {
-            name: "path traversal: nothing outside the folder is served",
-            points: 2,
-            run: traversal,
-        },
-        Test {
-            name: "a request in one-byte writes with pauses",
-            points: 1,
-            run: trickle,
-        },
-        Test {
-            name: "a silent client does not keep the next one waiting",
-            points: 2,
-            run: silent,
-        },
-        Test {
-            name: "a malformed request; the server still serves the next",
-            points: 1,
-            run: malformed,
-        },
-        Test {
-            name: "a client resets mid-request; the server still serves the next",
-            points: 1,
-            run: reset,
-        },
+        Test::new("GET a text file", 2, text),
+        Test::new("GET a binary file: byte-exact, every byte value", 2, binary),
+        Test::new("GET a 1 MiB file", 1, big_file),
+        Test::new("404 for a file that does not exist", 2, missing),
+        Test::new("the status line and header lines end with CRLF", 1, crlf),
+        Test::new(
+            "path traversal: nothing outside the folder is served",
+            2,
+            traversal,
+        ),
+        Test::new("a request in one-byte writes with pauses", 1, trickle),
+        Test::new(
+            "a silent client does not keep the next one waiting",
+            2,
+            silent,
+        ),
+        Test::new(
+            "a malformed request; the server still serves the next",
+            1,
+            malformed,
+        ),
+        Test::new(
+            "a client resets mid-request; the server still serves the next",
+            1,
+            reset,
+        ),
     ]
 }
 
