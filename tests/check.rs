@@ -789,3 +789,44 @@ fn json_to_stdout_replaces_the_lines() {
     assert!(!run.stdout.contains("PASS  "), "{}", run.stdout);
     assert!(run.stdout.contains("\"result\":\"pass\""), "{}", run.stdout);
 }
+
+#[test]
+fn batch_grades_every_submission_in_its_own_folder() {
+    if !have_tool("python3") {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("check-batch-{}", std::process::id()));
+    for (student, program) in [
+        ("alice", "tests/classic/TCPServer.py"),
+        ("bob", "tests/check_fixtures/read_once_server.py"),
+    ] {
+        std::fs::create_dir_all(root.join(student)).expect("submission folder");
+        std::fs::copy(program, root.join(student).join("server.py")).expect("copy the program");
+    }
+    let root_text = root.display().to_string();
+    let run = check(&[
+        "tcp-echo",
+        "--batch",
+        &root_text,
+        "--exec",
+        "python3 server.py {port}",
+        "--seed",
+        "5",
+        "--timeout",
+        "1500ms",
+    ]);
+    let bob_json = std::fs::read_to_string(root.join("bob").join("check.json")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&root);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("alice: score: 1/8 tests passed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("bob: score: 4/8 tests passed"),
+        "{}",
+        run.stdout
+    );
+    assert!(bob_json.contains("\"seed\":5"), "{bob_json}");
+}

@@ -38,6 +38,11 @@ pub enum Lab {
     HttpClient,
 }
 
+/// The lab's name on the command line.
+pub fn name(lab: Lab) -> &'static str {
+    lab.name()
+}
+
 impl Lab {
     fn name(self) -> &'static str {
         match self {

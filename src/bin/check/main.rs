@@ -48,12 +48,16 @@
 //! done
 //! ```
 //!
+//! or, the same with `--batch`, which runs a fresh check per subfolder:
+//! `check tcp-echo --batch submissions --exec 'python3 TCPServer.py {port}' --seed 42`.
+//!
 //! Worksheets: every labs/NN-*.md has a "Check your own implementation" part.
 //!
 //! Read `labs.rs` (the list of labs), then one lab module (tcp_echo.rs is
 //! the shortest), `report.rs` (the lines and the score), `spawn.rs`
 //! (starting and stopping `--exec` commands) and `wire.rs` (the peers).
 
+mod batch;
 mod http;
 mod http_client;
 mod labs;
@@ -86,10 +90,15 @@ use labs::Lab;
     name = "check",
     version,
     after_help = "Placeholders in --exec: {port} a free port, {host} 127.0.0.1, {dir} the folder \
-                  of test files (web-server), {url} the URL to fetch (http-client).\n\
-                  Grade a folder of submissions:\n  for s in submissions/*/; do check tcp-echo \
-                  --exec \"cd $s && python3 TCPServer.py {port}\" --seed 42 --json \"$s/check.json\" \
-                  > \"$s/check.txt\"; echo \"$s $(tail -1 \"$s/check.txt\")\"; done"
+                  of test files (web-server), {url} the URL to fetch (http-client).\n\n\
+                  Grade a folder of submissions (one subfolder per student) in one shell loop:\n  \
+                  for s in submissions/*/; do\n    \
+                  check tcp-echo --exec \"cd $s && python3 TCPServer.py {port}\" --seed 42 \
+                  --json \"$s/check.json\" > \"$s/check.txt\"\n    \
+                  echo \"$s $(tail -1 \"$s/check.txt\")\"\n  \
+                  done\n\
+                  or with --batch, which does the same:\n  \
+                  check tcp-echo --batch submissions --exec 'python3 TCPServer.py {port}' --seed 42"
 )]
 struct Cli {
     /// The lab the program implements
@@ -127,6 +136,11 @@ struct Cli {
     /// Also write a machine-readable report to this file (- for standard output, instead of the lines)
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Grade every subfolder of DIR (one per student) with --exec run inside it; reports go to
+    /// check.txt and check.json in each subfolder, one score line per student to stdout
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["server", "json", "dir"])]
+    batch: Option<PathBuf>,
 }
 
 /// Everything a test needs to know about the program under test.
@@ -160,7 +174,11 @@ impl Ctx {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match labs::run(&cli) {
+    let result = match &cli.batch {
+        Some(dir) => batch::run(&cli, dir),
+        None => labs::run(&cli),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
