@@ -537,6 +537,25 @@ fn a_proxy_that_caches_errors_fails_only_the_error_cache_test() {
 }
 
 #[test]
+fn a_proxy_that_reads_the_head_once_fails_only_the_one_byte_writes() {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(
+        "web-proxy",
+        &format!("python3 {FIXTURES}/naive_proxy.py {{port}} --recv-once"),
+        "3s",
+    );
+    let name = "a request head in one-byte writes with pauses";
+    assert_fails_exactly(&run, &[name]);
+    assert!(
+        run.hint(name).contains("one byte at a time"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn the_fixture_proxy_without_a_defect_passes() {
     if !have_tool("python3") {
         return;

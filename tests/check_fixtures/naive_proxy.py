@@ -3,7 +3,8 @@
 # cached by URL. Right except for the defect its flag asks for:
 #   --never-close   never closes a client's connection (it waits for another request)
 #   --cache-errors  caches every response, errors included
-# Usage: python3 naive_proxy.py PORT [--never-close] [--cache-errors]
+#   --recv-once     takes what one recv() returns as the whole request head
+# Usage: python3 naive_proxy.py PORT [--never-close] [--cache-errors] [--recv-once]
 import sys
 import threading
 import urllib.parse
@@ -11,6 +12,7 @@ from socket import *
 
 NEVER_CLOSE = "--never-close" in sys.argv
 CACHE_ERRORS = "--cache-errors" in sys.argv
+RECV_ONCE = "--recv-once" in sys.argv
 cache, lock = {}, threading.Lock()
 
 def read_head(conn, buf):
@@ -19,7 +21,9 @@ def read_head(conn, buf):
         if not chunk:
             return None, b""
         buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
+        if RECV_ONCE:
+            break  # the defect: one read, whatever has arrived
+    head, _, rest = buf.partition(b"\r\n\r\n")
     return head, rest
 
 def fetch(url, method, headers, body):
