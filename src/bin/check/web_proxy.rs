@@ -271,7 +271,13 @@ fn trickle(ctx: &Ctx) -> Outcome {
     );
     through(ctx, &req, 1, false)
         .and_then(|(r, _)| whole(&r, &origin.body("/text/200"), 200))
-        .map_err(|f| f.also("the request head arrived one byte at a time: read until the empty line that ends it, not once"))
+        .map_err(|f| Failure {
+            hint: "the request head arrived one byte at a time, with pauses: a proxy that takes \
+                   what one recv() returns as the whole head sees a fragment (here, a request it \
+                   cannot parse). Read until the empty line (\\r\\n\\r\\n) that ends the head"
+                .into(),
+            ..f
+        })
 }
 
 fn keep_alive(ctx: &Ctx) -> Outcome {
