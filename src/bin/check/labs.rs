@@ -164,7 +164,10 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
     if to_stdout {
         let target = match ctx.target {
             Some(addr) => format!("{addr}"),
-            None => "its own server".to_string(),
+            None => format!(
+                "the client '{}' (check plays the server)",
+                ctx.exec.as_deref().unwrap_or("")
+            ),
         };
         say(&format!(
             "check {}: testing {target}, seed {}\n",

@@ -273,8 +273,8 @@ fn trickle(ctx: &Ctx) -> Outcome {
         .and_then(|(r, _)| whole(&r, &origin.body("/text/200"), 200))
         .map_err(|f| Failure {
             hint: "the request head arrived one byte at a time, with pauses: a proxy that takes \
-                   what one recv() returns as the whole head sees a fragment (here, a request it \
-                   cannot parse). Read until the empty line (\\r\\n\\r\\n) that ends the head"
+                   what one recv() returns as the whole head sees a fragment of it. Read until the \
+                   empty line (\\r\\n\\r\\n) that ends the head"
                 .into(),
             ..f
         })
