@@ -506,7 +506,7 @@ fn a_proxy_that_never_closes_fails_only_where_a_close_ends_the_body() {
     let run = exec(
         "web-proxy",
         &format!("python3 {FIXTURES}/naive_proxy.py {{port}} --never-close"),
-        "1500ms",
+        "2s",
     );
     assert_fails_exactly(
         &run,

@@ -11,6 +11,9 @@
 //! and a `hint:` that says what it means on the wire. Then a score. The exit
 //! status is 0 only if every test passed (1 if one failed, 2 for bad usage).
 //!
+//! Terminal 1: `cargo run --bin tcp_server` (or your own server)
+//! Terminal 2: `cargo run --bin check -- tcp-echo --server 127.0.0.1:12000`
+//!
 //! Server labs (udp-echo, tcp-echo, threaded-server, web-server, web-proxy,
 //! time-server) test a program that listens:
 //!
