@@ -13,6 +13,11 @@ use std::time::Instant;
 
 use crate::wire::End;
 
+/// The longest response head check reads (RFC 9112 sets no limit; servers use 8 to 64 KiB).
+const MAX_HEAD: usize = 1024 * 1024;
+/// The longest body check keeps: every test body is far smaller.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// A connection and the bytes read from it but not used yet.
 pub struct Conn {
     pub stream: TcpStream,
@@ -114,7 +119,7 @@ impl Conn {
             if let Err(end) = self.fill() {
                 return (std::mem::take(&mut self.buf), end);
             }
-            if self.buf.len() > 64 * 1024 * 1024 {
+            if self.buf.len() > MAX_BODY {
                 return (std::mem::take(&mut self.buf), End::Full);
             }
         }
@@ -148,6 +153,9 @@ impl Conn {
                 (got, end)
             })?;
             r.head.extend_from_slice(&line);
+            if r.head.len() > MAX_HEAD {
+                return Err((r.head, End::Full));
+            }
             if !line.ends_with(b"\r\n") {
                 r.bare_lf = true;
             }
@@ -206,7 +214,11 @@ impl Conn {
             };
             let text = String::from_utf8_lossy(&line);
             let size = text.split(';').next().unwrap_or("").trim();
-            let Ok(size) = usize::from_str_radix(size, 16) else {
+            // A size that is not hex, or absurdly large, is a framing error.
+            let Some(size) = usize::from_str_radix(size, 16)
+                .ok()
+                .filter(|&n| n <= MAX_BODY)
+            else {
                 return r.end = Some(End::Full);
             };
             if size == 0 {

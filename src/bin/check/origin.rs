@@ -34,6 +34,7 @@ pub struct Origin {
     /// Every request head that arrived, in order.
     pub requests: Arc<Mutex<Vec<Vec<u8>>>>,
     accepting: Option<JoinHandle<()>>,
+    open: Open,
 }
 
 struct Shared {
@@ -42,6 +43,10 @@ struct Shared {
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
     flaky: AtomicUsize,
 }
+
+/// The origin's open connections, so that stop() can end them too: a
+/// proxy must not get the object again over a connection it kept alive.
+type Open = Arc<Mutex<Vec<TcpStream>>>;
 
 /// How long a connection to the origin may live at most.
 const LIFETIME: Duration = Duration::from_secs(30);
@@ -59,13 +64,16 @@ impl Origin {
             requests: Arc::clone(&requests),
             flaky: AtomicUsize::new(0),
         });
-        let accepting = thread::spawn(move || accept_loop(&listener, &shared));
+        let open: Open = Arc::default();
+        let tracked = Arc::clone(&open);
+        let accepting = thread::spawn(move || accept_loop(&listener, &shared, &tracked));
         Ok(Origin {
             addr,
             seed,
             stop,
             requests,
             accepting: Some(accepting),
+            open,
         })
     }
 
@@ -79,10 +87,20 @@ impl Origin {
     }
 
     /// Closes the listening socket: new connections are refused.
+    /// Closes the listening socket, so new connections are refused, and
+    /// ends the open ones (shutdown both ways: the peer reads EOF).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.accepting.take() {
             let _ = t.join();
+        }
+        for stream in self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -97,13 +115,16 @@ impl Drop for Origin {
     }
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, open: &Open) {
     // Non-blocking accept polled every few ms, so stop() can close the listener.
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let shared = Arc::clone(shared);
                 let _ = stream.set_nonblocking(false);
+                if let Ok(clone) = stream.try_clone() {
+                    open.lock().unwrap_or_else(|e| e.into_inner()).push(clone);
+                }
                 thread::spawn(move || serve(stream, &shared));
             }
             Err(_) => thread::sleep(Duration::from_millis(5)),
