@@ -746,7 +746,23 @@ fn a_program_that_never_listens_is_reported_and_stopped_with_its_children() {
     let pidfile = dir.join("pid");
     // The command starts a child of its own, then never listens on {port}.
     let cmd = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
-    let run = check(&["tcp-echo", "--exec", &cmd, "--start-timeout", "1s"]);
+    let json = dir.join("report.json").display().to_string();
+    let run = check(&[
+        "tcp-echo",
+        "--exec",
+        &cmd,
+        "--start-timeout",
+        "1s",
+        "--json",
+        &json,
+    ]);
+    // A grading loop still gets a report, with the reason and a score of 0.
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    assert!(report.contains("\"error\":\"'sleep 60 &"), "{report}");
+    assert!(
+        report.contains("\"passed\":0,\"total\":8,\"points\":0,\"max_points\":11"),
+        "{report}"
+    );
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("did not accept"), "{}", run.stderr);
     assert!(run.stderr.contains("hint: "), "{}", run.stderr);

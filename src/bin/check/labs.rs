@@ -94,8 +94,22 @@ pub fn usage(message: String) -> anyhow::Error {
     anyhow::Error::new(Usage(message))
 }
 
-/// Runs the lab; Ok(true) if every test passed.
+/// Runs the lab; Ok(true) if every test passed. If it cannot run at all,
+/// `--json` still gets a report that says why.
 pub fn run(cli: &Cli) -> anyhow::Result<bool> {
+    let result = run_lab(cli);
+    if let (Err(err), Some(path)) = (&result, &cli.json)
+        && err.downcast_ref::<Usage>().is_none()
+        && path.as_os_str() != "-"
+    {
+        let hint = socketlab::explain::hint_for(err).unwrap_or_default();
+        let text = report::json_error(cli.lab.name(), &cli.lab.tests(), &format!("{err:#}"), &hint);
+        let _ = fs::write(path, text);
+    }
+    result
+}
+
+fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
     let seed = cli
         .seed
         .unwrap_or_else(|| socketlab::random::Rng::from_entropy().next_u64() >> 16);

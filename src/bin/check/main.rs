@@ -177,6 +177,7 @@ impl Ctx {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    spawn::stop_all_on_ctrl_c();
     let result = match &cli.batch {
         Some(dir) => batch::run(&cli, dir),
         None => labs::run(&cli),

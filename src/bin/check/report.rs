@@ -245,6 +245,27 @@ pub fn json(info: &RunInfo, done: &[Done]) -> String {
     )
 }
 
+/// The report of a run that could not test at all (the program never
+/// started listening, say): every test counts as failed, and `error` and
+/// `hint` say why, so a grading loop still gets a file per submission.
+pub fn json_error(lab: &str, tests: &[Test], error: &str, hint: &str) -> String {
+    let max: u32 = tests.iter().map(|t| t.points).sum();
+    format!(
+        "{{\"lab\":{},\"error\":{},\"hint\":{},\
+         \"score\":{{\"passed\":0,\"total\":{},\"points\":0,\"max_points\":{max}}},\
+         \"versions\":{{\"check\":{}}},\
+         \"environment\":{{\"os\":{},\"arch\":{},\"family\":{}}},\"tests\":[]}}\n",
+        json_string(lab),
+        json_string(error),
+        json_string(hint),
+        tests.len(),
+        json_string(env!("CARGO_PKG_VERSION")),
+        json_string(std::env::consts::OS),
+        json_string(std::env::consts::ARCH),
+        json_string(std::env::consts::FAMILY),
+    )
+}
+
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 pub fn json_string(text: &str) -> String {
     let mut out = String::from("\"");

@@ -14,6 +14,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+/// The process groups still running, so that Ctrl-C can end them: they
+/// are not in check's own group, so the terminal's SIGINT never reaches them.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Installs the Ctrl-C handler: kill every group check started, then exit 130.
+pub fn stop_all_on_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        for pid in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            kill_group_id(pid);
+        }
+        std::process::exit(130);
+    });
+}
+
 /// The most of a program's output kept (its start and its end matter).
 const KEEP: usize = 4 * 1024 * 1024;
 
@@ -43,6 +57,10 @@ pub fn start(command: &str, stdin: &[u8]) -> anyhow::Result<Child> {
     let mut child = cmd
         .spawn()
         .with_context(|| format!("failed to start '{command}'"))?;
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child.id());
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());
     if let Some(mut pipe) = child.stdin.take() {
@@ -150,6 +168,11 @@ impl Child {
             return;
         }
         self.stopped = true;
+        let pid = self.child.id();
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&p| p != pid);
         kill_group(&mut self.child);
         let _ = self.child.wait();
     }
@@ -161,22 +184,28 @@ impl Drop for Child {
     }
 }
 
-/// SIGKILL to the process group the command leads (`kill -KILL -- -PGID`).
-#[cfg(unix)]
+/// SIGKILL to the process group the command leads, then to the command
+/// itself in case the group is already gone.
 fn kill_group(child: &mut std::process::Child) {
-    let group = format!("-{}", child.id());
-    let killed = Command::new("kill")
-        .args(["-KILL", "--", &group])
+    kill_group_id(child.id());
+    let _ = child.kill();
+}
+
+/// `kill -KILL -- -PGID`: the shell's own kill, so no libc binding is needed.
+#[cfg(unix)]
+fn kill_group_id(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !killed {
-        let _ = child.kill();
-    }
+        .status();
 }
 
 #[cfg(not(unix))]
-fn kill_group(child: &mut std::process::Child) {
-    let _ = child.kill();
+fn kill_group_id(pid: u32) {
+    let _ = Command::new("taskkill")
+        .args(["/F", "/T", "/PID", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
