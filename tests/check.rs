@@ -398,6 +398,15 @@ fn classic_udp_server_fails_the_long_datagram_and_binary() {
 }
 
 #[test]
+fn seed_003_threaded_server_passes_threaded_server() {
+    if !have_tool("python3") {
+        return;
+    }
+    let cmd = format!("python3 {FIXTURES}/seed003_server.py {{port}}");
+    assert_all_pass(&exec("threaded-server", &cmd, "3s"));
+}
+
+#[test]
 fn classic_udp_client_is_no_pinger() {
     if !have_tool("python3") {
         return;
