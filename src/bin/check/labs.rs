@@ -112,7 +112,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<bool> {
 fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
     let seed = cli
         .seed
-        .unwrap_or_else(|| socketlab::random::Rng::from_entropy().next_u64() >> 16);
+        .unwrap_or_else(|| socketlab::random::Rng::from_entropy().next_u64() % 1_000_000);
     let mut ctx = Ctx {
         target: None,
         exec: cli.exec.clone(),
@@ -128,41 +128,7 @@ fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
             .into_bytes(),
     };
     let mut scratch = Scratch(None);
-    let mut program = None;
-    if cli.lab.is_client() {
-        if cli.exec.is_none() {
-            return Err(usage(format!(
-                "{} is a client lab: give --exec 'COMMAND' (check plays the server)",
-                cli.lab.name()
-            )));
-        }
-    } else if let Some(server) = &cli.server {
-        ctx.target = Some(crate::resolve(server)?);
-        if cli.lab == Lab::WebServer {
-            let Some(dir) = &cli.dir else {
-                return Err(usage(
-                    "web-server with --server needs --dir DIR: the folder the server serves, \
-                     where check writes its test files"
-                        .into(),
-                ));
-            };
-            ctx.dir = Some(dir.clone());
-        }
-    } else if let Some(exec) = &cli.exec {
-        if cli.lab == Lab::WebServer {
-            let root = scratch.make(seed)?;
-            ctx.dir = Some(root.join("www"));
-            ctx.dir_is_ours = true;
-        }
-        let (child, addr) = start_server(cli, exec, ctx.dir.as_ref(), None)?;
-        ctx.target = Some(addr);
-        program = Some(child);
-    } else {
-        return Err(usage(format!(
-            "give --server HOST:PORT (a running server) or --exec 'COMMAND {{port}}' for {}",
-            cli.lab.name()
-        )));
-    }
+    let mut program = find_target(cli, &mut ctx, &mut scratch)?;
     if let Some(dir) = &ctx.dir {
         crate::web_server::write_files(dir, ctx.dir_is_ours, seed)?;
     }
@@ -171,6 +137,53 @@ fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
         child.stop();
     }
     finish(cli, &ctx, &done)
+}
+
+/// Where the tests go: a client lab needs --exec; a server lab a running
+/// --server or an --exec that check starts (returned, to be stopped).
+fn find_target(cli: &Cli, ctx: &mut Ctx, scratch: &mut Scratch) -> anyhow::Result<Option<Child>> {
+    let web = cli.lab == Lab::WebServer;
+    if cli.lab.is_client() {
+        return match cli.exec {
+            Some(_) => Ok(None),
+            None => Err(usage(format!(
+                "{} is a client lab: give --exec 'COMMAND' (check plays the server)",
+                cli.lab.name()
+            ))),
+        };
+    }
+    if let Some(server) = &cli.server {
+        ctx.target = Some(crate::resolve(server)?);
+        if web && cli.dir.is_none() {
+            return Err(usage(
+                "web-server with --server needs --dir DIR: the folder the server serves, \
+                 where check writes its test files"
+                    .into(),
+            ));
+        }
+        ctx.dir.clone_from(&cli.dir);
+        return Ok(None);
+    }
+    let Some(exec) = &cli.exec else {
+        return Err(usage(format!(
+            "give --server HOST:PORT (a running server) or --exec 'COMMAND {{port}}' for {}",
+            cli.lab.name()
+        )));
+    };
+    if web {
+        // --dir names the folder a program serves (its working directory, say);
+        // without it check makes one, with a secret file next to it.
+        match &cli.dir {
+            Some(dir) => ctx.dir = Some(dir.clone()),
+            None => {
+                ctx.dir = Some(scratch.make(ctx.seed)?.join("www"));
+                ctx.dir_is_ours = true;
+            }
+        }
+    }
+    let (child, addr) = start_server(cli, exec, ctx.dir.as_ref(), None)?;
+    ctx.target = Some(addr);
+    Ok(Some(child))
 }
 
 fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done> {

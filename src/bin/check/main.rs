@@ -116,7 +116,8 @@ struct Cli {
     #[arg(long, value_name = "COMMAND")]
     exec: Option<String>,
 
-    /// With --server for web-server: the folder the server serves (check writes its test files there)
+    /// web-server: the folder the server serves, where check writes its test files (needed with
+    /// --server; with --exec check makes a folder for {dir} unless this names one)
     #[arg(long)]
     dir: Option<PathBuf>,
 
