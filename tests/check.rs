@@ -210,6 +210,35 @@ fn time_client_passes_time_client() {
 }
 
 #[test]
+fn time_client_menu_driven_by_input_passes_time_client() {
+    let cmd = format!("{TIME_CLIENT} --host {{host}} --port {{port}}");
+    let run = check(&[
+        "time-client",
+        "--exec",
+        &cmd,
+        "--input",
+        "1\\n2\\n3\\n4\\n",
+        "--timeout",
+        "5s",
+        "--seed",
+        "7",
+    ]);
+    assert_all_pass(&run);
+}
+
+#[test]
+fn the_protocol_pages_python_client_passes_time_client() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "time-client",
+        &format!("python3 {FIXTURES}/time_client.py {{host}} {{port}}"),
+        "5s",
+    ));
+}
+
+#[test]
 fn udp_client_count_passes_udp_pinger() {
     let cmd = format!(
         "{UDP_CLIENT} --host {{host}} --port {{port}} --count 6 --interval 50ms --timeout 300ms"
