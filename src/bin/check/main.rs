@@ -125,7 +125,8 @@ struct Cli {
     #[arg(long)]
     seed: Option<u64>,
 
-    /// The longest any one wait in a test may take (a reply, a connection, a client's run)
+    /// The longest any one wait in a test may take (a reply, a connection, a client's run;
+    /// the pinger's whole run may take ten times this)
     #[arg(long, default_value = "5s", value_parser = positive_duration)]
     timeout: Duration,
 
