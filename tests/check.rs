@@ -247,6 +247,18 @@ fn udp_client_count_passes_udp_pinger() {
 }
 
 #[test]
+fn a_students_python_pinger_passes_udp_pinger() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "udp-pinger",
+        &format!("python3 {FIXTURES}/udp_pinger.py {{host}} {{port}}"),
+        "3s",
+    ));
+}
+
+#[test]
 fn http_get_passes_http_client() {
     assert_all_pass(&exec("http-client", &format!("{HTTP_GET} {{url}}"), "5s"));
 }
