@@ -102,11 +102,13 @@ fn overlap(ctx: &Ctx) -> Outcome {
 }
 
 fn reset(ctx: &Ctx) -> Outcome {
-    let mut rude = wire::connect(ctx.addr(), ctx.timeout)?;
-    let _ = std::io::Write::write_all(&mut rude, b"half a mess");
-    wire::reset(rude);
+    wire::rude_clients(ctx.addr(), ctx.timeout)?;
     echo(ctx, b"still there?", 1 << 20, Duration::ZERO).map_err(|f| {
-        f.also("a client had just reset its connection in the middle of a message: a server must treat ECONNRESET as that client's end, not its own")
+        f.also(
+            "two clients had just reset their connections, one in the middle of a message and \
+             one before its first byte: a server must treat ECONNRESET as that client's end, \
+             not its own",
+        )
     })
 }
 

@@ -242,12 +242,8 @@ fn malformed(ctx: &Ctx) -> Outcome {
 }
 
 fn reset(ctx: &Ctx) -> Outcome {
-    let mut rude = wire::connect(ctx.addr(), ctx.timeout)?;
-    let _ = rude.write_all(b"GET /check-page.html HT");
-    wire::reset(rude);
+    wire::rude_clients(ctx.addr(), ctx.timeout)?;
     file(ctx, PAGE, &page()).map_err(|f| {
-        f.also(
-            "a client had just reset its connection mid-request: treat that as that client's end",
-        )
+        f.also("two clients had just reset their connections (one mid-request): treat that as that client's end")
     })
 }

@@ -139,6 +139,17 @@ pub fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// Two clients that reset their connections (RST): one after half a
+/// message, one before its first byte. A server may be reading from
+/// either when the RST arrives; recv() then fails with ECONNRESET.
+pub fn rude_clients(addr: SocketAddr, timeout: Duration) -> Result<(), Failure> {
+    let mut mid_message = connect(addr, timeout)?;
+    let _ = mid_message.write_all(b"half a mess");
+    reset(mid_message);
+    reset(connect(addr, timeout)?);
+    Ok(())
+}
+
 /// Every byte value, `copies` times: a payload that no text decoding survives.
 pub fn every_byte(copies: usize) -> Vec<u8> {
     (0..copies).flat_map(|_| 0..=255u8).collect()
