@@ -204,12 +204,20 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
     }
     let mut done: Vec<Done> = Vec::new();
     for test in cli.lab.tests() {
+        // A server that died late, after its test's verdict, is started again
+        // first, so that this test has a live server; the note goes under the last one.
+        if let Some(fate) = program.as_mut().and_then(Child::fate) {
+            let restarted = restart(cli, ctx, program);
+            if to_stdout {
+                say(&format!("      note: {fate}; {restarted}\n"));
+            }
+        }
         let mut outcome = (test.run)(&*ctx);
         if let Some(child) = program.as_mut()
             && outcome.is_err()
         {
             // A server that dies closes its sockets a moment before it can be reaped.
-            child.wait_for(Duration::from_millis(100));
+            child.wait_for(Duration::from_millis(250));
         }
         if let Some(fate) = program.as_mut().and_then(Child::fate) {
             // A server that died is started again, so that each test has its own verdict.
