@@ -56,9 +56,12 @@
 //!
 //! Worksheets: every labs/NN-*.md has a "Check your own implementation" part.
 //!
-//! Read `labs.rs` (the list of labs), then one lab module (tcp_echo.rs is
-//! the shortest), `report.rs` (the lines and the score), `spawn.rs`
-//! (starting and stopping `--exec` commands) and `wire.rs` (the peers).
+//! Read `labs.rs` (the list of labs and the runner), then one lab module
+//! (tcp_echo.rs first: the byte-stream lesson as tests), `report.rs` (the
+//! lines, the caret, the score, `--json`), `spawn.rs` (starting and stopping
+//! `--exec` commands) and `wire.rs` (the peers' moves); `http.rs` and
+//! `origin.rs` are the HTTP client and server the web labs use, and
+//! `batch.rs` is `--batch`.
 
 mod batch;
 mod http;
