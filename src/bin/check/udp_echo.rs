@@ -72,7 +72,9 @@ fn no_reply(ctx: &Ctx) -> Failure {
     Failure::new(
         format!("no reply from {} within {:?}", ctx.addr(), ctx.timeout),
         "UDP says nothing when a datagram is lost or ignored: the server never sent a reply \
-         (did it crash on this datagram, or reply to another address?)",
+         (did it crash on this datagram, or reply to another address?); a reply sent from \
+         another socket or port is dropped too, as check's socket is connected to the server's \
+         address: reply with the socket that received the datagram",
     )
 }
 
