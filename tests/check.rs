@@ -537,6 +537,49 @@ fn a_web_server_in_text_mode_fails_only_the_binary_file() {
 }
 
 #[test]
+fn the_kr_web_server_skeleton_fails_what_it_gets_wrong() {
+    if !have_tool("python3") {
+        return;
+    }
+    let fixture = format!("{}/{FIXTURES}/kr_web_server.py", env!("CARGO_MANIFEST_DIR"));
+    let run = exec(
+        "web-server",
+        &format!("cd {{dir}} && python3 {fixture} {{port}}"),
+        "2s",
+    );
+    assert_fails_exactly(
+        &run,
+        &[
+            "GET a text file",
+            "GET a binary file: byte-exact, every byte value",
+            "GET a 1 MiB file",
+            "path traversal: nothing outside the folder is served",
+            "a request in one-byte writes with pauses",
+            "a silent client does not keep the next one waiting",
+            "a client resets mid-request; the server still serves the next",
+        ],
+    );
+    assert!(
+        run.hint("GET a text file").contains("K&R skeleton"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.hint("GET a binary file: byte-exact, every byte value")
+            .contains("UnicodeDecodeError"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.hint("path traversal: nothing outside the folder is served")
+            .contains("'..'"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.passed().contains("404 for a file that does not exist"));
+}
+
+#[test]
 fn the_fixture_web_server_without_a_defect_passes() {
     if !have_tool("python3") {
         return;

@@ -312,11 +312,7 @@ fn start_server(
         if let Some(fate) = child.fate() {
             bail!("'{command}' ended before it listened on {addr}: {fate}");
         }
-        if if udp {
-            udp_answers(addr)
-        } else {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        } {
+        if ready(addr, udp) {
             return Ok((child, addr));
         }
         if Instant::now() >= end {
@@ -331,6 +327,51 @@ fn start_server(
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the server is ready. On Linux the kernel's socket tables say
+/// so without touching the server: a probe connection that closes at once
+/// is itself a bad peer, and the K&R web server skeleton dies of it
+/// (`message.split()[1]` on an empty request). Elsewhere: connect, or for
+/// UDP a datagram that must be answered.
+fn ready(addr: SocketAddr, udp: bool) -> bool {
+    if let Some(bound) = bound_in_proc(addr.port(), udp) {
+        return bound;
+    }
+    if udp {
+        udp_answers(addr)
+    } else {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    }
+}
+
+/// Reads /proc/net/{tcp,tcp6} (a socket in state 0A, LISTEN, on `port`) or
+/// /proc/net/{udp,udp6} (any socket bound to `port`); None where there is no /proc.
+fn bound_in_proc(port: u16, udp: bool) -> Option<bool> {
+    let (tables, state) = if udp {
+        (["/proc/net/udp", "/proc/net/udp6"], None)
+    } else {
+        (["/proc/net/tcp", "/proc/net/tcp6"], Some("0A"))
+    };
+    let mut readable = false;
+    for table in tables {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        let found = text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && state.is_none_or(|st| fields.get(3) == Some(&st))
+        });
+        if found {
+            return Some(true);
+        }
+    }
+    readable.then_some(false)
 }
 
 /// A UDP server is ready when it answers a datagram.
