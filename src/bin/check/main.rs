@@ -26,8 +26,10 @@
 //!
 //! `{port}` becomes a free port, `{host}` 127.0.0.1 and `{dir}` a folder of
 //! test files. The command runs through `sh -c` in its own process group;
-//! check waits (at most `--start-timeout`) until it accepts, runs the tests,
-//! then kills the whole group. A program that ignores `{port}` and binds a
+//! check waits (at most `--start-timeout`) until it listens (on Linux read
+//! from /proc/net, so no probe connection disturbs it), runs the tests, then
+//! kills the whole group. A server that dies during a test is started again
+//! for the next one, and the hint quotes its last line on stderr. A program that ignores `{port}` and binds a
 //! fixed one is tested with `--server`.
 //!
 //! Client labs (time-client, udp-pinger, http-client) run the student's
