@@ -230,7 +230,11 @@ loss() {
     # numgen random mod 100: a random number 0..99 per packet (not seeded).
     in_ns "$R" nft add rule ip lab loss iifname r0 numgen random mod 100 "<" "$PERCENT" counter drop
   fi
-  echo "$R: drops $PERCENT% of the packets from ${A_ADDR%/*}'s subnet to ${B_ADDR%/*}'s (random, not seeded)"
+  if [ "$PERCENT" -gt 0 ]; then
+    echo "$R: drops $PERCENT% of the packets from ${A_ADDR%/*}'s subnet to ${B_ADDR%/*}'s (random, not seeded)"
+  else
+    echo "$R: no loss: every packet from ${A_ADDR%/*}'s subnet to ${B_ADDR%/*}'s is forwarded"
+  fi
 }
 
 icmp() {
