@@ -121,7 +121,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut response = Response { conn, peer, sink };
     let head = response.final_head()?;
     let how = response.body(&head, method(cli) == "HEAD")?;
-    println!("{}", response.sink.finish(how)?);
+    println!("{}", response.sink.finish(how, cli.output.as_deref()));
     let (connect, first, total) = (ms(connected), ms(first_byte), ms(start.elapsed()));
     println!("timing: connect {connect}, first byte {first}, total {total}");
     if cli.raw_request.is_some() {
@@ -402,7 +402,7 @@ fn is_token(name: &str) -> bool {
 
 /// Where the body goes: the --output file, byte for byte, or stdout.
 struct Sink {
-    file: Option<(File, PathBuf)>,
+    file: Option<File>,
     size: u64,
     /// The last byte printed, so that the `body:` line starts a line of its own.
     last: u8,
@@ -411,24 +411,19 @@ struct Sink {
 
 impl Sink {
     fn open(output: Option<&Path>) -> anyhow::Result<Sink> {
-        let file = match output {
-            Some(path) => Some((
-                File::create(path).map_err(|err| cannot_create(path, err))?,
-                path.into(),
-            )),
-            None => None,
-        };
+        let create = |path: &Path| File::create(path).map_err(|err| cannot_create(path, err));
+        let (file, trailers) = (output.map(create).transpose()?, Vec::new());
         Ok(Sink {
             file,
             size: 0,
             last: b'\n',
-            trailers: Vec::new(),
+            trailers,
         })
     }
 
     fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.size += bytes.len() as u64;
-        let Some((file, _)) = &mut self.file else {
+        let Some(file) = &mut self.file else {
             self.last = bytes.last().copied().unwrap_or(self.last);
             return write_stdout(bytes);
         };
@@ -438,23 +433,20 @@ impl Sink {
         })
     }
 
-    /// The `body:` line, after the trailer fields.
-    fn finish(&self, how: &str) -> anyhow::Result<String> {
+    /// Ends the body's line, prints the trailer fields; returns the `body:` line.
+    fn finish(&self, how: &str, output: Option<&Path>) -> String {
         if self.last != b'\n' {
             println!();
         }
         for trailer in &self.trailers {
             println!("trailer after the last chunk: {trailer}");
         }
-        let saved = self
-            .file
-            .as_ref()
-            .map(|(_, path)| format!("; saved to '{}'", path.display()));
-        Ok(format!(
+        let saved = output.map(|path| format!("; saved to '{}'", path.display()));
+        format!(
             "body: {} bytes ({how}){}",
             self.size,
             saved.unwrap_or_default()
-        ))
+        )
     }
 }
 
