@@ -111,11 +111,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("failed to set the read timeout")?;
     // A buffer over the socket, so that read_line() can look for the LF.
     let mut conn = BufReader::new(&stream);
-    let receive = Step::Receive {
-        proto: Proto::Tcp,
-        peer,
-    };
-    conn.fill_buf().context(receive)?; // the first read(): the first byte
+    conn.fill_buf().context(receive(peer))?; // the first read(): the first byte
     let first_byte = start.elapsed();
     let sink = Sink::open(cli.output.as_deref())?;
     let mut response = Response { conn, peer, sink };
@@ -233,7 +229,7 @@ impl Response<'_> {
     fn line(&mut self, buf: &mut Vec<u8>, max: usize) -> anyhow::Result<Option<String>> {
         let start = buf.len();
         let mut limited = (&mut self.conn).take(max as u64);
-        limited.read_until(b'\n', buf).context(self.receive())?;
+        limited.read_until(b'\n', buf).context(receive(self.peer))?;
         let Some(line) = buf[start..].strip_suffix(b"\n") else {
             return Ok(None);
         };
@@ -331,12 +327,12 @@ impl Response<'_> {
     fn copy(&mut self, length: Option<u64>) -> anyhow::Result<()> {
         let mut left = length.unwrap_or(u64::MAX);
         while left > 0 {
-            let (size, receive) = (self.sink.size, self.receive());
+            let (size, peer) = (self.sink.size, self.peer);
             // fill_buf(): what the buffer holds, or one read() into it.
             let piece = self.conn.fill_buf();
             let piece = piece
                 .with_context(|| format!("after {size} bytes of the body"))
-                .context(receive)?;
+                .context(receive(peer))?;
             // read() returned 0: the server sent its FIN.
             if piece.is_empty() && length.is_none() {
                 return Ok(());
@@ -353,17 +349,11 @@ impl Response<'_> {
         Ok(())
     }
 
-    fn receive(&self) -> Step {
-        Step::Receive {
-            proto: Proto::Tcp,
-            peer: self.peer,
-        }
-    }
-
     /// The server closed the connection (read() returned 0) too early.
     fn closed(&self, when: &str) -> anyhow::Error {
         let why = format!("the server closed the connection {when}");
-        anyhow::Error::new(io::Error::new(ErrorKind::UnexpectedEof, why)).context(self.receive())
+        anyhow::Error::new(io::Error::new(ErrorKind::UnexpectedEof, why))
+            .context(receive(self.peer))
     }
 
     /// A reply that breaks HTTP/1.1's rules: `what` is wrong, `rule` says what was expected.
@@ -376,6 +366,14 @@ impl Response<'_> {
                  (check the port, or see what it says with `ncat HOST PORT`)"
             ),
         )
+    }
+}
+
+/// The step a failed read() names in the `error:` line.
+fn receive(peer: SocketAddr) -> Step {
+    Step::Receive {
+        proto: Proto::Tcp,
+        peer,
     }
 }
 
@@ -478,7 +476,7 @@ fn print_rest_of_stream(stream: &TcpStream, response: &mut Response) -> anyhow::
             let wait = humantime::format_duration(MORE_WAIT);
             format!("nothing more within {wait}; the connection is still open")
         }
-        Err(err) => return Err(err).context(response.receive()),
+        Err(err) => return Err(err).context(receive(response.peer)),
     };
     if !rest.is_empty() {
         print_framed(
