@@ -78,10 +78,8 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
         .unwrap_or(host);
     let mut addrs: Vec<SocketAddr> = (bare, port).to_socket_addrs().with_context(step)?.collect();
     if addrs.is_empty() {
-        return Err(std::io::Error::other(
-            "the name has no IPv4 or IPv6 address",
-        ))
-        .with_context(step);
+        let none = std::io::Error::other("the name has no IPv4 or IPv6 address");
+        return Err(none).with_context(step);
     }
     addrs.sort_by_key(|addr| !addr.is_ipv4());
     Ok(addrs)

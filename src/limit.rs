@@ -50,14 +50,9 @@ impl ConnectionLimit {
 
     /// Waits until a slot is free, then takes it.
     pub fn acquire(self: &Arc<Self>) -> Slot {
-        let mut active = self.lock();
-        while *active >= self.max {
-            active = self
-                .freed
-                .wait(active)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *active += 1;
+        let full = |active: &mut usize| *active >= self.max;
+        let wait = self.freed.wait_while(self.lock(), full);
+        *wait.unwrap_or_else(PoisonError::into_inner) += 1;
         Slot {
             limit: Arc::clone(self),
         }
