@@ -35,7 +35,6 @@ impl ConnectionLimit {
         })
     }
 
-    /// Takes a slot if one is free now.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut active = self.lock();
         if *active < self.max {
@@ -48,7 +47,6 @@ impl ConnectionLimit {
         }
     }
 
-    /// Waits until a slot is free, then takes it.
     pub fn acquire(self: &Arc<Self>) -> Slot {
         let full = |active: &mut usize| *active >= self.max;
         let wait = self.freed.wait_while(self.lock(), full);

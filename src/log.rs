@@ -28,14 +28,12 @@ impl Log {
         Log { quiet }
     }
 
-    /// Logs an event that concerns one peer.
     pub fn peer(&self, peer: SocketAddr, what: impl Display) {
         if !self.quiet {
             write_line(&line(SystemTime::now(), Some(peer), &what));
         }
     }
 
-    /// Logs an event of the server as a whole.
     pub fn note(&self, what: impl Display) {
         if !self.quiet {
             write_line(&line(SystemTime::now(), None, &what));

@@ -16,7 +16,6 @@ pub struct Rng {
 }
 
 impl Rng {
-    /// A generator that repeats its numbers for the same `seed`.
     pub fn seeded(seed: u64) -> Rng {
         Rng { state: seed }
     }
