@@ -210,7 +210,7 @@ report() {
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "At 64 clients, against issue 7's targets (measured here, not asserted by a test):"
+  echo "At 64 clients, against the benchmark's targets (measured here, not asserted by a test):"
   echo
   echo "- event_server vs threaded_echo.py, kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_thr.64]}")x the requests/s (target >= 2), p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_thr.64]}" 2)x (target <= 0.33), lost ${LOST[tcp.64]}, errors ${ERRORS[tcp.64]} (target 0)"
   echo "- event_server vs tcp_server (a thread per connection), kept connections: $(ratio "${RPS[tcp.64]}" "${RPS[tcp_threads.64]}")x the requests/s, p99 $(ratio "${P99[tcp.64]}" "${P99[tcp_threads.64]}" 2)x; tcp_server lost ${LOST[tcp_threads.64]}, errors ${ERRORS[tcp_threads.64]}"

@@ -110,7 +110,7 @@ fn tcp_once_reports_the_classic_servers_cut_reply_as_errors() {
         &["--port", "0", "--quiet", "--once"],
     );
     let out = loadgen("tcp-once", &server.addr.to_string(), &["--size", "2000"]);
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
 }
 
@@ -203,7 +203,7 @@ fn crossed_udp_replies_are_errors() {
     let out = loadgen("udp-echo", &addr.to_string(), &[]);
     stop.store(true, Ordering::Relaxed);
     fake.join().expect("fake server");
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
     assert!(
         out.stdout.contains("wrong reply: expected \"LOADGEN "),
@@ -253,7 +253,7 @@ fn an_echo_that_does_not_uppercase_is_an_error() {
         }
     });
     let out = loadgen("tcp-echo", &addr, &[]);
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(count(&out, "errors") > 0, "{}", out.stdout);
     assert!(
         out.stdout.contains("wrong reply: expected \"LOADGEN 0 1 ")
@@ -314,7 +314,7 @@ fn a_server_that_closes_mid_reply_is_an_error() {
         }
     });
     let out = loadgen("tcp-echo", &addr, &[]);
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(out.stderr.contains("requests failed"), "{}", out.stderr);
     assert!(
         out.stdout
@@ -325,7 +325,7 @@ fn a_server_that_closes_mid_reply_is_an_error() {
     assert_eq!(answered(&out), 0, "{}", out.stdout);
     // tcp-once reads to the FIN: half a reply is a wrong one.
     let out = loadgen("tcp-once", &addr, &[]);
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(out.stdout.contains("wrong reply"), "{}", out.stdout);
 }
 
@@ -356,7 +356,7 @@ fn a_server_that_goes_away_mid_run_fails_the_requests_cleanly() {
     ];
     let out = run(LOADGEN, &args, b"");
     killer.join().expect("killer thread");
-    assert_error_and_hint(&out, "errors are listed above");
+    assert_error_and_hint(&out, "got no reply within --timeout");
     assert!(out.stderr.contains("requests failed"), "{}", out.stderr);
     // A connect racing the kill can still wait out its timeout (a SYN
     // that met no listener and no RST), but nearly all fail at once.

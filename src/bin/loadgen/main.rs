@@ -321,12 +321,15 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
             (errors, 0) => format!("{errors} requests failed"),
             (errors, lost) => format!("{errors} requests failed and {lost} were lost"),
         };
-        return Err(explain::hinted(
-            what,
-            "errors are listed above; a lost request got no reply within --timeout (UDP: a \
-             datagram dropped; TCP: a connection the server never accepted, because a full listen \
-             backlog drops the SYN, or never answered)",
-        ));
+        let lost_means = "a lost request got no reply within --timeout (UDP: a datagram \
+             dropped; TCP: a connection the server never accepted, because a full listen backlog \
+             drops the SYN, or never answered)";
+        let hint = if errors > 0 {
+            format!("the errors are listed above; {lost_means}")
+        } else {
+            lost_means.to_string()
+        };
+        return Err(explain::hinted(what, hint));
     }
     if answered == 0 {
         return Err(explain::hinted(
