@@ -51,12 +51,7 @@ impl Entry {
         let vary = head
             .headers
             .list("Vary")
-            .map(|name| {
-                (
-                    name.to_ascii_lowercase(),
-                    request.get(name).map(<[u8]>::to_vec),
-                )
-            })
+            .map(|name| (name.to_ascii_lowercase(), combined(request, name)))
             .collect();
         let facts = facts_of(&head);
         Entry {
@@ -75,7 +70,7 @@ impl Entry {
     pub fn vary_matches(&self, request: &Headers) -> bool {
         self.vary
             .iter()
-            .all(|(name, value)| request.get(name) == value.as_deref())
+            .all(|(name, value)| combined(request, name) == *value)
     }
 
     /// The entry's age now (RFC 9111 §4.2.3).
@@ -121,6 +116,18 @@ impl Entry {
     fn size(&self) -> usize {
         self.body.len() + self.head.to_bytes().len() + self.key.len()
     }
+}
+
+/// All the field lines called `name`, combined into one value as RFC 9111
+/// §4.1 compares them (joined by commas, in order); None if there are none.
+fn combined(headers: &Headers, name: &str) -> Option<Vec<u8>> {
+    let mut lines = headers.get_all(name);
+    let mut value = lines.next()?.to_vec();
+    for line in lines {
+        value.extend_from_slice(b", ");
+        value.extend_from_slice(line);
+    }
+    Some(value)
 }
 
 /// Reads the policy facts from a response head.
@@ -455,6 +462,27 @@ mod tests {
             "Accept was absent when stored"
         );
         assert!(!stored.vary_matches(&Headers::new()));
+    }
+
+    #[test]
+    fn vary_compares_every_field_line() {
+        // Stored with `Foo: 1` + `Foo: 2`; `Foo: 1` + `Foo: 3` was a hit
+        // when only the first line was compared.
+        let mut head = ResponseHead::new(200, "OK");
+        head.headers.append("Vary", "Foo");
+        let mut request = Headers::new();
+        request.append("Foo", "1");
+        request.append("Foo", "2");
+        let now = SystemTime::now();
+        let stored = Entry::new("http://a/".into(), head, vec![], &request, (now, now));
+        assert!(stored.vary_matches(&request));
+        let mut other = Headers::new();
+        other.append("Foo", "1");
+        other.append("Foo", "3");
+        assert!(!stored.vary_matches(&other));
+        let mut one_line = Headers::new();
+        one_line.append("foo", "1, 2");
+        assert!(stored.vary_matches(&one_line), "the same list on one line");
     }
 
     #[test]

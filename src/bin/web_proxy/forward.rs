@@ -68,10 +68,17 @@ pub struct Outcome {
 pub struct Refusal {
     pub status: u16,
     pub message: &'static str,
+    /// An interim response already went to the client: a retry would send
+    /// it twice, and an error answer would follow a 1xx (still valid).
+    pub interim_sent: bool,
 }
 
 fn refuse(status: u16, message: &'static str) -> Refusal {
-    Refusal { status, message }
+    Refusal {
+        status,
+        message,
+        interim_sent: false,
+    }
 }
 
 /// Serves one request whose head has been read; the body, if any, is
@@ -136,7 +143,7 @@ fn try_exchange(
     let found = cache.and_then(|c| c.get(&key));
     let vary_miss = found
         .as_ref()
-        .is_some_and(|e| !e.vary_matches(&request.headers));
+        .is_some_and(|e| !e.vary_matches(&forwarded_fields(request)));
     let stored = found.filter(|_| !vary_miss);
     let request_cc = request_cache_control(&request.headers);
     let mut revalidating = None;
@@ -172,7 +179,8 @@ fn try_exchange(
         let _ = client.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
     let request_time = SystemTime::now();
-    let mut response = send_to_origin(client, &url, &outgoing, body, proxy)?;
+    let forward_interim = request.version == Version::Http11;
+    let mut response = send_to_origin(client, &url, &outgoing, body, forward_interim, proxy)?;
     let times = (request_time, SystemTime::now());
     // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
     // before it is cached or passed on; the freshness rules count from it.
@@ -200,7 +208,15 @@ fn try_exchange(
         let refreshed = Arc::new(refreshed);
         let outcome = serve_stored(client, request, &refreshed, "REVALIDATED", &status, proxy);
         if let Some(cache) = cache {
-            let _ = cache.insert(refreshed);
+            // A 304 that now says private or no-store forbids keeping the
+            // response (RFC 9111 §3, §4.3.4): this client gets it, nobody
+            // else does.
+            let cc = &refreshed.facts.cache_control;
+            if cc.private || cc.no_store {
+                cache.remove(&key);
+            } else {
+                let _ = cache.insert(refreshed);
+            }
         }
         return Ok(outcome);
     }
@@ -294,6 +310,13 @@ fn origin_request(
     head
 }
 
+/// The request's fields as the origin sees them. `Vary` is about these
+/// (RFC 9111 §4.1): a field the client named in `Connection` never reached
+/// the origin, so its value must not pick the stored variant.
+fn forwarded_fields(request: &RequestHead) -> Headers {
+    end_to_end(&request.headers).cloned().collect_headers()
+}
+
 /// The fields of a message that go on to the next hop: everything except
 /// the hop-by-hop fields and those that `Connection` names.
 fn end_to_end(headers: &Headers) -> impl Iterator<Item = &Header> {
@@ -312,22 +335,24 @@ fn end_to_end(headers: &Headers) -> impl Iterator<Item = &Header> {
 // ---------------------------------------------------------------------------
 
 /// Sends the request (head and body) to the origin and reads the response
-/// head. A kept-alive origin connection is reused; if the origin had closed
-/// it meanwhile, a request without a body is retried once on a new one.
+/// head. A kept-alive origin connection is reused only if it is still idle
+/// (nothing unread, no FIN); if the origin closed it just as the request
+/// went out, a request without a body is retried once on a new one.
 fn send_to_origin(
     client: &mut Client,
     url: &HttpUrl,
     outgoing: &RequestHead,
     body: BodyLength,
+    forward_interim: bool,
     proxy: &Proxy,
 ) -> Result<ResponseHead, Refusal> {
     let authority = url.authority().to_ascii_lowercase();
-    if client
+    let reusable = client
         .origin
         .as_ref()
-        .is_some_and(|o| o.authority == authority)
-    {
-        if let Some(response) = try_reused(client, outgoing, body) {
+        .is_some_and(|o| o.authority == authority && still_idle(o));
+    if reusable {
+        if let Some(response) = try_reused(client, outgoing, body, forward_interim, proxy) {
             return response;
         }
     }
@@ -338,7 +363,34 @@ fn send_to_origin(
         .write_all(&outgoing.to_bytes())
         .map_err(|_| refuse(502, "the origin closed the connection"))?;
     send_body(&mut client.reader, body, &mut origin.writer)?;
-    read_response(origin, &outgoing.method)
+    read_response(
+        origin,
+        &outgoing.method,
+        &mut Interim::to(&mut client.writer, forward_interim),
+        proxy,
+    )
+}
+
+/// True if a kept-alive origin connection can carry another request: no
+/// unread bytes and nothing arriving. Bytes the origin sent beyond its last
+/// response (past its Content-Length, or a body after a HEAD response)
+/// would be read as the answer to the next request and could be cached for
+/// everyone, so such a connection is closed (RFC 9112 §6.3); so is one the
+/// origin closed while it was idle (`peek` returns 0, its FIN), which would
+/// fail a request whose body cannot be sent again.
+fn still_idle(origin: &Origin) -> bool {
+    if !origin.reader.buffer().is_empty() {
+        return false;
+    }
+    let stream = origin.reader.get_ref();
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    // recv(MSG_PEEK) on a non-blocking socket: EAGAIN means nothing there.
+    let idle =
+        matches!(stream.peek(&mut byte), Err(err) if err.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && idle
 }
 
 /// Tries the kept-alive connection; None if it turned out to be closed and
@@ -347,6 +399,8 @@ fn try_reused(
     client: &mut Client,
     outgoing: &RequestHead,
     body: BodyLength,
+    forward_interim: bool,
+    proxy: &Proxy,
 ) -> Option<Result<ResponseHead, Refusal>> {
     let origin = client.origin.as_mut()?;
     // RFC 9112 §9.3.1: only an idempotent request may be sent again, and
@@ -366,10 +420,11 @@ fn try_reused(
     if let Err(refusal) = send_body(&mut client.reader, body, &mut origin.writer) {
         return Some(Err(refusal));
     }
-    match read_response(origin, &outgoing.method) {
+    let mut interim = Interim::to(&mut client.writer, forward_interim);
+    match read_response(origin, &outgoing.method, &mut interim, proxy) {
         // The origin closed the idle connection just before our request
         // (RFC 9112 §9.3.1 allows a retry of an idempotent request).
-        Err(refusal) if replayable && refusal.status == 502 => None,
+        Err(refusal) if replayable && refusal.status == 502 && !refusal.interim_sent => None,
         other => Some(other),
     }
 }
@@ -442,21 +497,87 @@ fn send_body(
     }
 }
 
-/// Reads the origin's response head, skipping interim 1xx responses.
-fn read_response(origin: &mut Origin, method: &str) -> Result<ResponseHead, Refusal> {
-    loop {
+/// The most interim (1xx) responses relayed before a final one: an origin
+/// that sends them for ever would otherwise hold a client slot for ever.
+const MAX_INTERIM: usize = 20;
+
+/// Reads the origin's response head. Interim 1xx responses (103 Early
+/// Hints, 102 Processing) go on to the client at once, as RFC 9110 §15.2
+/// requires of a proxy, except to an HTTP/1.0 client, which has none; a
+/// client that left ends the wait (the write fails), and so does the
+/// [`MAX_INTERIM`]th interim response.
+fn read_response(
+    origin: &mut Origin,
+    method: &str,
+    interim: &mut Interim,
+    proxy: &Proxy,
+) -> Result<ResponseHead, Refusal> {
+    for _ in 0..=MAX_INTERIM {
         let head = ResponseHead::read_from(&mut origin.reader).map_err(|err| match err {
             HeadError::Io(err) if explain::is_timeout(&err) => {
                 refuse(504, "the origin sent no response within --origin-timeout")
             }
             _ => refuse(502, "the origin sent no valid response"),
-        })?;
+        });
+        let head = head.map_err(|refusal| interim.mark(refusal))?;
         if head.is_interim() {
+            interim
+                .relay(&head, proxy)
+                .map_err(|refusal| interim.mark(refusal))?;
             continue;
         }
-        head.body_length(method)
-            .map_err(|_| refuse(502, "the origin's response has an ambiguous length"))?;
+        head.body_length(method).map_err(|_| {
+            interim.mark(refuse(502, "the origin's response has an ambiguous length"))
+        })?;
         return Ok(head);
+    }
+    Err(interim.mark(refuse(
+        502,
+        "the origin sent too many interim (1xx) responses",
+    )))
+}
+
+/// Where interim responses go while the final one is awaited.
+struct Interim<'a> {
+    client: &'a mut TcpStream,
+    /// False for an HTTP/1.0 client (RFC 9110 §15.2: never forward 1xx to it).
+    forward: bool,
+    sent: bool,
+}
+
+impl Interim<'_> {
+    fn to(client: &mut TcpStream, forward: bool) -> Interim<'_> {
+        Interim {
+            client,
+            forward,
+            sent: false,
+        }
+    }
+
+    /// Passes one interim response on, without hop-by-hop fields and with
+    /// our `Via`; never stored (it has no body and is not a response to
+    /// the request). A failed write means the client left: stop waiting.
+    fn relay(&mut self, head: &ResponseHead, proxy: &Proxy) -> Result<(), Refusal> {
+        if !self.forward {
+            return Ok(());
+        }
+        let mut interim = ResponseHead::new(head.status, &head.reason);
+        interim.headers = end_to_end(&head.headers).cloned().collect_headers();
+        interim.headers.append("Via", proxy.via(head.version));
+        self.sent = true;
+        self.client.write_all(&interim.to_bytes()).map_err(|_| {
+            refuse(
+                502,
+                "the client left while the origin sent interim responses",
+            )
+        })
+    }
+
+    fn mark(&self, refusal: Refusal) -> Refusal {
+        Refusal {
+            interim_sent: self.sent,
+            ..refusal
+        }
     }
 }
 
@@ -595,7 +716,13 @@ fn relay(
     };
     match relayed {
         Ok(bytes) => {
-            if !keep_origin {
+            // Bytes already read past the body's end are not a response to
+            // anything we asked: the connection is out of step (§6.3).
+            let stray = client
+                .origin
+                .as_ref()
+                .is_some_and(|o| !o.reader.buffer().is_empty());
+            if !keep_origin || stray {
                 client.origin = None;
             }
             if let (Some(body), Some(cache)) = (copy_for_cache, &proxy.cache) {
@@ -604,7 +731,7 @@ fn relay(
                 let mut stored = ResponseHead::new(response.status, &response.reason);
                 stored.version = response.version;
                 stored.headers = end_to_end(&response.headers).cloned().collect_headers();
-                let entry = Entry::new(key, stored, body, &request.headers, times);
+                let entry = Entry::new(key, stored, body, &forwarded_fields(request), times);
                 let _ = cache.insert(Arc::new(entry));
             }
             outcome(bytes, keep_client)

@@ -1,0 +1,437 @@
+//! web_proxy against origins and clients that misbehave on purpose: origins
+//! that send more than they announce, interim responses for ever, a 304
+//! that turns private; clients that name fields in `Connection`, trickle a
+//! head, sit in a tunnel, or come when the process has no descriptors left.
+//! Each test is a finding that once held (issue 16) and fails on the code
+//! that had it.
+//!
+//! The origins here are scripted in Rust (`Scripted`): they answer each
+//! request with exactly the bytes the test gives, on the connection it came
+//! on, and count connections and requests.
+
+mod common;
+/// web_proxy's HTTP module, compiled into this test to read messages.
+#[path = "../src/bin/web_proxy/http/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod http;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Server, WAIT};
+use http::{BodyLength, BodyReader, RequestHead, ResponseHead};
+
+const PROXY: &str = env!("CARGO_BIN_EXE_web_proxy");
+
+fn proxy(extra: &[&str]) -> Server {
+    let mut args = vec!["--port", "0"];
+    args.extend_from_slice(extra);
+    Server::start(PROXY, &args)
+}
+
+/// What a scripted origin does with one request.
+enum Answer {
+    /// Write these bytes and wait for the next request.
+    Bytes(Vec<u8>),
+    /// Write these bytes and close the connection (a FIN).
+    Close(Vec<u8>),
+    /// Send `102 Processing` until the proxy stops reading.
+    InterimForever,
+}
+
+type Script = dyn Fn(&RequestHead, &[u8]) -> Answer + Send + Sync;
+
+/// An origin whose every answer the test writes itself.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    /// One message per connection the origin has finished (closed).
+    closed: mpsc::Receiver<()>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(&RequestHead, &[u8]) -> Answer + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the origin");
+        let addr = listener.local_addr().expect("origin address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (done, closed) = mpsc::channel();
+        let script: Arc<Script> = Arc::new(script);
+        let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (script, r, done) = (Arc::clone(&script), Arc::clone(&r), done.clone());
+                thread::spawn(move || {
+                    serve_scripted(stream, &*script, &r);
+                    let _ = done.send(());
+                });
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            requests,
+            closed,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+fn serve_scripted(stream: TcpStream, script: &Script, requests: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(WAIT));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Ok(request) = RequestHead::read_from(&mut reader) {
+        requests.fetch_add(1, Ordering::SeqCst);
+        let mut body = Vec::new();
+        let length = request.body_length().unwrap_or(BodyLength::Empty);
+        if BodyReader::new(&mut reader, length)
+            .read_to_end(&mut body)
+            .is_err()
+        {
+            return;
+        }
+        match script(&request, &body) {
+            Answer::Bytes(bytes) => {
+                if writer.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Answer::Close(bytes) => {
+                let _ = writer.write_all(&bytes);
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+            Answer::InterimForever => {
+                while writer.write_all(b"HTTP/1.1 102 Processing\r\n\r\n").is_ok() {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn ok(body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A client connection to the proxy that sends requests one at a time.
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(proxy: &Server) -> Client {
+        let stream = TcpStream::connect(proxy.addr).expect("connect to the proxy");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        Client {
+            writer: stream.try_clone().expect("clone"),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends a request head (and body) as given; `\n` becomes CRLF.
+    fn send(&mut self, head: &str, body: &[u8]) {
+        let head = head.replace('\n', "\r\n");
+        self.writer.write_all(head.as_bytes()).expect("send head");
+        self.writer.write_all(body).expect("send body");
+    }
+
+    /// Reads one response: its head and its body.
+    fn response(&mut self, method: &str) -> (ResponseHead, String) {
+        let head = ResponseHead::read_from(&mut self.reader).expect("a response head");
+        let length = head.body_length(method).expect("valid framing");
+        let mut body = Vec::new();
+        BodyReader::new(&mut self.reader, length)
+            .read_to_end(&mut body)
+            .expect("a whole body");
+        (head, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(&mut self, url: &str, extra: &str) -> (ResponseHead, String) {
+        self.send(&format!("GET {url} HTTP/1.1\nHost: x\n{extra}\n"), b"");
+        self.response("GET")
+    }
+}
+
+fn get_once(proxy: &Server, url: &str, extra: &str) -> (ResponseHead, String) {
+    Client::connect(proxy).get(url, extra)
+}
+
+// ---------------------------------------------------------------------------
+// Cache poisoning
+// ---------------------------------------------------------------------------
+
+/// A response the origin slips in behind an answer: it must never be taken
+/// for the answer to the next request on the connection, nor be stored.
+const STRAY: &str =
+    "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nCache-Control: max-age=3600\r\n\r\nPOISON";
+
+#[test]
+fn bytes_past_content_length_or_after_a_head_response_never_answer_the_next_request() {
+    let origin = Scripted::start(|request, _| match request.target.as_str() {
+        // 2 bytes announced, then a whole stray response.
+        "/over" => {
+            let mut bytes = ok("ok", "Cache-Control: max-age=3600\r\n");
+            bytes.extend_from_slice(STRAY.as_bytes());
+            Answer::Bytes(bytes)
+        }
+        // A HEAD response has no body (RFC 9110 §9.3.2): these bytes are stray.
+        "/head" => {
+            let mut bytes = ok("", "Cache-Control: max-age=3600\r\n");
+            bytes.extend_from_slice(STRAY.as_bytes());
+            Answer::Bytes(bytes)
+        }
+        _ => Answer::Bytes(ok("real", "Cache-Control: max-age=3600\r\n")),
+    });
+    let proxy = proxy(&[]);
+    let mut client = Client::connect(&proxy);
+    let (_, body) = client.get(&origin.url("/over"), "");
+    assert_eq!(body, "ok");
+    let (_, body) = client.get(&origin.url("/next1"), "");
+    assert_eq!(body, "real", "the stray response answered the next request");
+    client.send(
+        &format!("HEAD {} HTTP/1.1\nHost: x\n\n", origin.url("/head")),
+        b"",
+    );
+    let (head, _) = client.response("HEAD");
+    assert_eq!(head.status, 200);
+    let (_, body) = client.get(&origin.url("/next2"), "");
+    assert_eq!(
+        body, "real",
+        "the body after HEAD answered the next request"
+    );
+    // And a hit is the real response, not the stray one. (The same client
+    // connection: the proxy reads its next request only after storing.)
+    for path in ["/next1", "/next2"] {
+        let (head, body) = client.get(&origin.url(path), "");
+        assert_eq!(body, "real", "{path} was poisoned in the cache");
+        let status = head.headers.get_str("Cache-Status").unwrap_or_default();
+        assert!(status.contains("hit"), "{path}: {status}");
+    }
+}
+
+#[test]
+fn a_field_the_client_names_in_connection_does_not_pick_the_stored_variant() {
+    // The origin varies on Foo and says which Foo it saw.
+    let origin = Scripted::start(|request, _| {
+        let foo = request.headers.get_str("Foo").unwrap_or("none").to_string();
+        Answer::Bytes(ok(&foo, "Cache-Control: max-age=3600\r\nVary: Foo\r\n"))
+    });
+    let proxy = proxy(&[]);
+    let url = origin.url("/varies");
+    // One connection, so each request is read after the last was stored.
+    let mut client = Client::connect(&proxy);
+    // `Connection: Foo` makes Foo hop-by-hop: the origin never sees it...
+    let (_, body) = client.get(&url, "Foo: a\nConnection: Foo\n");
+    assert_eq!(body, "none");
+    // ...so the stored answer is the one for "no Foo", not for Foo: a.
+    let (_, body) = client.get(&url, "Foo: a\n");
+    assert_eq!(
+        body, "a",
+        "one client's Connection field poisoned the variant"
+    );
+    // The cache keeps one variant per URL; now it is Foo: a's.
+    let (head, body) = client.get(&url, "Foo: a\n");
+    assert_eq!(body, "a");
+    assert!(
+        head.headers
+            .get_str("Cache-Status")
+            .is_some_and(|s| s.contains("hit"))
+    );
+}
+
+#[test]
+fn vary_compares_every_line_of_the_field() {
+    let origin = Scripted::start(|request, _| {
+        let foo: Vec<&str> = request.headers.list("Foo").collect();
+        Answer::Bytes(ok(
+            &foo.join("+"),
+            "Cache-Control: max-age=3600\r\nVary: Foo\r\n",
+        ))
+    });
+    let proxy = proxy(&[]);
+    let url = origin.url("/lines");
+    let mut client = Client::connect(&proxy);
+    let (_, body) = client.get(&url, "Foo: 1\nFoo: 2\n");
+    assert_eq!(body, "1+2");
+    // Same first line, different second: a different variant.
+    let (_, body) = client.get(&url, "Foo: 1\nFoo: 3\n");
+    assert_eq!(body, "1+3", "only the first Foo line was compared");
+}
+
+#[test]
+fn a_304_that_turns_private_or_no_store_ends_the_stored_response() {
+    for directive in ["private", "no-store"] {
+        let turned = Arc::new(AtomicUsize::new(0));
+        let t = Arc::clone(&turned);
+        let origin = Scripted::start(move |request, _| {
+            if request.headers.contains("If-None-Match") {
+                t.fetch_add(1, Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: {directive}\r\n\r\n"
+                );
+                Answer::Bytes(head.into_bytes())
+            } else {
+                Answer::Bytes(ok("v1", "ETag: \"v1\"\r\nCache-Control: max-age=0\r\n"))
+            }
+        });
+        let proxy = proxy(&[]);
+        let url = origin.url("/turns");
+        let mut client = Client::connect(&proxy);
+        assert_eq!(client.get(&url, "").1, "v1");
+        // Stale at once (max-age=0): revalidated, and the 304 says private.
+        assert_eq!(client.get(&url, "").1, "v1");
+        assert_eq!(turned.load(Ordering::SeqCst), 1);
+        // Nothing stored now: a plain miss, not another revalidation.
+        let before = origin.requests.load(Ordering::SeqCst);
+        let (head, _) = client.get(&url, "");
+        let status = head.headers.get_str("Cache-Status").unwrap_or_default();
+        assert!(status.contains("fwd=uri-miss"), "{directive}: {status}");
+        assert_eq!(origin.requests.load(Ordering::SeqCst), before + 1);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Interim responses
+// ---------------------------------------------------------------------------
+
+#[test]
+fn interim_responses_reach_an_http_1_1_client_and_are_never_stored() {
+    let origin = Scripted::start(|_, _| {
+        let mut bytes =
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&ok("final", "Cache-Control: max-age=3600\r\n"));
+        Answer::Bytes(bytes)
+    });
+    let proxy = proxy(&[]);
+    let mut client = Client::connect(&proxy);
+    client.send(
+        &format!("GET {} HTTP/1.1\nHost: x\n\n", origin.url("/hints")),
+        b"",
+    );
+    let (hints, _) = client.response("GET");
+    assert_eq!(hints.status, 103, "the 103 was dropped");
+    assert_eq!(
+        hints.headers.get_str("Link"),
+        Some("</style.css>; rel=preload")
+    );
+    let (last, body) = client.response("GET");
+    assert_eq!((last.status, body.as_str()), (200, "final"));
+    // The stored response is the final one; a hit sends no 103.
+    let (hit, body) = client.get(&origin.url("/hints"), "");
+    assert!(
+        hit.headers
+            .get_str("Cache-Status")
+            .is_some_and(|s| s.contains("hit"))
+    );
+    assert_eq!((hit.status, body.as_str()), (200, "final"));
+    // An HTTP/1.0 client never sees a 1xx (RFC 9110 §15.2).
+    let mut old = Client::connect(&proxy);
+    old.send(
+        &format!("GET {} HTTP/1.0\n\n", origin.url("/hints-1.0")),
+        b"",
+    );
+    assert_eq!(old.response("GET").0.status, 200);
+}
+
+#[test]
+fn endless_interim_responses_are_bounded_and_abandoned_when_the_client_leaves() {
+    let origin = Scripted::start(|_, _| Answer::InterimForever);
+    let proxy = proxy(&["--max-clients", "1"]);
+    // A client that stays: a bounded number of 102s, then 502.
+    let mut client = Client::connect(&proxy);
+    client.send(
+        &format!("GET {} HTTP/1.1\nHost: x\n\n", origin.url("/forever")),
+        b"",
+    );
+    let mut interim = 0;
+    let last = loop {
+        let (head, _) = client.response("GET");
+        if head.status >= 200 {
+            break head.status;
+        }
+        interim += 1;
+        assert!(interim < 1000, "interim responses without end");
+    };
+    assert_eq!(last, 502);
+    drop(client);
+    // A client that leaves after the first 102 frees its slot: the next
+    // client is served (it got 503 while the thread was pinned).
+    // (The first client's slot comes back once the proxy has closed it.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut leaving = Client::connect(&proxy);
+        leaving.send(
+            &format!("GET {} HTTP/1.1\nHost: x\n\n", origin.url("/forever")),
+            b"",
+        );
+        match leaving.response("GET").0.status {
+            102 => break,
+            status => assert_eq!(status, 503),
+        }
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let good = Scripted::start(|_, _| Answer::Bytes(ok("fine", "")));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (head, _) = get_once(&proxy, &good.url("/"), "");
+        if head.status == 200 {
+            break;
+        }
+        assert_eq!(head.status, 503);
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Origin connections
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_put_after_the_origin_closed_the_idle_connection_goes_on_a_new_one() {
+    // The origin answers each request and then closes its connection
+    // without saying so (no `Connection: close`).
+    let origin = Scripted::start(|request, body| {
+        let text = format!("{} {}", request.method, String::from_utf8_lossy(body));
+        Answer::Close(ok(&text, ""))
+    });
+    let proxy = proxy(&[]);
+    let mut client = Client::connect(&proxy);
+    assert_eq!(client.get(&origin.url("/first"), "").1, "GET ");
+    // Wait until the origin has closed that connection: its FIN is on its way.
+    origin.closed.recv_timeout(WAIT).expect("the origin closed");
+    for method in ["PUT", "POST"] {
+        client.send(
+            &format!(
+                "{method} {} HTTP/1.1\nHost: x\nContent-Length: 5\n\n",
+                origin.url("/put")
+            ),
+            b"hello",
+        );
+        let (head, body) = client.response(method);
+        assert_eq!(head.status, 200, "{method} on the idled connection");
+        assert_eq!(body, format!("{method} hello"));
+        origin.closed.recv_timeout(WAIT).expect("the origin closed");
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 3);
+}
