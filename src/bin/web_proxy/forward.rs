@@ -20,10 +20,9 @@ use crate::http::{
 };
 use socketlab::explain;
 
-use crate::Proxy;
 use crate::cache::Entry;
-use crate::client::Client;
 use crate::policy::{self, CacheControl, RequestFacts, Reuse};
+use crate::proxy::{Client, Origin, Outcome, Proxy, connect_timed_out, send_error};
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1),
 /// and the framing fields, which the proxy writes itself.
@@ -41,27 +40,6 @@ const HOP_BY_HOP: [&str; 11] = [
     // Handled by the proxy: it answers `Expect: 100-continue` itself.
     "expect",
 ];
-
-/// A kept-alive connection to the origin of the previous request, reused
-/// when the next request goes to the same `host:port`.
-pub struct Origin {
-    authority: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-/// How one exchange ended, for the access log and the client loop.
-#[derive(Debug)]
-pub struct Outcome {
-    pub status: u16,
-    /// HIT, MISS, REVALIDATED, BYPASS (cache off, or a method the cache
-    /// does not handle), TUNNEL (CONNECT), NONE (an error the proxy answered).
-    pub cache: &'static str,
-    /// Body bytes sent to the client.
-    pub bytes: u64,
-    /// False when the client connection must close after this response.
-    pub keep_alive: bool,
-}
 
 /// An answer the proxy gives itself because the request cannot be
 /// forwarded; the connection closes after it.
@@ -452,14 +430,6 @@ fn connect_origin(url: &HttpUrl, authority: String, proxy: &Proxy) -> Result<Ori
     }
 }
 
-/// True when a failed `socketlab::connect::tcp` got no answer to its SYN
-/// within the timeout (a gateway timeout, 504) rather than a refusal (502).
-pub fn connect_timed_out(err: &anyhow::Error) -> bool {
-    err.root_cause()
-        .downcast_ref::<io::Error>()
-        .is_some_and(explain::is_timeout)
-}
-
 fn origin_streams(stream: TcpStream, authority: String, timeout: Duration) -> io::Result<Origin> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -565,7 +535,7 @@ impl Interim<'_> {
         interim.headers = end_to_end(&head.headers).cloned().collect_headers();
         interim.headers.append("Via", proxy.via(head.version));
         self.sent = true;
-        self.client.write_all(&interim.to_bytes()).map_err(|_| {
+        interim.write_to(self.client).map_err(|_| {
             refuse(
                 502,
                 "the client left while the origin sent interim responses",
@@ -914,45 +884,6 @@ fn serve_stored(
         cache: log,
         bytes: if sent { body.len() as u64 } else { 0 },
         keep_alive: keep_alive && sent,
-    }
-}
-
-/// Sends a short text response the proxy makes itself, and closes.
-pub fn send_error(
-    writer: &mut impl Write,
-    status: u16,
-    message: &str,
-    proxy: &Proxy,
-) -> io::Result<u64> {
-    let reason = reason_phrase(status);
-    let body = format!("{status} {reason}: {message}\n");
-    let mut head = ResponseHead::new(status, reason);
-    head.headers
-        .append("Content-Type", "text/plain; charset=utf-8");
-    head.headers
-        .append("Content-Length", body.len().to_string());
-    head.headers.append("Via", proxy.via(Version::Http11));
-    head.headers
-        .append("Cache-Status", format!("{}; detail=\"error\"", proxy.name));
-    head.headers.append("Connection", "close");
-    let mut bytes = head.to_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    writer.write_all(&bytes)?;
-    Ok(body.len() as u64)
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        508 => "Loop Detected",
-        _ => "Error",
     }
 }
 
