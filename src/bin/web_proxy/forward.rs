@@ -20,7 +20,7 @@ use crate::http::{
 };
 use socketlab::explain;
 
-use crate::cache::Entry;
+use crate::entry::Entry;
 use crate::policy::{self, CacheControl, RequestFacts, Reuse};
 use crate::proxy::{Client, Origin, Outcome, Proxy, connect_timed_out, send_error};
 
@@ -608,7 +608,7 @@ impl StorePlan {
         } else {
             "uri-miss"
         };
-        let facts = crate::cache::facts_of(response);
+        let facts = crate::entry::facts_of(response);
         let request_facts = RequestFacts {
             method: request.method.clone(),
             cache_control: request_cc,

@@ -21,6 +21,8 @@
 mod allow;
 mod cache;
 mod client;
+mod disk;
+mod entry;
 mod forward;
 mod http;
 // The HTTP module's unit tests; tests/properties.rs and the integration
@@ -31,6 +33,7 @@ mod http_tests;
 mod policy;
 mod proxy;
 mod tunnel;
+mod vary;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
