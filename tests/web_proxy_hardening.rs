@@ -571,3 +571,76 @@ fn max_clients_fits_the_descriptor_limit_and_emfile_does_not_spin() {
     drop(clients);
     assert!(errors < 100, "{errors} accept errors logged in 0.5 s");
 }
+
+// ---------------------------------------------------------------------------
+// Where clients may go (squid's to_localhost and Safe_ports)
+// ---------------------------------------------------------------------------
+
+/// This host's address on its way out (no packet is sent: connecting a UDP
+/// socket only picks a route), if it has one that is not loopback.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Sends one request from `from` (an address of this host) and returns
+/// the whole answer.
+fn ask_from(from: std::net::IpAddr, proxy: SocketAddr, target: &str) -> String {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .expect("bind the client to this host's lab address");
+    socket.connect(&proxy.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+}
+
+#[test]
+fn clients_on_other_hosts_may_not_reach_this_hosts_loopback() {
+    let Some(lab_ip) = non_loopback_address() else {
+        eprintln!("skipped: this host has no address besides loopback");
+        return;
+    };
+    // The two-host lab's settings: every interface, a lab network allowed.
+    let origin = Scripted::start(|_, _| Answer::Bytes(ok("local-only service", "")));
+    let port = origin.addr.port();
+    let proxy = proxy(&["--bind", "0.0.0.0", "--allow", "0.0.0.0/0"]);
+    let at = SocketAddr::new(lab_ip, proxy.addr.port());
+    for host in [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "0",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+    ] {
+        let reply = ask_from(lab_ip, at, &format!("http://{host}:{port}/"));
+        assert!(reply.starts_with("HTTP/1.1 403"), "{host}: {reply}");
+        assert!(reply.contains("to_localhost"), "{host}: {reply}");
+    }
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 0);
+    // From this host itself the same request is served.
+    let reply = ask_from([127, 0, 0, 1].into(), proxy.addr, &origin.url("/"));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
+fn plain_http_goes_only_to_the_usual_ports_unless_widened() {
+    let proxy = proxy(&[]);
+    // SSH's port: HTTP there is a way to talk to sshd through the proxy.
+    let reply = ask_from([127, 0, 0, 1].into(), proxy.addr, "http://127.0.0.1:22/");
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(reply.contains("Safe_ports") && reply.contains("--http-ports"));
+    let widened = self::proxy(&["--http-ports", "23"]);
+    // Port 23 (telnet) has nothing listening here: refused by the host, not by us.
+    let reply = ask_from([127, 0, 0, 1].into(), widened.addr, "http://127.0.0.1:23/");
+    assert!(!reply.starts_with("HTTP/1.1 403"), "{reply}");
+}

@@ -18,7 +18,7 @@ use crate::tunnel;
 /// Serves requests on one client connection until it closes, idles past
 /// `--idle-timeout`, or a response cannot be followed by another.
 pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
-    let mut client = match connect_client(stream, proxy) {
+    let mut client = match connect_client(stream, peer, proxy) {
         Ok(client) => client,
         Err(err) => {
             proxy.log.peer(
@@ -205,7 +205,7 @@ impl BufRead for Deadline<'_> {
     }
 }
 
-fn connect_client(stream: TcpStream, proxy: &Proxy) -> std::io::Result<Client> {
+fn connect_client(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) -> io::Result<Client> {
     // Idle kept-alive connections end after --idle-timeout: every read of
     // the client gives up then.
     stream.set_read_timeout(Some(proxy.idle_timeout))?;
@@ -218,6 +218,7 @@ fn connect_client(stream: TcpStream, proxy: &Proxy) -> std::io::Result<Client> {
         reader: BufReader::with_capacity(16 * 1024, stream),
         writer,
         origin: None,
+        peer,
     })
 }
 

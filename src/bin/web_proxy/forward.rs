@@ -10,7 +10,7 @@
 //! §7.6.1), which concern one connection only, and writes its own.
 
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +20,7 @@ use crate::http::{
 };
 use socketlab::explain;
 
+use crate::allow;
 use crate::entry::Entry;
 use crate::policy::{self, CacheControl, RequestFacts, Reuse};
 use crate::proxy::{Client, Origin, Outcome, Proxy, connect_timed_out, send_error};
@@ -334,7 +335,7 @@ fn send_to_origin(
             return response;
         }
     }
-    client.origin = Some(connect_origin(url, authority, proxy)?);
+    client.origin = Some(connect_origin(url, authority, client.peer, proxy)?);
     let origin = client.origin.as_mut().expect("just connected");
     origin
         .writer
@@ -409,9 +410,24 @@ fn try_reused(
 
 /// Resolves the origin's name and connects, with `--origin-timeout` for
 /// the handshake and for every read and write afterwards.
-fn connect_origin(url: &HttpUrl, authority: String, proxy: &Proxy) -> Result<Origin, Refusal> {
+fn connect_origin(
+    url: &HttpUrl,
+    authority: String,
+    peer: SocketAddr,
+    proxy: &Proxy,
+) -> Result<Origin, Refusal> {
+    if !proxy
+        .http_ports
+        .iter()
+        .any(|ports| ports.contains(url.port))
+    {
+        return Err(refuse(403, allow::UNUSUAL_PORT));
+    }
     let addrs = socketlab::cli::resolve(&url.host, url.port)
         .map_err(|_| refuse(502, "the origin's host name could not be resolved"))?;
+    if let Some(rule) = allow::destination_refusal(peer.ip(), &addrs) {
+        return Err(refuse(403, rule));
+    }
     if addrs.iter().any(|&addr| proxy.is_self(addr)) {
         return Err(refuse(
             508,

@@ -49,7 +49,7 @@ use socketlab::limit::{ConnectionLimit, Slot};
 use socketlab::listen;
 use socketlab::log::Log;
 
-use allow::Cidr;
+use allow::{Cidr, PortRange};
 use cache::Cache;
 use proxy::Proxy;
 
@@ -94,6 +94,15 @@ struct Cli {
         default_value = "443"
     )]
     connect_ports: Vec<u16>,
+
+    /// Ports plain HTTP may be forwarded to (ports or ranges, comma-separated); others get 403
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "80,21,443,70,210,280,488,591,777,1025-65535"
+    )]
+    http_ports: Vec<PortRange>,
 
     /// How long an origin may stay silent before the client gets 504 Gateway Timeout
     #[arg(long, default_value = "10s", value_parser = socketlab::cli::positive_duration)]
@@ -141,6 +150,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         name: "web_proxy",
         cache,
         connect_ports: cli.connect_ports.clone(),
+        http_ports: cli.http_ports.clone(),
         origin_timeout: cli.origin_timeout,
         idle_timeout: cli.idle_timeout,
         head_timeout: cli.head_timeout,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use socketlab::explain;
 use socketlab::log::Log;
 
+use crate::allow::PortRange;
 use crate::cache::Cache;
 use crate::http::{Headers, ResponseHead, Version};
 
@@ -23,6 +24,8 @@ pub struct Proxy {
     pub name: &'static str,
     pub cache: Option<Cache>,
     pub connect_ports: Vec<u16>,
+    /// Where plain HTTP may go (squid's Safe_ports).
+    pub http_ports: Vec<PortRange>,
     pub origin_timeout: Duration,
     pub idle_timeout: Duration,
     /// How long a whole request head may take once it has begun.
@@ -65,6 +68,8 @@ pub struct Client {
     pub reader: BufReader<TcpStream>,
     pub writer: TcpStream,
     pub origin: Option<Origin>,
+    /// The client's address: where it may go depends on it.
+    pub peer: SocketAddr,
 }
 
 /// A kept-alive connection to the origin of the previous request, reused

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use socketlab::explain;
 
+use crate::allow;
 use crate::http::{self, RequestHead};
 
 use crate::proxy::{Client, Outcome, Proxy, connect_timed_out, send_error};
@@ -39,6 +40,9 @@ pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcom
     let Ok(addrs) = socketlab::cli::resolve(&host, port) else {
         return refused(client, 502, "the host name could not be resolved");
     };
+    if let Some(rule) = allow::destination_refusal(client.peer.ip(), &addrs) {
+        return refused(client, 403, rule);
+    }
     if addrs.iter().any(|&addr| proxy.is_self(addr)) {
         return refused(
             client,
