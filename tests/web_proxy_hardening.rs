@@ -644,3 +644,29 @@ fn plain_http_goes_only_to_the_usual_ports_unless_widened() {
     let reply = ask_from([127, 0, 0, 1].into(), widened.addr, "http://127.0.0.1:23/");
     assert!(!reply.starts_with("HTTP/1.1 403"), "{reply}");
 }
+
+// ---------------------------------------------------------------------------
+// The K&R request form
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_kr_form_get_slash_host_slash_path_is_forwarded_and_logged_as_absolute() {
+    let origin = Scripted::start(|request, _| Answer::Bytes(ok(&request.target, "")));
+    let proxy = proxy(&[]);
+    let mut client = Client::connect(&proxy);
+    // What a browser sends for http://localhost:8888/127.0.0.1:PORT/page?x=1
+    // (the K&R handout's http://localhost:8888/www.google.com).
+    let target = format!("/{}/page?x=1", origin.addr);
+    client.send(
+        &format!("GET {target} HTTP/1.1\nHost: {}\n\n", proxy.addr),
+        b"",
+    );
+    let (head, body) = client.response("GET");
+    assert_eq!(head.status, 200, "the K&R form got {}", head.status);
+    assert_eq!(body, "/page?x=1", "the origin's request line");
+    let logged = proxy.expect_line("/page?x=1");
+    assert!(
+        logged.contains(&format!("GET http://{}/page?x=1", origin.addr)),
+        "{logged}"
+    );
+}

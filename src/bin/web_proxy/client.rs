@@ -28,7 +28,12 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, proxy: &Proxy) {
             return;
         }
     };
-    while let Some(request) = next_request(&mut client, peer, proxy) {
+    while let Some(mut request) = next_request(&mut client, peer, proxy) {
+        // `GET /www.example.com/path`, the K&R lab's form: forwarded, and
+        // logged, as `GET http://www.example.com/path`.
+        if let Some(absolute) = forward::absolute_from_kr_form(&request.target) {
+            request.target = absolute;
+        }
         let started = Instant::now();
         if request.method == "CONNECT" {
             let outcome = tunnel::open(&mut client, &request, proxy);

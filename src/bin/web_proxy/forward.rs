@@ -214,6 +214,26 @@ fn try_exchange(
     Ok(relay(client, request, response, plan, key, times, proxy))
 }
 
+/// The K&R lab's request form: a browser pointed at the proxy as if it
+/// were a web server, `http://localhost:8888/www.example.com/path`, sends
+/// `GET /www.example.com/path`. The skeleton proxy of the lab takes the
+/// first path segment as the host; we do too, when it looks like one (a
+/// name with a dot, `localhost`, an IP address, with or without a port),
+/// and return the absolute form a real proxy client would have sent:
+/// `http://www.example.com/path`. None for any other target.
+pub fn absolute_from_kr_form(target: &str) -> Option<String> {
+    let rest = target.strip_prefix('/')?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, _) = crate::http::parse_authority(authority).ok()?;
+    let hostlike = host.contains('.') || host == "localhost" || host.contains(':');
+    let path = match path.starts_with('/') {
+        true => path.to_string(),
+        false => format!("/{path}"),
+    };
+    hostlike.then(|| format!("http://{authority}{path}"))
+}
+
 /// Only GET and HEAD can be answered from stored GET responses, and never
 /// a `Range` request (we store whole bodies only). Nor a request with a
 /// body: a hit never reads it, so its bytes would be taken for the next
@@ -915,5 +935,38 @@ impl<I: Iterator<Item = Header>> CollectHeaders for I {
             headers.append(field.name, field.value);
         }
         headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kr_request_form_becomes_the_absolute_form() {
+        for (target, absolute) in [
+            ("/www.google.com", Some("http://www.google.com/")),
+            (
+                "/www.example.com/a/b?c=d",
+                Some("http://www.example.com/a/b?c=d"),
+            ),
+            ("/example.org?q", Some("http://example.org/?q")),
+            ("/localhost:8000/x", Some("http://localhost:8000/x")),
+            ("/127.0.0.1:8000/", Some("http://127.0.0.1:8000/")),
+            ("/[::1]:8000/", Some("http://[::1]:8000/")),
+            // Not a host: still a 400 for a proxy.
+            ("/", None),
+            ("/page", None),
+            ("/a b/c", None),
+            ("/user@www.example.com/", None),
+            ("http://www.example.com/", None),
+            ("www.example.com:443", None),
+        ] {
+            assert_eq!(
+                absolute_from_kr_form(target).as_deref(),
+                absolute,
+                "{target}"
+            );
+        }
     }
 }
