@@ -9,6 +9,18 @@ use crate::http::{Headers, ResponseHead};
 use crate::policy::{self, Facts};
 use crate::vary::{self, Varying};
 
+/// Fields a 304 never changes in the stored response: they describe the
+/// stored body's bytes (its length, coding, range and digest), or are the
+/// validator it was just matched by (RFC 9111 §3.2 lets a cache keep
+/// what assures the integrity of what it stored).
+const KEPT_FROM_STORED: [&str; 5] = [
+    "Content-Length",
+    "Content-Encoding",
+    "Content-Range",
+    "Content-MD5",
+    "ETag",
+];
+
 /// One stored response.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -67,7 +79,10 @@ impl Entry {
     /// starts again from this exchange.
     pub fn refreshed(&self, not_modified: &ResponseHead, times: (SystemTime, SystemTime)) -> Entry {
         let updated = |name: &str| {
-            !name.eq_ignore_ascii_case("Content-Length") && not_modified.headers.contains(name)
+            !KEPT_FROM_STORED
+                .iter()
+                .any(|kept| name.eq_ignore_ascii_case(kept))
+                && not_modified.headers.contains(name)
         };
         // Each updated field keeps its place; new fields go at the end.
         let mut head = ResponseHead::new(self.head.status, &self.head.reason);
@@ -254,5 +269,34 @@ pub mod tests {
             floor <= 1 << 20,
             "{count} entries kept: at least {floor} bytes"
         );
+    }
+
+    #[test]
+    fn a_304_never_changes_what_describes_the_stored_body() {
+        let mut head = ResponseHead::new(200, "OK");
+        head.headers.append("ETag", "\"abcdef\"");
+        head.headers.append("Content-Encoding", "gzip");
+        let now = SystemTime::now();
+        let stored = Entry::new(
+            "http://a/".into(),
+            head,
+            vec![1],
+            &Headers::new(),
+            (now, now),
+        );
+        let mut not_modified = ResponseHead::new(304, "Not Modified");
+        for (name, value) in [
+            ("ETag", "\"ghijkl\""),
+            ("Content-Encoding", "br"),
+            ("Content-Range", "bytes 0-0/1"),
+            ("X-Updated", "yes"),
+        ] {
+            not_modified.headers.append(name, value);
+        }
+        let fresh = stored.refreshed(&not_modified, (now, now));
+        assert_eq!(fresh.head.headers.get_str("ETag"), Some("\"abcdef\""));
+        assert_eq!(fresh.head.headers.get_str("Content-Encoding"), Some("gzip"));
+        assert!(!fresh.head.headers.contains("Content-Range"));
+        assert_eq!(fresh.head.headers.get_str("X-Updated"), Some("yes"));
     }
 }

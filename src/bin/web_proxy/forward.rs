@@ -202,6 +202,9 @@ fn try_exchange(
     if let Some(cache) = &proxy.cache {
         if policy::invalidates(&request.method, response.status) {
             cache.remove(&key);
+            for also in invalidated_locations(&url, &response) {
+                cache.remove(&also);
+            }
         }
     }
     let plan = StorePlan::decide(
@@ -232,6 +235,28 @@ pub fn absolute_from_kr_form(target: &str) -> Option<String> {
         false => format!("/{path}"),
     };
     hostlike.then(|| format!("http://{authority}{path}"))
+}
+
+/// The URLs in `Location` and `Content-Location` of a response to an
+/// unsafe method, which a cache may invalidate too (RFC 9111 §4.4), as
+/// cache keys; only those on the request's own origin, so that one site
+/// cannot empty the cache of another.
+fn invalidated_locations(url: &HttpUrl, response: &ResponseHead) -> Vec<String> {
+    let origin = url.authority().to_ascii_lowercase();
+    ["Location", "Content-Location"]
+        .iter()
+        .filter_map(|name| response.headers.get_str(name))
+        .filter_map(|value| {
+            let value = value.trim();
+            match value.starts_with('/') && !value.starts_with("//") {
+                true => Some(format!("http://{origin}{value}")),
+                false => HttpUrl::parse(value)
+                    .ok()
+                    .filter(|other| other.authority().eq_ignore_ascii_case(&origin))
+                    .map(|other| cache_key(&other)),
+            }
+        })
+        .collect()
 }
 
 /// Only GET and HEAD can be answered from stored GET responses, and never
@@ -968,5 +993,29 @@ mod tests {
                 "{target}"
             );
         }
+    }
+
+    #[test]
+    fn location_and_content_location_on_the_same_origin_are_invalidated() {
+        let url = HttpUrl::parse("http://Example.org:8000/form").expect("url");
+        let mut response = ResponseHead::new(201, "Created");
+        response.headers.append("Location", "/items/7");
+        response
+            .headers
+            .append("Content-Location", "http://example.org:8000/items/7?v");
+        assert_eq!(
+            invalidated_locations(&url, &response),
+            [
+                "http://example.org:8000/items/7",
+                "http://example.org:8000/items/7?v"
+            ]
+        );
+        // Another site's URL is never touched, nor a scheme-relative one.
+        let mut other = ResponseHead::new(303, "See Other");
+        other.headers.append("Location", "http://victim.example/");
+        other
+            .headers
+            .append("Content-Location", "//victim.example/");
+        assert!(invalidated_locations(&url, &other).is_empty());
     }
 }

@@ -40,6 +40,9 @@ pub struct CacheControl {
     pub min_fresh: Option<Duration>,
     /// A request's `only-if-cached`: answer from the cache or with 504.
     pub only_if_cached: bool,
+    /// `must-understand` (§5.2.2.3): store only a status code we know the
+    /// caching rules of, and then ignore `no-store`.
+    pub must_understand: bool,
 }
 
 impl CacheControl {
@@ -67,6 +70,7 @@ impl CacheControl {
                 }
                 "min-fresh" => cc.min_fresh = Some(delta_seconds(value)),
                 "only-if-cached" => cc.only_if_cached = true,
+                "must-understand" => cc.must_understand = true,
                 _ => {}
             }
         }
@@ -181,7 +185,14 @@ pub fn may_store(request: &RequestFacts, response: &Facts) -> Result<(), &'stati
     if response.status == 304 || response.status < 200 {
         return Err("no content to store");
     }
-    if request.cache_control.no_store || cc.no_store {
+    // §5.2.2.3: must-understand stores only status codes whose caching
+    // rules we know, and in that case overrides no-store.
+    let understood =
+        HEURISTIC_STATUS.contains(&response.status) || matches!(response.status, 302 | 303 | 307);
+    if cc.must_understand && !understood {
+        return Err("must-understand, unknown status");
+    }
+    if request.cache_control.no_store || (cc.no_store && !cc.must_understand) {
         return Err("no-store");
     }
     if cc.private {
@@ -627,6 +638,18 @@ mod tests {
             ),
             Reuse::Revalidate
         );
+    }
+
+    #[test]
+    fn must_understand_stores_only_known_statuses() {
+        // The cache-tests status-599-must-understand input.
+        let unknown = Facts::from_fields(599, [("Cache-Control", "max-age=3600, must-understand")]);
+        assert!(may_store(&get(), &unknown).is_err());
+        let known = Facts::from_fields(
+            200,
+            [("Cache-Control", "max-age=3600, must-understand, no-store")],
+        );
+        assert_eq!(may_store(&get(), &known), Ok(()));
     }
 
     #[test]
