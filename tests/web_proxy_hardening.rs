@@ -670,3 +670,22 @@ fn the_kr_form_get_slash_host_slash_path_is_forwarded_and_logged_as_absolute() {
         "{logged}"
     );
 }
+
+#[test]
+fn a_range_request_is_answered_from_a_whole_stored_body() {
+    let origin =
+        Scripted::start(|_, _| Answer::Bytes(ok("01234567890", "Cache-Control: max-age=3600\r\n")));
+    let proxy = proxy(&[]);
+    let mut client = Client::connect(&proxy);
+    assert_eq!(client.get(&origin.url("/r"), "").1, "01234567890");
+    let (head, body) = client.get(&origin.url("/r"), "Range: bytes=0-1\n");
+    assert_eq!((head.status, body.as_str()), (206, "01"));
+    assert_eq!(head.headers.get_str("Content-Range"), Some("bytes 0-1/11"));
+    let (head, body) = client.get(&origin.url("/r"), "Range: bytes=-3\n");
+    assert_eq!((head.status, body.as_str()), (206, "890"));
+    assert_eq!(
+        origin.requests.load(Ordering::SeqCst),
+        1,
+        "served from the cache"
+    );
+}

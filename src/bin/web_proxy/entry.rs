@@ -161,7 +161,6 @@ pub fn facts_of(head: &ResponseHead) -> Facts {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::cache::Cache;
     use std::time::UNIX_EPOCH;
 
     /// A stored response for the tests: max-age=60, varying on two fields.
@@ -244,31 +243,6 @@ pub mod tests {
         );
         assert_eq!(fresh.body, stored.body);
         assert_eq!(fresh.age(later), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_size_counts_bookkeeping_not_just_bytes_on_the_wire() {
-        let one = entry("http://a/", 1);
-        let wire = one.body.len() + one.head.to_bytes().len() + one.key.len();
-        assert!(
-            one.size() >= wire + size_of::<Entry>() + 2 * one.key.len(),
-            "{} bytes counted for an entry of {wire} wire bytes",
-            one.size()
-        );
-        // 20,000 one-byte responses into 1 MiB: what is kept, Entry
-        // structs and keys alone, must fit in the 1 MiB.
-        let (cache, _) = Cache::open(1 << 20, None).expect("memory cache");
-        for n in 0..20_000 {
-            let key = format!("http://example.org/{n}");
-            let _ = cache.insert(Arc::new(entry(&key, 1)));
-        }
-        let (count, bytes) = cache.usage();
-        assert!(bytes <= 1 << 20);
-        let floor = count * (size_of::<Entry>() + 3 * "http://example.org/12345".len());
-        assert!(
-            floor <= 1 << 20,
-            "{count} entries kept: at least {floor} bytes"
-        );
     }
 
     #[test]

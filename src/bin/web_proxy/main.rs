@@ -13,6 +13,29 @@
 //! One thread serves each client connection, for as many requests as the
 //! client sends on it (keep-alive).
 //!
+//! The files, in the order a request meets them (each imports only those
+//! below it, so each can be read without the ones above):
+//!
+//! | file | what it does |
+//! |---|---|
+//! | `main.rs` | flags, `listen()`, the accept loop; who may connect (403), how many at once (503) |
+//! | `client.rs` | one client connection: read each request head (with a deadline), answer, keep alive; the access log |
+//! | `tunnel.rs` | `CONNECT host:443`: a TCP connection relayed both ways, half-closes and idle limit included |
+//! | `forward.rs` | one request: check it, ask the cache, revalidate or forward, hand the response to `relay` |
+//! | `origin.rs` | talking to the origin: connect or reuse, send the request, read the response head, pass 1xx on |
+//! | `relay.rs` | the response to the client, re-framed and streamed, with a copy for the cache |
+//! | `hit.rs` | answering from the cache: the stored response with `Age`, a 304, a byte range |
+//! | `fields.rs` | hop-by-hop fields (RFC 9110 §7.6.1): what is never forwarded |
+//! | `cache_status.rs` | `Cache-Status` (RFC 9211): why the cache did what it did |
+//! | `cache.rs` | the store in memory: bounded by `--cache-size`, least recently used evicted |
+//! | `entry.rs` | one stored response: head, body, times, and refreshing it after a 304 |
+//! | `vary.rs` | `Vary` (RFC 9111 §4.1): which stored variant answers which request |
+//! | `disk.rs` | `--cache-dir`: entries as files with a checksum, loaded at start |
+//! | `policy.rs` | the RFC 9111 rules as pure functions: may it be stored, is it fresh, may it be reused |
+//! | `allow.rs` | `--allow` networks, and where clients may go (`to_localhost`, `--http-ports`) |
+//! | `proxy.rs` | what they all share: the settings, a client and its origin connection, an exchange's outcome, error answers |
+//! | `http/` | HTTP/1.1 on a byte stream: heads, body framing, chunked coding, URLs |
+//!
 //! Terminal 1: `cargo run --bin web_proxy`
 //! Terminal 2: `curl -v -x 127.0.0.1:8888 http://example.org/`
 //!             (twice: the second answer carries `Cache-Status: web_proxy; hit`)
@@ -20,18 +43,23 @@
 
 mod allow;
 mod cache;
+mod cache_status;
 mod client;
 mod disk;
 mod entry;
+mod fields;
 mod forward;
+mod hit;
 mod http;
 // The HTTP module's unit tests; tests/properties.rs and the integration
 // tests compile `http` into themselves, and must not run these again.
 #[cfg(test)]
 #[path = "http/tests.rs"]
 mod http_tests;
+mod origin;
 mod policy;
 mod proxy;
+mod relay;
 mod tunnel;
 mod vary;
 

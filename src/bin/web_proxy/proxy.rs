@@ -151,3 +151,21 @@ pub fn connect_timed_out(err: &anyhow::Error) -> bool {
         .downcast_ref::<io::Error>()
         .is_some_and(explain::is_timeout)
 }
+
+/// An answer the proxy gives itself because the request cannot be
+/// forwarded; the connection closes after it.
+pub struct Refusal {
+    pub status: u16,
+    pub message: &'static str,
+    /// An interim response already went to the client: a retry would send
+    /// it twice, and an error answer would follow a 1xx (still valid).
+    pub interim_sent: bool,
+}
+
+pub fn refuse(status: u16, message: &'static str) -> Refusal {
+    Refusal {
+        status,
+        message,
+        interim_sent: false,
+    }
+}
