@@ -103,8 +103,8 @@ stop() { # PID
 }
 
 # Peak resident memory of a running process, in MB (VmHWM: the high-water mark).
-peak_rss_mb() { # PID
-  awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+peak_rss_mb() { # PID (n/a if the server has already died)
+  awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo n/a
 }
 
 # --- measuring ------------------------------------------------------------------

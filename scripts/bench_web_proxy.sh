@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # bench_web_proxy.sh: web_proxy against tinyproxy and squid, measured with wrk.
 #
-#   scripts/bench_web_proxy.sh            (as root: it installs what is missing)
-#   DURATION=10s CONNECTIONS=64 scripts/bench_web_proxy.sh
+#   cargo build --release --bin web_proxy
+#   sudo scripts/bench_web_proxy.sh       (as root: it installs what is missing;
+#                                          about 3 minutes with DURATION=5s)
+#   sudo DURATION=10s CONNECTIONS=64 scripts/bench_web_proxy.sh
+#
+# sudo resets PATH, so cargo is usually not found under it: then the script
+# uses target/release/web_proxy as built, or stops and says to build first.
 #
 # One local nginx origin serves a 1 KiB and a 100 KiB file (with
 # Cache-Control: max-age=3600, so every cache may keep them). In the same
@@ -203,9 +208,16 @@ ratio() {
 
 # --- the run --------------------------------------------------------------------
 
+# The proxy first: a missing build should stop the run before any apt-get.
+if command -v cargo >/dev/null; then
+  echo "building web_proxy (release)" >&2
+  (cd "$ROOT" && cargo build --release --quiet --bin web_proxy)
+elif [ -x "$ROOT/target/release/web_proxy" ]; then
+  echo "cargo is not on PATH (sudo resets it): using target/release/web_proxy as built" >&2
+else
+  die "cargo is not on PATH (sudo resets it) and target/release/web_proxy is not built: run 'cargo build --release --bin web_proxy' first, as yourself, then 'sudo $0' again"
+fi
 install_missing
-echo "building web_proxy (release)" >&2
-(cd "$ROOT" && cargo build --release --quiet --bin web_proxy)
 
 NGINX_PORT=$(free_port)
 HIT_PORT=$(free_port)

@@ -7,6 +7,10 @@
 # picks, --port 0), captures their packets on `lo` with tcpdump filtered to
 # that port, and writes two files:
 #
+# OUTDIR defaults to my-captures/ (ignored by git), so a run never changes
+# the reference captures in captures/; name captures/ as OUTDIR to remake a
+# reference on purpose (`sudo scripts/capture.sh tcp-echo captures`).
+#
 #   OUTDIR/SCENARIO.pcap   the packets (open it in Wireshark, or tcpdump -r)
 #   OUTDIR/SCENARIO.txt    the commands, what the client printed, a ladder
 #                          diagram (one arrow per packet: SYN, SYN-ACK, ...)
@@ -19,7 +23,8 @@
 set -euo pipefail
 
 SCENARIOS="tcp-echo udp-echo tcp-refused udp-port-unreachable time-service http-via-proxy"
-USAGE="usage: capture.sh SCENARIO [OUTDIR]   (SCENARIO: ${SCENARIOS// /, }; OUTDIR defaults to captures/;
+USAGE="usage: capture.sh SCENARIO [OUTDIR]   (SCENARIO: ${SCENARIOS// /, }; OUTDIR defaults to my-captures/;
+       'captures' as OUTDIR remakes the reference capture;
        the programs come from target/debug, so run 'cargo build' first, or from \$SOCKETLAB_BIN)"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${SOCKETLAB_BIN:-$ROOT/target/debug}"
@@ -42,7 +47,7 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
   exit 2
 fi
 SCENARIO="$1"
-OUTDIR="${2:-$ROOT/captures}"
+OUTDIR="${2:-$ROOT/my-captures}"
 case " $SCENARIOS " in
 *" $SCENARIO "*) ;;
 *)
@@ -59,7 +64,11 @@ for tool_package in tcpdump:tcpdump python3:python3 ss:iproute2; do
   command -v "$tool" >/dev/null ||
     die "'$tool' is not installed (Debian/Ubuntu: apt-get install ${tool_package#*:})"
 done
-mkdir -p "$OUTDIR" || die "cannot create the output folder '$OUTDIR'"
+if [ ! -d "$OUTDIR" ]; then
+  mkdir -p "$OUTDIR" || die "cannot create the output folder '$OUTDIR'"
+  # Made under sudo: give the new folder to the student, like the files.
+  [ -z "${SUDO_UID:-}" ] || chown "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUTDIR"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()

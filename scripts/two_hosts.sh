@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # two_hosts.sh: two "hosts" on one machine, instead of the seed's two VMs.
 #
-#   sudo scripts/two_hosts.sh up|down|status
+#   sudo scripts/two_hosts.sh up|down [--force]|status
 #
 # `up` makes two network namespaces, lab-a (10.10.0.1/24) and lab-b
 # (10.10.0.2/24), each with its own interfaces, routes, ports and firewall,
@@ -14,12 +14,15 @@
 #
 # `up` may be run again (it only adds what is missing); `down` removes both
 # namespaces, and with them the veth pair and any firewall rules in them.
+# A namespace lives on, unnamed, as long as a process runs in it, so `down`
+# refuses while one does (it lists them, from `ip netns pids`), and
+# `down --force` ends them first (SIGTERM, then SIGKILL).
 # `status` shows them and exits 1 if they are not up.
 # LAB_A and LAB_B change the namespace names (the tests use their own).
 # Worksheet: labs/06-packet-tracing-and-firewall.md
 set -euo pipefail
 
-USAGE="usage: two_hosts.sh up|down|status   (namespaces \$LAB_A, \$LAB_B: default lab-a, lab-b)"
+USAGE="usage: two_hosts.sh up|down [--force]|status   (namespaces \$LAB_A, \$LAB_B: default lab-a, lab-b)"
 A="${LAB_A:-lab-a}"
 B="${LAB_B:-lab-b}"
 A_ADDR=10.10.0.1/24
@@ -41,11 +44,14 @@ up | down | status) ;;
   exit 2
   ;;
 esac
-[ $# -eq 1 ] || {
+FORCE=0
+if [ $# -eq 2 ] && [ "$1" = down ] && [ "$2" = --force ]; then
+  FORCE=1
+elif [ $# -ne 1 ]; then
   echo "$USAGE" >&2
   exit 2
-}
-[ "$EUID" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $1'"
+fi
+[ "$EUID" -eq 0 ] || die "network namespaces need root: run 'sudo $0 $*'"
 command -v ip >/dev/null || die "'ip' is not installed (Debian/Ubuntu: apt-get install iproute2)"
 
 has_netns() {
@@ -96,7 +102,43 @@ up() {
   echo "up: $A (${A_ADDR%/*}, veth-a) <-> $B (${B_ADDR%/*}, veth-b)"
 }
 
+# The processes that still run in the namespaces, one `PID COMMAND` line each.
+ns_processes() {
+  local ns pid
+  for ns in "$A" "$B"; do
+    has_netns "$ns" || continue
+    for pid in $(ip netns pids "$ns"); do
+      echo "  $ns: $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+    done
+  done
+}
+
+# Ends the processes in the namespaces: SIGTERM, up to 2 s, then SIGKILL.
+stop_processes() {
+  local ns pids=()
+  for ns in "$A" "$B"; do
+    has_netns "$ns" && pids+=($(ip netns pids "$ns"))
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 20); do
+    [ -z "$(ns_processes)" ] && return 0
+    sleep 0.1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
 down() {
+  local left
+  left="$(ns_processes)"
+  if [ -n "$left" ]; then
+    [ "$FORCE" -eq 1 ] ||
+      die "processes still run in the namespaces (stop them first, or run 'sudo $0 down --force' to end them):
+$left"
+    echo "stopping:"
+    echo "$left"
+    stop_processes
+  fi
   # Deleting a namespace deletes the interfaces in it; deleting one end of a
   # veth pair deletes the other.
   for ns in "$A" "$B"; do

@@ -27,10 +27,7 @@ pub struct Slot {
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
-        assert!(
-            max > 0,
-            "a connection limit of zero would never serve anyone"
-        );
+        assert!(max > 0, "a limit of 0 connections would serve no one");
         Arc::new(ConnectionLimit {
             max,
             active: Mutex::new(0),
@@ -38,7 +35,6 @@ impl ConnectionLimit {
         })
     }
 
-    /// Takes a slot if one is free now.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut active = self.lock();
         if *active < self.max {
@@ -51,16 +47,10 @@ impl ConnectionLimit {
         }
     }
 
-    /// Waits until a slot is free, then takes it.
     pub fn acquire(self: &Arc<Self>) -> Slot {
-        let mut active = self.lock();
-        while *active >= self.max {
-            active = self
-                .freed
-                .wait(active)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *active += 1;
+        let full = |active: &mut usize| *active >= self.max;
+        let wait = self.freed.wait_while(self.lock(), full);
+        *wait.unwrap_or_else(PoisonError::into_inner) += 1;
         Slot {
             limit: Arc::clone(self),
         }

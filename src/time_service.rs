@@ -11,8 +11,6 @@ use std::io::{self, BufRead, Read, Write};
 
 use crate::random::Rng;
 
-/// The service's default TCP port.
-pub const DEFAULT_PORT: u16 = 7777;
 /// The Diffie-Hellman prime, `p`.
 pub const P: u32 = 257;
 /// The Diffie-Hellman generator, `g`.
@@ -45,7 +43,6 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// The key pair for a chosen private key.
     pub fn from_private(private: u32) -> KeyPair {
         KeyPair {
             private,
@@ -174,12 +171,8 @@ impl Request {
 }
 
 /// Builds one frame: a 2-byte big-endian length, then the payload shifted
-/// by `key` (key 0: as it is).
-///
-/// # Panics
-///
-/// If `payload` is longer than 65535 bytes, which no request or answer of
-/// the protocol is (they are at most [`MAX_FRAME`]).
+/// by `key` (key 0: as it is). Panics over 65535 bytes, which no request or
+/// answer is (they are at most [`MAX_FRAME`]).
 pub fn encode_frame(key: u8, payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("frames are built from short payloads");
     let mut frame = len.to_be_bytes().to_vec();
@@ -237,41 +230,29 @@ impl std::error::Error for FrameError {
 /// one stuck to it): this keeps reading until the whole header, then the
 /// whole payload, is in, and never reads past the frame.
 pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut header = [0u8; 2];
-    match read_full(reader, &mut header).map_err(FrameError::Io)? {
+    // read() until `n` bytes or the peer's FIN, however they arrive.
+    let mut read = |n: usize, buf: &mut Vec<u8>| {
+        let got = reader.take(n as u64).read_to_end(buf);
+        got.map_err(FrameError::Io)
+    };
+    let mut header = Vec::new();
+    match read(2, &mut header)? {
         0 => return Ok(None),
         2 => {}
         got => return Err(FrameError::Truncated { expected: 2, got }),
     }
-    let len = usize::from(u16::from_be_bytes(header));
+    let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
     if len > MAX_FRAME {
         return Err(FrameError::TooLong(len));
     }
-    let mut payload = vec![0u8; len];
-    match read_full(reader, &mut payload).map_err(FrameError::Io)? {
+    let mut payload = Vec::with_capacity(len);
+    match read(len, &mut payload)? {
         got if got == len => Ok(Some(decrypt(key, &payload))),
         got => Err(FrameError::Truncated {
             expected: 2 + len,
             got: 2 + got,
         }),
     }
-}
-
-/// Fills `buf` with as many `read()` calls as it takes; returns fewer bytes
-/// than `buf.len()` only when the peer closed the connection (`read()`
-/// returned 0, its FIN).
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            // A signal interrupted the read before any byte came: retry.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

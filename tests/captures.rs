@@ -9,17 +9,13 @@ mod ladder;
 
 use std::path::PathBuf;
 
-use common::have_tool;
-
 fn captures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
 #[test]
 fn every_reference_capture_is_readable_small_and_shows_its_packets() {
-    if !have_tool("tcpdump") || !have_tool("python3") {
-        return;
-    }
+    common::require!("tcpdump", "python3");
     for scenario in ladder::REFERENCE_SCENARIOS {
         let pcap = captures().join(format!("{scenario}.pcap"));
         let txt_path = captures().join(format!("{scenario}.txt"));

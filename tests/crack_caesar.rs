@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, assert_error_and_hint, have_tool, run};
+use common::{Server, WAIT, assert_error_and_hint, run};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_time_server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_time_client");
@@ -217,9 +217,8 @@ fn dh_with_public_key_1_gives_secret_1() {
 
 #[test]
 fn cracks_a_tcpdump_capture_printed_by_tshark() {
-    if !have_tool("tcpdump") || !have_tool("tshark") {
-        return;
-    }
+    // tcpdump captures on lo, which needs root.
+    common::require!("root", "tcpdump", "tshark");
     let server = server();
     let dir = std::env::temp_dir().join(format!("socketlab-crack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

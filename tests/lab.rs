@@ -11,7 +11,7 @@ use common::{Output, run};
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// Every experiment `lab list` must name; each has its test below.
-const EXPERIMENTS: [&str; 14] = [
+const EXPERIMENTS: [&str; 19] = [
     "tcp-client-first",
     "udp-client-first",
     "different-ports",
@@ -26,6 +26,12 @@ const EXPERIMENTS: [&str; 14] = [
     "path-traversal",
     "keep-alive",
     "dot-stuffing",
+    // labs/09: their tests are in tests/icmp.rs (root and namespaces).
+    "ttl-one-router",
+    "trace-port-unreachable",
+    "icmp-dropped",
+    "router-loss",
+    "ping-without-root",
 ];
 
 /// Runs `lab run NAME`, which must pass, and returns its report.
@@ -259,7 +265,7 @@ fn pool_exhaustion() {
     has(&report, "waiting for a free worker");
     has(&report, "time_server had opened 32 connections");
     has(&report, "the 33rd: Response: ");
-    if common::have_tool("ss") {
+    if common::have_tool_for("ss", "the ss check") {
         has(
             &report,
             "ok:   ss shows the 33rd connection completed by the kernel",

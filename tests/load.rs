@@ -245,6 +245,7 @@ static TIME: Conversation = Conversation {
 
 #[test]
 fn a_thousand_clients_of_event_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         EVENT_SERVER,
         &["--port", "0", "--quiet", "--max-clients", "64"],
@@ -255,6 +256,7 @@ fn a_thousand_clients_of_event_server_are_all_answered() {
 
 #[test]
 fn a_thousand_clients_of_tcp_server_are_all_answered() {
+    common::require!("nofile:1200");
     // A thread per connection, 64 at most: the others wait in the backlog.
     let server = Server::start(
         TCP_SERVER,
@@ -265,6 +267,7 @@ fn a_thousand_clients_of_tcp_server_are_all_answered() {
 
 #[test]
 fn a_thousand_clients_of_threaded_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         THREADED_SERVER,
         &[
@@ -282,6 +285,7 @@ fn a_thousand_clients_of_threaded_server_are_all_answered() {
 
 #[test]
 fn a_thousand_clients_of_time_server_are_all_answered() {
+    common::require!("nofile:1200");
     let server = Server::start(
         TIME_SERVER,
         &["--port", "0", "--quiet", "--plain", "--threads", "32"],

@@ -120,6 +120,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn bodies_arrive_byte_exact_whatever_their_framing() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     for path in ["/bytes/1048576", "/chunked/1048576", "/close/1048576"] {
@@ -135,6 +136,7 @@ fn bodies_arrive_byte_exact_whatever_their_framing() {
 
 #[test]
 fn chunked_and_close_delimited_responses_are_reframed_for_the_client() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     for path in ["/chunked/1000", "/close/1000"] {
@@ -161,6 +163,7 @@ fn chunked_and_close_delimited_responses_are_reframed_for_the_client() {
 
 #[test]
 fn post_bodies_are_forwarded_byte_exact_with_either_framing() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let dir = temp_dir("post");
@@ -197,6 +200,7 @@ fn post_bodies_are_forwarded_byte_exact_with_either_framing() {
 
 #[test]
 fn head_requests_and_bodiless_statuses_have_no_body() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let out = curl(&proxy, &["-I", &url(&origin, "/bytes/5000")]);
@@ -231,6 +235,7 @@ fn head_requests_and_bodiless_statuses_have_no_body() {
 
 #[test]
 fn the_origin_sees_origin_form_and_no_hop_by_hop_fields() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     let out = curl(
@@ -284,6 +289,7 @@ fn the_origin_sees_origin_form_and_no_hop_by_hop_fields() {
 
 #[test]
 fn several_requests_share_one_client_connection() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let first = url(&origin, "/bytes/100");
@@ -338,6 +344,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn the_access_log_has_one_line_per_transaction() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/bytes/123");
@@ -360,6 +367,7 @@ fn the_access_log_has_one_line_per_transaction() {
 
 #[test]
 fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let big = format!(
@@ -426,6 +434,7 @@ fn bad_requests_get_4xx_and_5xx_and_the_proxy_keeps_serving() {
 
 #[test]
 fn origins_that_refuse_do_not_resolve_or_stay_silent_get_502_and_504() {
+    common::require!("curl");
     let origin = common::origin();
     // Long enough for the origin to answer /bytes/10 on a loaded machine
     // (still_serves below); /hang never answers, so it gets 504 after this.
@@ -485,6 +494,7 @@ fn raw_origin_sequence(responses: Vec<&'static [u8]>) -> SocketAddr {
 
 #[test]
 fn origins_with_ambiguous_or_broken_responses_get_502() {
+    common::require!("curl");
     let proxy = proxy(&[]);
     for (what, response) in [
         (
@@ -516,6 +526,7 @@ fn origins_with_ambiguous_or_broken_responses_get_502() {
 
 #[test]
 fn loops_are_refused() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let to_itself = format!("http://{}/", proxy.addr);
@@ -557,6 +568,7 @@ fn loops_are_refused() {
 
 #[test]
 fn clients_outside_allow_get_403() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--allow", "10.0.0.0/8"]);
     let out = curl(
@@ -583,6 +595,7 @@ fn clients_outside_allow_get_403() {
 
 #[test]
 fn clients_over_max_clients_get_503() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--max-clients", "1"]);
     // The first client holds the only slot with a kept-alive connection.
@@ -658,6 +671,7 @@ fn idle_client_connections_are_closed() {
 
 #[test]
 fn an_origin_that_vanishes_mid_body_ends_only_that_transaction() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     for _ in 0..2 {
@@ -682,6 +696,7 @@ fn an_origin_that_vanishes_mid_body_ends_only_that_transaction() {
 
 #[test]
 fn a_client_that_vanishes_mid_body_ends_only_its_transaction() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let mut stream = TcpStream::connect(proxy.addr).expect("connect");
@@ -743,6 +758,7 @@ fn cache_status(proxy: &Server, target: &str, extra: &[&str]) -> String {
 
 #[test]
 fn a_fresh_response_is_served_from_the_cache_with_age() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&body=fresh");
@@ -761,6 +777,7 @@ fn a_fresh_response_is_served_from_the_cache_with_age() {
 
 #[test]
 fn no_store_private_and_vary_star_are_never_cached() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     for (query, why) in [
@@ -782,6 +799,7 @@ fn no_store_private_and_vary_star_are_never_cached() {
 
 #[test]
 fn authorized_requests_are_cached_only_when_the_response_allows() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let private = url(&origin, "/cache?cc=max-age%3D60&body=a");
@@ -798,6 +816,7 @@ fn authorized_requests_are_cached_only_when_the_response_allows() {
 
 #[test]
 fn stale_entries_are_revalidated_with_etag_and_last_modified() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     for query in ["cc=no-cache&etag=%22v1%22", "cc=max-age%3D0&lm=1"] {
@@ -826,6 +845,7 @@ fn stale_entries_are_revalidated_with_etag_and_last_modified() {
 
 #[test]
 fn a_clients_no_cache_or_max_age_0_forces_revalidation() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22");
@@ -846,6 +866,7 @@ fn a_clients_no_cache_or_max_age_0_forces_revalidation() {
 
 #[test]
 fn a_clients_matching_conditional_gets_304_from_the_cache() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22&lm=1");
@@ -891,6 +912,7 @@ fn a_clients_matching_conditional_gets_304_from_the_cache() {
 
 #[test]
 fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&etag=%22v1%22&body=full");
@@ -916,6 +938,7 @@ fn a_304_for_a_clients_conditional_is_passed_on_but_never_stored() {
 
 #[test]
 fn a_304_from_revalidation_never_leaves_its_hop_by_hop_fields_in_the_cache() {
+    common::require!("curl");
     let origin = raw_origin_sequence(vec![
         b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nCache-Control: no-cache\r\nContent-Length: 4\r\n\r\nbody",
         b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\nX-Refreshed: yes\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
@@ -938,6 +961,7 @@ fn a_304_from_revalidation_never_leaves_its_hop_by_hop_fields_in_the_cache() {
 
 #[test]
 fn a_response_without_date_counts_its_expires_from_its_arrival() {
+    common::require!("curl");
     // Expired years ago; without a Date, "Expires minus 1970" would make
     // it fresh for decades.
     let expired: &'static [u8] = b"HTTP/1.1 200 OK\r\nExpires: Thu, 01 Jan 2015 00:00:00 GMT\r\nContent-Length: 3\r\n\r\nold";
@@ -957,6 +981,7 @@ fn a_response_without_date_counts_its_expires_from_its_arrival() {
 
 #[test]
 fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
@@ -984,6 +1009,7 @@ fn a_get_with_a_body_is_forwarded_never_answered_from_the_cache() {
 
 #[test]
 fn only_if_cached_never_reaches_the_origin() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
@@ -1002,6 +1028,7 @@ fn only_if_cached_never_reaches_the_origin() {
 
 #[test]
 fn unsafe_methods_invalidate_the_url() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
@@ -1017,6 +1044,7 @@ fn unsafe_methods_invalidate_the_url() {
 
 #[test]
 fn vary_keeps_responses_for_different_request_fields_apart() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&[]);
     let target = url(&origin, "/cache?cc=max-age%3D60&vary=Accept-Language");
@@ -1029,6 +1057,7 @@ fn vary_keeps_responses_for_different_request_fields_apart() {
 
 #[test]
 fn no_cache_flag_forwards_everything() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--no-cache"]);
     let target = url(&origin, "/cache?cc=max-age%3D60");
@@ -1040,6 +1069,7 @@ fn no_cache_flag_forwards_everything() {
 
 #[test]
 fn the_least_recently_used_entry_is_evicted() {
+    common::require!("curl");
     let origin = common::origin();
     // An eighth of 80K: bodies up to 10 KiB are stored, about 8 of them fit.
     let proxy = proxy(&["--cache-size", "80K"]);
@@ -1068,6 +1098,7 @@ fn the_least_recently_used_entry_is_evicted() {
 
 #[test]
 fn the_disk_cache_survives_a_restart() {
+    common::require!("curl");
     let origin = common::origin();
     let dir = temp_dir("disk");
     let dir_arg = dir.to_str().expect("utf-8 path");
@@ -1145,6 +1176,7 @@ fn connect_tunnels_pass_bytes_and_half_close_through() {
 
 #[test]
 fn curl_fetches_through_a_tunnel_and_other_ports_are_refused() {
+    common::require!("curl");
     let origin = common::origin();
     let proxy = proxy(&["--connect-ports", &origin.port().to_string()]);
     let out = curl(&proxy, &["-p", &url(&origin, "/bytes/70000")]);

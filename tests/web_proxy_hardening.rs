@@ -540,10 +540,7 @@ fn an_idle_tunnel_is_closed_after_tunnel_idle_timeout() {
 #[cfg(target_os = "linux")]
 #[test]
 fn max_clients_fits_the_descriptor_limit_and_emfile_does_not_spin() {
-    if !common::have_tool("prlimit") {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
-        return;
-    }
+    common::require!("prlimit");
     // 100 descriptors: 64 kept aside, 6 per client, so 6 clients.
     let proxy = Server::start("prlimit", &["--nofile=100:100", PROXY, "--port", "0"]);
     let first = proxy.lines_so_far().first().cloned().unwrap_or_default();

@@ -344,6 +344,7 @@ fn meaning(code: u16, after: &str) -> String {
 /// The message as lines without CRLF, before dot-stuffing.
 fn compose(cli: &Cli, now: SystemTime) -> anyhow::Result<Vec<String>> {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let to: Vec<String> = cli.to.iter().map(|t| format!("<{t}>")).collect();
     let mut lines = vec![
         // RFC 5322 §3.3 dates look like HTTP's, with a numeric zone.
         format!(
@@ -351,14 +352,7 @@ fn compose(cli: &Cli, now: SystemTime) -> anyhow::Result<Vec<String>> {
             httpdate::fmt_http_date(now).replace(" GMT", " +0000")
         ),
         format!("From: <{}>", cli.from),
-        format!(
-            "To: {}",
-            cli.to
-                .iter()
-                .map(|t| format!("<{t}>"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        format!("To: {}", to.join(", ")),
         format!("Subject: {}", cli.subject),
         format!(
             "Message-ID: <{}.{}@{}>",

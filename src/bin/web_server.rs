@@ -430,14 +430,12 @@ fn file_response(target: &str, root: &Path) -> Response {
     };
     let mut file_path = root.join(&path);
     if file_path.is_dir() {
-        if !target.split('?').next().unwrap_or("").ends_with('/') {
+        let path_part = target.split('?').next().unwrap_or("");
+        if !path_part.ends_with('/') {
             // Relative links in the folder's index.html need the slash.
-            let mut r = Response::error(
-                301,
-                "Moved Permanently",
-                "this folder's address ends with /",
-            );
-            r.location = Some(format!("{}/", target.split('?').next().unwrap_or("")));
+            let why = "this folder's address ends with /";
+            let mut r = Response::error(301, "Moved Permanently", why);
+            r.location = Some(format!("{path_part}/"));
             return r;
         }
         file_path.push("index.html");

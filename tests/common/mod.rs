@@ -256,21 +256,209 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// True if `tool` can be run. A missing tool skips the test on a developer's
-/// machine but fails it under CI (`CI=true`), where `.ci/run` installs it.
+// ---- tests that need something this machine may not have -------------------
+//
+// A test that needs a peer (curl, ncat, tcpdump, tshark, chromium, nft, ip,
+// prlimit, a python3 module) or root starts with one line:
+//
+//     common::require!("curl");
+//     common::require!("root", "ip", "nft");
+//
+// If a need is missing, the test returns at once and one line is printed:
+//
+//     SKIPPED web_proxy::a_fresh_response_is_served_from_the_cache: needs curl (Debian/Ubuntu: apt-get install curl)
+//
+// It goes straight to the process's stderr, not through eprintln!, which
+// the test harness captures (and throws away) for a passing test: so the
+// line shows up in `cargo test`'s output, just before the test's `ok`. The
+// same line is added to target/tmp/skipped-tests.txt, which lists the
+// skips of the last `cargo test` run (.ci/run prints it after its newcomer
+// run). Under CI=true nothing is skipped: a missing
+// need fails the test, because .ci/run installs every peer and runs as root.
+
+/// Returns from the test (after saying why, see above) unless every need is
+/// met: a command name, `"root"`, `"python3:MODULE"` (a module python3 can
+/// import) or `"nofile:N"` (N open files; the soft limit is raised up to the
+/// hard one if it is lower).
+#[allow(unused_macros)] // not every test file needs something
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if !$crate::common::can_run(&[$($need),+]) {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require;
+
+/// True if every need is met; otherwise reports the first missing one as a
+/// skip (or fails under CI=true) and returns false. See [`require!`].
+pub fn can_run(needs: &[&str]) -> bool {
+    match needs.iter().find_map(|need| unmet(need)) {
+        None => true,
+        Some(why) => {
+            skip(&why);
+            false
+        }
+    }
+}
+
+/// True if `tool` can be run; otherwise reports the test as skipped (or
+/// fails it under CI=true) and returns false.
 pub fn have_tool(tool: &str) -> bool {
+    can_run(&[tool])
+}
+
+/// Like [`have_tool`], for a check that is only part of a test: the rest of
+/// the test runs either way, and the line says which part was left out.
+pub fn have_tool_for(tool: &str, part: &str) -> bool {
+    match unmet(tool) {
+        None => true,
+        Some(why) => {
+            report(&format!("part of {} ({part}): {why}", test_name()));
+            false
+        }
+    }
+}
+
+/// What is missing for `need`, or None if it is met.
+fn unmet(need: &str) -> Option<String> {
+    if need == "root" {
+        let uid = Command::new("id").arg("-u").output().ok()?;
+        return (String::from_utf8_lossy(&uid.stdout).trim() != "0")
+            .then(|| "needs root (tcpdump, namespaces, nftables): run cargo test as root".into());
+    }
+    if let Some(module) = need.strip_prefix("python3:") {
+        if let Some(why) = unmet("python3") {
+            return Some(why);
+        }
+        let imported = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        return (!imported).then(|| {
+            format!(
+                "needs the python3 module {module} (Debian/Ubuntu: apt-get install python3-{module})"
+            )
+        });
+    }
+    if let Some(n) = need.strip_prefix("nofile:") {
+        let needed: u64 = n.parse().expect("nofile:N takes a number");
+        return (!open_files_at_least(needed)).then(|| {
+            format!("needs {needed} open files: run `ulimit -n {needed}` before cargo test")
+        });
+    }
     let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
+        .args(["-c", &format!("command -v {need}")])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is required under CI but is not installed (.ci/run installs it)");
-        }
-        eprintln!("skipping: {tool} is not installed");
+    (!found).then(|| {
+        format!(
+            "needs {need} (Debian/Ubuntu: apt-get install {})",
+            package_of(need)
+        )
+    })
+}
+
+/// The Debian package that has `tool`.
+fn package_of(tool: &str) -> &str {
+    match tool {
+        "nft" => "nftables",
+        "ip" | "ss" => "iproute2",
+        "prlimit" | "setpriv" => "util-linux",
+        "kill" | "ps" => "procps",
+        other => other,
     }
-    found
+}
+
+/// True if this process may open `needed` files, after raising its soft
+/// limit (up to the hard one) with prlimit, or with python3's
+/// resource.prlimit where util-linux's prlimit is missing.
+fn open_files_at_least(needed: u64) -> bool {
+    let soft = || {
+        std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+                let soft = line.split_whitespace().nth(3)?;
+                Some(soft.parse().unwrap_or(u64::MAX)) // "unlimited"
+            })
+            .unwrap_or(0)
+    };
+    if soft() >= needed {
+        return true;
+    }
+    let pid = std::process::id().to_string();
+    let _ = Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={needed}:")])
+        .stderr(Stdio::null())
+        .status();
+    if soft() < needed {
+        let code = format!(
+            "import resource as r; h = r.prlimit({pid}, r.RLIMIT_NOFILE)[1]; \
+             r.prlimit({pid}, r.RLIMIT_NOFILE, ({needed}, h))"
+        );
+        let _ = Command::new("python3")
+            .args(["-c", &code])
+            .stderr(Stdio::null())
+            .status();
+    }
+    soft() >= needed
+}
+
+/// The test this thread runs, as `file::test` (the harness names each
+/// test's thread after the test).
+fn test_name() -> String {
+    let current = thread::current();
+    let test = current.name().unwrap_or("a test");
+    format!("{}::{test}", env!("CARGO_CRATE_NAME"))
+}
+
+/// Skips the running test, saying why where a person sees it; under CI=true
+/// fails it instead.
+pub fn skip(why: &str) {
+    let test = test_name();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} {why}; under CI=true a missing need fails (.ci/run installs every peer)");
+    }
+    report(&format!("{test}: {why}"));
+}
+
+/// Where the SKIPPED lines of one `cargo test` run are collected.
+pub const SKIPPED_FILE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests.txt");
+
+fn report(what: &str) {
+    let line = format!("SKIPPED {what}\n");
+    // Not eprintln!: the harness would capture it (see the top of this part).
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if let Some(mut file) = skipped_file() {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// SKIPPED_FILE, opened to append, emptied first if an earlier `cargo
+/// test` wrote it: its first line names the cargo process (this test
+/// binary's parent) of the run its lines belong to.
+fn skipped_file() -> Option<std::fs::File> {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    let run = format!(
+        "# cargo test, process {}\n",
+        std::os::unix::process::parent_id()
+    );
+    // Once per test binary; cargo runs the binaries one after another.
+    CHECKED.call_once(|| {
+        let old = std::fs::read_to_string(SKIPPED_FILE).unwrap_or_default();
+        if !old.starts_with(&run) {
+            let _ = std::fs::write(SKIPPED_FILE, &run);
+        }
+    });
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(SKIPPED_FILE)
+        .ok()
 }
 
 /// The `error:` and `hint:` lines a failed program must print.

@@ -24,6 +24,7 @@
 
 mod harness;
 mod heartbeat;
+mod icmp;
 mod mail;
 mod threads;
 mod time_service;
@@ -76,6 +77,7 @@ fn experiments() -> Vec<&'static Experiment> {
         .chain(time_service::EXPERIMENTS)
         .chain(web::EXPERIMENTS)
         .chain(mail::EXPERIMENTS)
+        .chain(icmp::EXPERIMENTS)
         .collect()
 }
 
