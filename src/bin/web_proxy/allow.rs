@@ -26,8 +26,8 @@ pub const TO_LOCALHOST: &str = "clients on other hosts may not reach this host's
 
 /// The 403 for plain HTTP to a port outside `--http-ports`.
 pub const UNUSUAL_PORT: &str = "plain HTTP goes only to the usual web ports \
-     (rule Safe_ports, as in squid); start web_proxy with --http-ports to \
-     allow this one, e.g. --http-ports 80,443,1025-65535,8000";
+     (rule Safe_ports, as in squid: 80,21,443,70,210,280,488,591,777,1025-65535); \
+     start web_proxy with --http-ports LIST to widen it";
 
 /// True if `ip` is one of this host's own addresses that only this host
 /// should reach: loopback, or unspecified (connecting to 0.0.0.0 reaches
