@@ -686,3 +686,53 @@ fn a_range_request_is_answered_from_a_whole_stored_body() {
         "served from the cache"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The cache on disk
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_flipped_bit_or_a_half_written_file_in_cache_dir_is_a_miss_and_removed() {
+    let origin =
+        Scripted::start(|_, _| Answer::Bytes(ok("kept", "Cache-Control: max-age=3600\r\n")));
+    let dir = std::env::temp_dir().join(format!("web_proxy-hardening-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().expect("utf-8 temp dir").to_string();
+    {
+        let proxy = proxy(&["--cache-dir", &dir_arg]);
+        let mut client = Client::connect(&proxy);
+        assert_eq!(client.get(&origin.url("/kept"), "").1, "kept");
+        // The next answer on the connection comes after the entry was stored.
+        assert_eq!(client.get(&origin.url("/kept"), "").1, "kept");
+    }
+    let entry = std::fs::read_dir(&dir)
+        .expect("cache dir")
+        .flatten()
+        .map(|f| f.path())
+        .find(|p| p.extension().is_some_and(|e| e == "entry"))
+        .expect("an entry file");
+    // One bit of the body flipped (it was served as a hit before checksums),
+    // and half an entry that a full disk left under a temporary name.
+    let mut bytes = std::fs::read(&entry).expect("read entry");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&entry, &bytes).expect("flip a bit");
+    let half = dir.join("0123456789abcdef.tmp4242");
+    std::fs::write(&half, &bytes[..bytes.len() / 2]).expect("half a file");
+    let proxy = proxy(&["--cache-dir", &dir_arg]);
+    let line = proxy.expect_line("entries loaded");
+    assert!(
+        line.contains("0 entries loaded") && line.contains("2 corrupt or unfinished files removed"),
+        "{line}"
+    );
+    assert!(!half.exists(), "the half-written file is still there");
+    let before = origin.requests.load(Ordering::SeqCst);
+    let (_, body) = get_once(&proxy, &origin.url("/kept"), "");
+    assert_eq!(body, "kept");
+    assert_eq!(
+        origin.requests.load(Ordering::SeqCst),
+        before + 1,
+        "served the corrupt copy"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

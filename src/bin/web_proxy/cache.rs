@@ -38,25 +38,26 @@ struct Lru {
 
 impl Cache {
     /// A cache of `capacity` bytes; with `dir`, it loads the entries stored
-    /// there by an earlier run. Returns the cache and how many it loaded.
-    pub fn open(capacity: usize, dir: Option<&Path>) -> anyhow::Result<(Cache, usize)> {
+    /// there by an earlier run. Returns the cache, how many entries it
+    /// loaded, and how many files it removed (corrupt, or left half-written).
+    pub fn open(capacity: usize, dir: Option<&Path>) -> anyhow::Result<(Cache, usize, usize)> {
         let cache = Cache {
             capacity,
             dir: dir.map(Path::to_path_buf),
             lru: Mutex::default(),
         };
         let Some(dir) = dir else {
-            return Ok((cache, 0));
+            return Ok((cache, 0, 0));
         };
         fs::create_dir_all(dir)
             .with_context(|| format!("failed to create cache directory '{}'", dir.display()))?;
         let loaded = disk::load(dir)
             .with_context(|| format!("failed to read cache directory '{}'", dir.display()))?;
-        let count = loaded.entries.len();
+        let (count, removed) = (loaded.entries.len(), loaded.corrupt + loaded.leftovers);
         for entry in loaded.entries {
             cache.keep_in_memory(Arc::new(entry));
         }
-        Ok((cache, count))
+        Ok((cache, count, removed))
     }
 
     /// The largest body worth storing: an eighth of the cache, so one big
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn least_recently_used_is_evicted_first() {
         let one = entry("http://a/", 1000).size();
-        let (cache, _) = Cache::open(one * 3, None).expect("memory cache");
+        let (cache, _, _) = Cache::open(one * 3, None).expect("memory cache");
         for key in ["http://a/", "http://b/", "http://c/"] {
             cache.insert(Arc::new(entry(key, 1000))).expect("insert");
         }
@@ -196,7 +197,7 @@ mod tests {
         );
         // 20,000 one-byte responses into 1 MiB: what is kept, Entry
         // structs and keys alone, must fit in the 1 MiB.
-        let (cache, _) = Cache::open(1 << 20, None).expect("memory cache");
+        let (cache, _, _) = Cache::open(1 << 20, None).expect("memory cache");
         for n in 0..20_000 {
             let key = format!("http://example.org/{n}");
             let _ = cache.insert(Arc::new(entry(&key, 1)));

@@ -244,10 +244,10 @@ fn fd_limit() -> Option<usize> {
 }
 
 fn open_cache(cli: &Cli, log: Log) -> anyhow::Result<Cache> {
-    let (cache, loaded) = Cache::open(cli.cache_size, cli.cache_dir.as_deref())?;
+    let (cache, loaded, removed) = Cache::open(cli.cache_size, cli.cache_dir.as_deref())?;
     if let Some(dir) = &cli.cache_dir {
         log.note(format_args!(
-            "cache: {loaded} entries loaded from '{}'",
+            "cache: {loaded} entries loaded from '{}', {removed} corrupt or unfinished files removed",
             dir.display()
         ));
     }
