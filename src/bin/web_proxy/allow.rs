@@ -1,10 +1,79 @@
-//! Who may use the proxy: `--allow` takes CIDR blocks (RFC 4632) such as
-//! `127.0.0.0/8` or `192.168.1.0/24`. An open proxy on the internet is
-//! soon found and abused, so the default is loopback only.
+//! Who may use the proxy, and where they may go through it.
+//!
+//! `--allow` takes CIDR blocks (RFC 4632) such as `127.0.0.0/8` or
+//! `192.168.1.0/24`. An open proxy on the internet is soon found and
+//! abused, so the default is loopback only.
+//!
+//! Where to, squid's packaged policy, taught:
+//! - `to_localhost`: a client on another host may not reach this host's own
+//!   loopback or unspecified addresses (`127.0.0.0/8`, `0.0.0.0/8`, `::1`,
+//!   `::`, however written: `127.1`, `2130706433`, `0`, `[::ffff:127.0.0.1]`).
+//!   Services that listen on 127.0.0.1 trust that only this host reaches
+//!   them; a proxy open to the lab network would break that promise.
+//! - `Safe_ports`: plain HTTP goes only to the usual ports (`--http-ports`),
+//!   so the proxy cannot be used to talk to SSH or SMTP in HTTP's clothes;
+//!   CONNECT only to `--connect-ports` (443).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+
+/// The 403 for a client on another host asking for this host's loopback.
+pub const TO_LOCALHOST: &str = "clients on other hosts may not reach this host's own \
+     loopback or unspecified addresses (127.0.0.0/8, 0.0.0.0/8, ::1, ::) \
+     (rule to_localhost, as in squid); connect to the proxy from this host \
+     to reach its local services";
+
+/// The 403 for plain HTTP to a port outside `--http-ports`.
+pub const UNUSUAL_PORT: &str = "plain HTTP goes only to the usual web ports \
+     (rule Safe_ports, as in squid: 80,21,443,70,210,280,488,591,777,1025-65535); \
+     start web_proxy with --http-ports LIST to widen it";
+
+/// True if `ip` is one of this host's own addresses that only this host
+/// should reach: loopback, or unspecified (connecting to 0.0.0.0 reaches
+/// this host on Linux).
+fn is_local_only(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
+    }
+}
+
+/// Why a client at `client` may not reach `targets`, if it may not:
+/// the `to_localhost` rule.
+pub fn destination_refusal(client: IpAddr, targets: &[SocketAddr]) -> Option<&'static str> {
+    let from_here = client.to_canonical().is_loopback();
+    let local = targets.iter().any(|t| is_local_only(t.ip()));
+    (local && !from_here).then_some(TO_LOCALHOST)
+}
+
+/// A port or an inclusive range of ports: `80` or `1025-65535`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PortRange, String> {
+        let bad = || format!("invalid port or range '{text}': use 80 or 1025-65535");
+        let (first, last) = text.split_once('-').unwrap_or((text, text));
+        let first: u16 = first.trim().parse().map_err(|_| bad())?;
+        let last: u16 = last.trim().parse().map_err(|_| bad())?;
+        match first <= last && first > 0 {
+            true => Ok(PortRange { first, last }),
+            false => Err(bad()),
+        }
+    }
+}
 
 /// An IP network: an address and how many of its leading bits must match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +216,53 @@ mod tests {
             assert!(err.starts_with(&format!("invalid CIDR '{bad}'")), "{err}");
         }
         assert_eq!(cidr("10.0.0.0/8").to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn other_hosts_may_not_reach_this_hosts_loopback_however_written() {
+        let targets = |text: &str| -> Vec<SocketAddr> {
+            socketlab::cli::resolve(text, 8000).expect("resolves")
+        };
+        let lab = ip("192.168.1.20");
+        // Every spelling of a local-only address the two-host probe used.
+        for host in [
+            "127.0.0.1",
+            "127.1",
+            "2130706433",
+            "0",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "localhost",
+        ] {
+            assert_eq!(
+                destination_refusal(lab, &targets(host)),
+                Some(TO_LOCALHOST),
+                "{host}"
+            );
+            assert_eq!(
+                destination_refusal(ip("127.0.0.1"), &targets(host)),
+                None,
+                "{host} from this host"
+            );
+            assert_eq!(
+                destination_refusal(ip("::ffff:127.0.0.1"), &targets(host)),
+                None
+            );
+        }
+        assert_eq!(destination_refusal(lab, &targets("192.168.1.1")), None);
+    }
+
+    #[test]
+    fn port_ranges() {
+        let range: PortRange = "1025-65535".parse().expect("range");
+        assert!(range.contains(1025) && range.contains(65535) && !range.contains(22));
+        let one: PortRange = "80".parse().expect("port");
+        assert!(one.contains(80) && !one.contains(81));
+        for bad in ["", "0", "22-21", "80-", "x", "70000"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad}");
+        }
     }
 
     #[test]

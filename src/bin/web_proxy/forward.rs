@@ -9,70 +9,18 @@
 //! of what it sends itself, so it removes the hop-by-hop fields (RFC 9110
 //! §7.6.1), which concern one connection only, and writes its own.
 
-use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::http::{
-    BodyLength, BodyReader, ChunkedWriter, HeadError, Header, Headers, HttpUrl, RequestHead,
-    ResponseHead, UrlError, Version,
-};
-use socketlab::explain;
-
-use crate::Proxy;
-use crate::cache::Entry;
-use crate::client::Client;
-use crate::policy::{self, CacheControl, RequestFacts, Reuse};
-
-/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1),
-/// and the framing fields, which the proxy writes itself.
-const HOP_BY_HOP: [&str; 11] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "content-length",
-    // Handled by the proxy: it answers `Expect: 100-continue` itself.
-    "expect",
-];
-
-/// A kept-alive connection to the origin of the previous request, reused
-/// when the next request goes to the same `host:port`.
-pub struct Origin {
-    authority: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-/// How one exchange ended, for the access log and the client loop.
-#[derive(Debug)]
-pub struct Outcome {
-    pub status: u16,
-    /// HIT, MISS, REVALIDATED, BYPASS (cache off, or a method the cache
-    /// does not handle), TUNNEL (CONNECT), NONE (an error the proxy answered).
-    pub cache: &'static str,
-    /// Body bytes sent to the client.
-    pub bytes: u64,
-    /// False when the client connection must close after this response.
-    pub keep_alive: bool,
-}
-
-/// An answer the proxy gives itself because the request cannot be
-/// forwarded; the connection closes after it.
-pub struct Refusal {
-    pub status: u16,
-    pub message: &'static str,
-}
-
-fn refuse(status: u16, message: &'static str) -> Refusal {
-    Refusal { status, message }
-}
+use crate::cache::Cache;
+use crate::cache_status::{StorePlan, client_forced, pragma_no_cache, request_cache_control};
+use crate::entry::Entry;
+use crate::fields::{CollectHeaders, end_to_end, forwarded_fields};
+use crate::http::{BodyLength, HttpUrl, RequestHead, ResponseHead, UrlError, Version};
+use crate::policy::{self, Reuse};
+use crate::proxy::{Client, Outcome, Proxy, Refusal, refuse, send_error};
+use crate::{hit, origin, relay};
 
 /// Serves one request whose head has been read; the body, if any, is
 /// still in `client.reader`.
@@ -99,6 +47,61 @@ fn try_exchange(
     request: &RequestHead,
     proxy: &Proxy,
 ) -> Result<Outcome, Refusal> {
+    let (url, body) = check_request(request, proxy)?;
+    let key = cache_key(&url);
+    let cache = proxy
+        .cache
+        .as_ref()
+        .filter(|_| cacheable_request(request, body));
+    let lookup = match look_up(cache, &key, request) {
+        Found::Fresh(entry, ttl) => {
+            let status = format!("{}; hit; ttl={ttl}", proxy.name);
+            return Ok(hit::serve(client, request, &entry, "HIT", &status, proxy));
+        }
+        Found::Other(lookup) => lookup,
+    };
+    // §5.2.1.7: the client wants no traffic to the origin at all.
+    if request_cache_control(&request.headers).only_if_cached {
+        return Err(refuse(504, "only-if-cached, and no fresh stored response"));
+    }
+    let revalidating = lookup.revalidating.as_deref();
+    let outgoing = origin_request(request, &url, body, revalidating, proxy);
+    continue_if_expected(client, request, body);
+    let request_time = SystemTime::now();
+    let forward_interim = request.version == Version::Http11;
+    let mut response =
+        origin::send_to_origin(client, &url, &outgoing, body, forward_interim, proxy)?;
+    let times = (request_time, SystemTime::now());
+    // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
+    // before it is cached or passed on; the freshness rules count from it.
+    if !response.headers.contains("Date") {
+        response
+            .headers
+            .append("Date", httpdate::fmt_http_date(times.1));
+    }
+    if let (Some(entry), 304) = (&lookup.revalidating, response.status) {
+        let refreshed = Refreshed { entry, times, key };
+        return Ok(revalidated(
+            client, request, &response, refreshed, cache, proxy,
+        ));
+    }
+    invalidate(proxy, request, &response, &url, &key);
+    let was_stale = lookup.revalidating.is_some();
+    let plan = StorePlan::decide(
+        cache.is_some(),
+        request,
+        &response,
+        was_stale,
+        lookup.vary_miss,
+    );
+    Ok(relay::relay(
+        client, request, response, plan, key, times, proxy,
+    ))
+}
+
+/// Reads what the request asks for: the URL (absolute form), how its body
+/// is framed, and whether it has been here before (a loop).
+fn check_request(request: &RequestHead, proxy: &Proxy) -> Result<(HttpUrl, BodyLength), Refusal> {
     let url = match HttpUrl::parse(&request.target) {
         Ok(url) => url,
         Err(UrlError::NotAbsolute) => {
@@ -124,110 +127,181 @@ fn try_exchange(
             "this request has already passed through this proxy (a loop)",
         ));
     }
-    let key = cache_key(&url);
-    let cache = proxy
-        .cache
-        .as_ref()
-        .filter(|_| cacheable_request(request, body));
+    Ok((url, body))
+}
 
-    // A stored response that may be used as it is answers the request
-    // without the origin (RFC 9111 §4); one that must be revalidated
-    // lends its validators to a conditional request (§4.3.1).
-    let found = cache.and_then(|c| c.get(&key));
+/// What the cache had for a request that it cannot answer by itself.
+struct Lookup {
+    /// A stale stored response with a validator: sent as a conditional.
+    revalidating: Option<Arc<Entry>>,
+    /// A stored response for the URL, but for other values of its Vary fields.
+    vary_miss: bool,
+}
+
+enum Found {
+    /// Fresh enough to answer with, and for how many more seconds.
+    Fresh(Arc<Entry>, u64),
+    Other(Lookup),
+}
+
+/// A stored response that may be used as it is answers the request
+/// without the origin (RFC 9111 §4); one that must be revalidated lends
+/// its validators to a conditional request (§4.3.1).
+fn look_up(cache: Option<&Cache>, key: &str, request: &RequestHead) -> Found {
+    let found = cache.and_then(|c| c.get(key));
     let vary_miss = found
         .as_ref()
-        .is_some_and(|e| !e.vary_matches(&request.headers));
-    let stored = found.filter(|_| !vary_miss);
+        .is_some_and(|e| !e.vary_matches(&forwarded_fields(request)));
+    let mut lookup = Lookup {
+        revalidating: None,
+        vary_miss,
+    };
+    let Some(entry) = found.filter(|_| !vary_miss) else {
+        return Found::Other(lookup);
+    };
+    let age = entry.age(SystemTime::now());
     let request_cc = request_cache_control(&request.headers);
-    let mut revalidating = None;
-    if let Some(entry) = stored {
-        let now = SystemTime::now();
-        let age = entry.age(now);
-        let pragma = pragma_no_cache(&request.headers);
-        match policy::reuse(&request_cc, pragma, &entry.facts, age) {
-            Reuse::Fresh => {
-                let ttl = policy::freshness_lifetime(&entry.facts)
-                    .saturating_sub(age)
-                    .as_secs();
-                let status = format!("{}; hit; ttl={ttl}", proxy.name);
-                return Ok(serve_stored(client, request, &entry, "HIT", &status, proxy));
-            }
-            Reuse::Revalidate if entry.facts.has_validator() => revalidating = Some(entry),
-            Reuse::Revalidate => {}
+    let pragma = pragma_no_cache(&request.headers);
+    match policy::reuse(&request_cc, pragma, &entry.facts, age) {
+        Reuse::Fresh => {
+            let lifetime = policy::freshness_lifetime(&entry.facts);
+            Found::Fresh(entry, lifetime.saturating_sub(age).as_secs())
         }
+        // A range of a stale response is not worth a conditional request
+        // of our own: it goes to the origin as the client sent it.
+        Reuse::Revalidate if entry.facts.has_validator() && !request.headers.contains("Range") => {
+            lookup.revalidating = Some(entry);
+            Found::Other(lookup)
+        }
+        Reuse::Revalidate => Found::Other(lookup),
     }
+}
 
-    // §5.2.1.7: the client wants no traffic to the origin at all.
-    if request_cc.only_if_cached {
-        return Err(refuse(504, "only-if-cached, and no fresh stored response"));
-    }
-    let outgoing = origin_request(request, &url, body, revalidating.as_deref(), proxy);
+/// The client waits for `100 Continue` before sending a large body (RFC
+/// 9110 §10.1.1); the proxy says it itself rather than forwarding Expect.
+/// HTTP/1.0 has no 1xx responses, so a 1.0 client never waits.
+fn continue_if_expected(client: &mut Client, request: &RequestHead, body: BodyLength) {
     if body != BodyLength::Empty
         && request.version == Version::Http11
         && request.headers.has_token("Expect", "100-continue")
     {
-        // The client waits for this before sending a large body (RFC 9110
-        // §10.1.1); the proxy says it itself rather than forwarding Expect.
-        // HTTP/1.0 has no 1xx responses, so a 1.0 client never waits.
         let _ = client.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    let request_time = SystemTime::now();
-    let mut response = send_to_origin(client, &url, &outgoing, body, proxy)?;
-    let times = (request_time, SystemTime::now());
-    // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
-    // before it is cached or passed on; the freshness rules count from it.
-    if !response.headers.contains("Date") {
-        response
-            .headers
-            .append("Date", httpdate::fmt_http_date(times.1));
-    }
-
-    if let (Some(entry), 304) = (&revalidating, response.status) {
-        if !response.keep_alive() {
-            client.origin = None;
-        }
-        // Only the 304's end-to-end fields update the stored response: its
-        // `Connection` or `Keep-Alive` were about that one origin connection.
-        let mut not_modified = ResponseHead::new(304, &response.reason);
-        not_modified.headers = end_to_end(&response.headers).cloned().collect_headers();
-        let refreshed = entry.refreshed(&not_modified, times);
-        let why = if client_forced(request) {
-            "request"
-        } else {
-            "stale"
-        };
-        let status = format!("{}; fwd={why}; fwd-status=304", proxy.name);
-        let refreshed = Arc::new(refreshed);
-        let outcome = serve_stored(client, request, &refreshed, "REVALIDATED", &status, proxy);
-        if let Some(cache) = cache {
-            let _ = cache.insert(refreshed);
-        }
-        return Ok(outcome);
-    }
-    if let Some(cache) = &proxy.cache {
-        if policy::invalidates(&request.method, response.status) {
-            cache.remove(&key);
-        }
-    }
-    let plan = StorePlan::decide(
-        cache.is_some(),
-        request,
-        &response,
-        revalidating.is_some(),
-        vary_miss,
-    );
-    Ok(relay(client, request, response, plan, key, times, proxy))
 }
 
-/// Only GET and HEAD can be answered from stored GET responses, and never
-/// a `Range` request (we store whole bodies only). Nor a request with a
+/// A stored response the origin has just confirmed with a 304.
+struct Refreshed<'a> {
+    entry: &'a Arc<Entry>,
+    times: (SystemTime, SystemTime),
+    key: String,
+}
+
+/// Answers from the stored response the origin confirmed (304), updated
+/// with the 304's fields (RFC 9111 §4.3.4), and stores the update.
+fn revalidated(
+    client: &mut Client,
+    request: &RequestHead,
+    response: &ResponseHead,
+    refreshed: Refreshed,
+    cache: Option<&Cache>,
+    proxy: &Proxy,
+) -> Outcome {
+    if !response.keep_alive() {
+        client.origin = None;
+    }
+    // Only the 304's end-to-end fields update the stored response: its
+    // `Connection` or `Keep-Alive` were about that one origin connection.
+    let mut not_modified = ResponseHead::new(304, &response.reason);
+    not_modified.headers = end_to_end(&response.headers).cloned().collect_headers();
+    let updated = Arc::new(refreshed.entry.refreshed(&not_modified, refreshed.times));
+    let why = match client_forced(request) {
+        true => "request",
+        false => "stale",
+    };
+    let status = format!("{}; fwd={why}; fwd-status=304", proxy.name);
+    let outcome = hit::serve(client, request, &updated, "REVALIDATED", &status, proxy);
+    if let Some(cache) = cache {
+        // A 304 that now says private or no-store forbids keeping the
+        // response (RFC 9111 §3, §4.3.4): this client gets it, nobody
+        // else does.
+        let cc = &updated.facts.cache_control;
+        if cc.private || cc.no_store {
+            cache.remove(&refreshed.key);
+        } else {
+            let _ = cache.insert(updated);
+        }
+    }
+    outcome
+}
+
+/// The K&R lab's request form: a browser pointed at the proxy as if it
+/// were a web server, `http://localhost:8888/www.example.com/path`, sends
+/// `GET /www.example.com/path`. The skeleton proxy of the lab takes the
+/// first path segment as the host; we do too, when it looks like one (a
+/// name with a dot, `localhost`, an IP address, with or without a port),
+/// and return the absolute form a real proxy client would have sent:
+/// `http://www.example.com/path`. None for any other target.
+pub fn absolute_from_kr_form(target: &str) -> Option<String> {
+    let rest = target.strip_prefix('/')?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, _) = crate::http::parse_authority(authority).ok()?;
+    let hostlike = host.contains('.') || host == "localhost" || host.contains(':');
+    let path = match path.starts_with('/') {
+        true => path.to_string(),
+        false => format!("/{path}"),
+    };
+    hostlike.then(|| format!("http://{authority}{path}"))
+}
+
+/// An unsafe method that succeeded may have changed what is stored for its
+/// URL (RFC 9111 §4.4): forget it, and what its Location names.
+fn invalidate(
+    proxy: &Proxy,
+    request: &RequestHead,
+    response: &ResponseHead,
+    url: &HttpUrl,
+    key: &str,
+) {
+    let Some(cache) = &proxy.cache else { return };
+    if policy::invalidates(&request.method, response.status) {
+        cache.remove(key);
+        for also in invalidated_locations(url, response) {
+            cache.remove(&also);
+        }
+    }
+}
+
+/// The URLs in `Location` and `Content-Location` of a response to an
+/// unsafe method, which a cache may invalidate too (RFC 9111 §4.4), as
+/// cache keys; only those on the request's own origin, so that one site
+/// cannot empty the cache of another.
+fn invalidated_locations(url: &HttpUrl, response: &ResponseHead) -> Vec<String> {
+    let origin = url.authority().to_ascii_lowercase();
+    ["Location", "Content-Location"]
+        .iter()
+        .filter_map(|name| response.headers.get_str(name))
+        .filter_map(|value| {
+            let value = value.trim();
+            match value.starts_with('/') && !value.starts_with("//") {
+                true => Some(format!("http://{origin}{value}")),
+                false => HttpUrl::parse(value)
+                    .ok()
+                    .filter(|other| other.authority().eq_ignore_ascii_case(&origin))
+                    .map(|other| cache_key(&other)),
+            }
+        })
+        .collect()
+}
+
+/// Only GET and HEAD can be answered from stored GET responses (a `Range`
+/// request too, from a whole stored body; its 206 is never stored). Nor a
+/// request with a
 /// body: a hit never reads it, so its bytes would be taken for the next
 /// request on the connection (request smuggling, RFC 9112 §11.2); such a
 /// request goes to the origin, body and all.
 fn cacheable_request(request: &RequestHead, body: BodyLength) -> bool {
-    matches!(request.method.as_str(), "GET" | "HEAD")
-        && !request.headers.contains("Range")
-        && body == BodyLength::Empty
+    matches!(request.method.as_str(), "GET" | "HEAD") && body == BodyLength::Empty
 }
 
 /// The cache key: the URL with the host in lower case, so `Example.org`
@@ -238,23 +312,6 @@ fn cache_key(url: &HttpUrl) -> String {
         url.authority().to_ascii_lowercase(),
         url.path_and_query
     )
-}
-
-fn request_cache_control(headers: &Headers) -> CacheControl {
-    CacheControl::parse(headers.list("Cache-Control"))
-}
-
-/// `Pragma: no-cache` counts only when there is no Cache-Control (RFC 9111 §5.4).
-fn pragma_no_cache(headers: &Headers) -> bool {
-    !headers.contains("Cache-Control") && headers.has_token("Pragma", "no-cache")
-}
-
-/// True if the client asked for a fresh answer (a browser's reload sends
-/// `Cache-Control: max-age=0`, a forced reload `no-cache`): RFC 9211's
-/// `fwd=request`.
-fn client_forced(request: &RequestHead) -> bool {
-    let cc = request_cache_control(&request.headers);
-    cc.no_cache || cc.max_age.is_some() || pragma_no_cache(&request.headers)
 }
 
 /// The request as it goes to the origin: origin-form target, `Host` from the
@@ -294,552 +351,59 @@ fn origin_request(
     head
 }
 
-/// The fields of a message that go on to the next hop: everything except
-/// the hop-by-hop fields and those that `Connection` names.
-fn end_to_end(headers: &Headers) -> impl Iterator<Item = &Header> {
-    let named: Vec<String> = headers
-        .list("Connection")
-        .map(str::to_ascii_lowercase)
-        .collect();
-    headers.iter().filter(move |field| {
-        let name = field.name.to_ascii_lowercase();
-        !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(&name)
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-// ---------------------------------------------------------------------------
-// Talking to the origin
-// ---------------------------------------------------------------------------
-
-/// Sends the request (head and body) to the origin and reads the response
-/// head. A kept-alive origin connection is reused; if the origin had closed
-/// it meanwhile, a request without a body is retried once on a new one.
-fn send_to_origin(
-    client: &mut Client,
-    url: &HttpUrl,
-    outgoing: &RequestHead,
-    body: BodyLength,
-    proxy: &Proxy,
-) -> Result<ResponseHead, Refusal> {
-    let authority = url.authority().to_ascii_lowercase();
-    if client
-        .origin
-        .as_ref()
-        .is_some_and(|o| o.authority == authority)
-    {
-        if let Some(response) = try_reused(client, outgoing, body) {
-            return response;
-        }
-    }
-    client.origin = Some(connect_origin(url, authority, proxy)?);
-    let origin = client.origin.as_mut().expect("just connected");
-    origin
-        .writer
-        .write_all(&outgoing.to_bytes())
-        .map_err(|_| refuse(502, "the origin closed the connection"))?;
-    send_body(&mut client.reader, body, &mut origin.writer)?;
-    read_response(origin, &outgoing.method)
-}
-
-/// Tries the kept-alive connection; None if it turned out to be closed and
-/// the request may be sent again on a new connection.
-fn try_reused(
-    client: &mut Client,
-    outgoing: &RequestHead,
-    body: BodyLength,
-) -> Option<Result<ResponseHead, Refusal>> {
-    let origin = client.origin.as_mut()?;
-    // RFC 9112 §9.3.1: only an idempotent request may be sent again, and
-    // only one without a body (the body has been read from the client).
-    let idempotent = matches!(
-        outgoing.method.as_str(),
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    );
-    let replayable = idempotent && body == BodyLength::Empty;
-    if origin.writer.write_all(&outgoing.to_bytes()).is_err() {
-        return if replayable {
-            None
-        } else {
-            Some(Err(refuse(502, "the origin closed the connection")))
-        };
-    }
-    if let Err(refusal) = send_body(&mut client.reader, body, &mut origin.writer) {
-        return Some(Err(refusal));
-    }
-    match read_response(origin, &outgoing.method) {
-        // The origin closed the idle connection just before our request
-        // (RFC 9112 §9.3.1 allows a retry of an idempotent request).
-        Err(refusal) if replayable && refusal.status == 502 => None,
-        other => Some(other),
-    }
-}
-
-/// Resolves the origin's name and connects, with `--origin-timeout` for
-/// the handshake and for every read and write afterwards.
-fn connect_origin(url: &HttpUrl, authority: String, proxy: &Proxy) -> Result<Origin, Refusal> {
-    let addrs = socketlab::cli::resolve(&url.host, url.port)
-        .map_err(|_| refuse(502, "the origin's host name could not be resolved"))?;
-    if addrs.iter().any(|&addr| proxy.is_self(addr)) {
-        return Err(refuse(
-            508,
-            "the request is addressed to this proxy itself (a loop)",
-        ));
-    }
-    match socketlab::connect::tcp(&addrs, proxy.origin_timeout) {
-        Ok(stream) => origin_streams(stream, authority, proxy.origin_timeout)
-            .map_err(|_| refuse(502, "the origin connection failed")),
-        Err(err) if connect_timed_out(&err) => Err(refuse(
-            504,
-            "the origin did not answer the connection attempt in time",
-        )),
-        // A RST answering our SYN: nothing listens on that port.
-        Err(_) => Err(refuse(502, "the origin refused the connection")),
-    }
-}
-
-/// True when a failed `socketlab::connect::tcp` got no answer to its SYN
-/// within the timeout (a gateway timeout, 504) rather than a refusal (502).
-pub fn connect_timed_out(err: &anyhow::Error) -> bool {
-    err.root_cause()
-        .downcast_ref::<io::Error>()
-        .is_some_and(explain::is_timeout)
-}
-
-fn origin_streams(stream: TcpStream, authority: String, timeout: Duration) -> io::Result<Origin> {
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    let writer = stream.try_clone()?;
-    Ok(Origin {
-        authority,
-        reader: BufReader::with_capacity(64 * 1024, stream),
-        writer,
-    })
-}
-
-/// Copies the client's request body to the origin, re-framed the same way.
-fn send_body(
-    from: &mut BufReader<TcpStream>,
-    body: BodyLength,
-    to: &mut TcpStream,
-) -> Result<(), Refusal> {
-    let mut reader = BodyReader::new(from, body);
-    let copied = match body {
-        BodyLength::Chunked => {
-            let mut chunked = ChunkedWriter::new(io::BufWriter::new(&mut *to));
-            copy(&mut reader, &mut chunked)
-                .and_then(|n| chunked.finish().map_err(|_| CopyError::Write).map(|_| n))
-        }
-        _ => copy(&mut reader, to),
-    };
-    match copied {
-        Ok(_) => Ok(()),
-        Err(CopyError::Read) => Err(refuse(400, "the request body ended early or was malformed")),
-        Err(CopyError::Write) => Err(refuse(
-            502,
-            "the origin closed the connection while the request body was sent",
-        )),
-    }
-}
-
-/// Reads the origin's response head, skipping interim 1xx responses.
-fn read_response(origin: &mut Origin, method: &str) -> Result<ResponseHead, Refusal> {
-    loop {
-        let head = ResponseHead::read_from(&mut origin.reader).map_err(|err| match err {
-            HeadError::Io(err) if explain::is_timeout(&err) => {
-                refuse(504, "the origin sent no response within --origin-timeout")
-            }
-            _ => refuse(502, "the origin sent no valid response"),
-        })?;
-        if head.is_interim() {
-            continue;
-        }
-        head.body_length(method)
-            .map_err(|_| refuse(502, "the origin's response has an ambiguous length"))?;
-        return Ok(head);
-    }
-}
-
-/// Which side of a copy failed.
-enum CopyError {
-    Read,
-    Write,
-}
-
-fn copy(from: &mut impl Read, to: &mut impl Write) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0;
-    loop {
-        let n = from.read(&mut buf).map_err(|_| CopyError::Read)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        to.write_all(&buf[..n]).map_err(|_| CopyError::Write)?;
-        total += n as u64;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Answering the client
-// ---------------------------------------------------------------------------
-
-/// Whether and why a response is stored, decided from its head before its
-/// body is relayed.
-struct StorePlan {
-    store: bool,
-    /// Both the access log's word and RFC 9211's `fwd` parameter.
-    log: &'static str,
-    cache_status: String,
-}
-
-impl StorePlan {
-    fn decide(
-        enabled: bool,
-        request: &RequestHead,
-        response: &ResponseHead,
-        was_stale: bool,
-        vary_miss: bool,
-    ) -> StorePlan {
-        if !enabled {
-            return StorePlan {
-                store: false,
-                log: "BYPASS",
-                cache_status: "fwd=bypass".into(),
-            };
-        }
-        let request_cc = request_cache_control(&request.headers);
-        let fwd = if client_forced(request) {
-            "request"
-        } else if was_stale {
-            "stale"
-        } else if vary_miss {
-            "vary-miss"
-        } else {
-            "uri-miss"
-        };
-        let facts = crate::cache::facts_of(response);
-        let request_facts = RequestFacts {
-            method: request.method.clone(),
-            cache_control: request_cc,
-            has_authorization: request.headers.contains("Authorization"),
-            has_range: request.headers.contains("Range"),
-        };
-        let status = response.status;
-        match policy::may_store(&request_facts, &facts) {
-            Ok(()) => StorePlan {
-                store: true,
-                log: "MISS",
-                cache_status: format!("fwd={fwd}; fwd-status={status}; stored"),
-            },
-            Err(why) => StorePlan {
-                store: false,
-                log: "MISS",
-                cache_status: format!("fwd={fwd}; fwd-status={status}; detail=\"{why}\""),
-            },
-        }
-    }
-}
-
-/// Relays the origin's response to the client, re-framed for it, keeping a
-/// copy of the body if it is to be stored.
-fn relay(
-    client: &mut Client,
-    request: &RequestHead,
-    response: ResponseHead,
-    plan: StorePlan,
-    key: String,
-    times: (SystemTime, SystemTime),
-    proxy: &Proxy,
-) -> Outcome {
-    let origin_length = response
-        .body_length(&request.method)
-        .expect("checked in read_response");
-    // A body read until close can still reach an HTTP/1.1 client on a
-    // kept-alive connection, re-framed as chunked.
-    let to_client = match (origin_length, request.version) {
-        (BodyLength::Chunked | BodyLength::UntilClose, Version::Http11) => BodyLength::Chunked,
-        (BodyLength::Chunked | BodyLength::UntilClose, Version::Http10) => BodyLength::UntilClose,
-        (length, _) => length,
-    };
-    let keep_client = request.keep_alive() && to_client != BodyLength::UntilClose;
-    let keep_origin = response.keep_alive() && origin_length != BodyLength::UntilClose;
-    let cache_status = format!("{}; {}", proxy.name, plan.cache_status);
-    let mut head = client_head(&response, to_client, &cache_status, proxy);
-    connection_field(&mut head, request.version, keep_client);
-
-    let max_object = proxy.cache.as_ref().map_or(0, |c| c.max_object());
-    let mut copy_for_cache = match origin_length {
-        _ if !plan.store => None,
-        BodyLength::Length(n) if n > max_object as u64 => None,
-        BodyLength::Length(n) => Some(Vec::with_capacity(n as usize)),
-        _ => Some(Vec::new()),
-    };
-    let origin = client
-        .origin
-        .as_mut()
-        .expect("a response came from this origin");
-    let relayed = relay_body(
-        &mut origin.reader,
-        origin_length,
-        &mut client.writer,
-        &head,
-        to_client,
-        &mut copy_for_cache,
-        max_object,
-    );
-    let outcome = |bytes, keep_alive| Outcome {
-        status: response.status,
-        cache: plan.log,
-        bytes,
-        keep_alive,
-    };
-    match relayed {
-        Ok(bytes) => {
-            if !keep_origin {
-                client.origin = None;
-            }
-            if let (Some(body), Some(cache)) = (copy_for_cache, &proxy.cache) {
-                // Stored without hop-by-hop and framing fields: a hit gets
-                // its own Content-Length.
-                let mut stored = ResponseHead::new(response.status, &response.reason);
-                stored.version = response.version;
-                stored.headers = end_to_end(&response.headers).cloned().collect_headers();
-                let entry = Entry::new(key, stored, body, &request.headers, times);
-                let _ = cache.insert(Arc::new(entry));
-            }
-            outcome(bytes, keep_client)
-        }
-        // The origin vanished or the client did: this transaction ends, the
-        // client sees a cut-off body, nothing is stored.
-        Err(bytes) => {
-            client.origin = None;
-            outcome(bytes, false)
-        }
-    }
-}
-
-/// Copies the body, re-framed; on failure returns the bytes sent so far.
-fn relay_body(
-    origin: &mut BufReader<TcpStream>,
-    from: BodyLength,
-    client: &mut TcpStream,
-    head: &ResponseHead,
-    to: BodyLength,
-    copy_for_cache: &mut Option<Vec<u8>>,
-    max_object: usize,
-) -> Result<u64, u64> {
-    client.write_all(&head.to_bytes()).map_err(|_| 0u64)?;
-    let mut reader = BodyReader::new(origin, from);
-    let mut out = match to {
-        BodyLength::Chunked => BodyWriter::Chunked(ChunkedWriter::new(client)),
-        _ => BodyWriter::Plain(client),
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
-    loop {
-        let n = reader.read(&mut buf).map_err(|_| sent)?;
-        if n == 0 {
-            break;
-        }
-        // Each piece read from the origin goes out at once (a chunk of its
-        // own when re-framing), so a slowly streamed body streams through.
-        out.write_all(&buf[..n]).map_err(|_| sent)?;
-        sent += n as u64;
-        if let Some(body) = copy_for_cache {
-            body.extend_from_slice(&buf[..n]);
-            if body.len() > max_object {
-                *copy_for_cache = None;
-            }
-        }
-    }
-    out.finish().map_err(|_| sent)?;
-    Ok(sent)
-}
-
-/// Where a relayed body goes: straight to the client, or through the
-/// chunked encoder (one chunk per write).
-enum BodyWriter<'a> {
-    Plain(&'a mut TcpStream),
-    Chunked(ChunkedWriter<&'a mut TcpStream>),
-}
-
-impl BodyWriter<'_> {
-    /// Ends the body: the last chunk for chunked, nothing otherwise.
-    fn finish(self) -> io::Result<()> {
-        match self {
-            BodyWriter::Plain(_) => Ok(()),
-            BodyWriter::Chunked(chunked) => chunked.finish().map(drop),
-        }
-    }
-}
-
-impl Write for BodyWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            BodyWriter::Plain(stream) => stream.write(buf),
-            BodyWriter::Chunked(chunked) => chunked.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            BodyWriter::Plain(stream) => stream.flush(),
-            BodyWriter::Chunked(chunked) => chunked.flush(),
-        }
-    }
-}
-
-/// The response head for the client: the origin's status and end-to-end
-/// fields, our `Via`, `Cache-Status` and framing.
-fn client_head(
-    response: &ResponseHead,
-    framing: BodyLength,
-    cache_status: &str,
-    proxy: &Proxy,
-) -> ResponseHead {
-    let mut head = ResponseHead::new(response.status, &response.reason);
-    head.headers = end_to_end(&response.headers).cloned().collect_headers();
-    head.headers.append("Via", proxy.via(response.version));
-    head.headers.append("Cache-Status", cache_status);
-    match framing {
-        BodyLength::Length(n) => head.headers.append("Content-Length", n.to_string()),
-        BodyLength::Chunked => head.headers.append("Transfer-Encoding", "chunked"),
-        // A response to HEAD, or a 304, keeps the length of the body it
-        // stands for (RFC 9110 §8.6).
-        BodyLength::Empty => {
-            if let Some(length) = response.headers.get("Content-Length") {
-                if response.status != 204 {
-                    head.headers.append("Content-Length", length.to_vec());
-                }
-            }
-        }
-        BodyLength::UntilClose => {}
-    }
-    head
-}
-
-/// Says whether the connection stays open (RFC 9112 §9.3): HTTP/1.1
-/// persists unless told `close`; an HTTP/1.0 client persists only when
-/// told `keep-alive`.
-fn connection_field(head: &mut ResponseHead, client: Version, keep_alive: bool) {
-    match (keep_alive, client) {
-        (false, _) => head.headers.append("Connection", "close"),
-        (true, Version::Http10) => head.headers.append("Connection", "keep-alive"),
-        (true, Version::Http11) => {}
-    }
-}
-
-/// Answers from a stored response: 304 if the client's own conditional
-/// matches it (RFC 9111 §4.3.2), otherwise the stored status, fields and
-/// body with `Age` (§5.1).
-fn serve_stored(
-    client: &mut Client,
-    request: &RequestHead,
-    entry: &Arc<Entry>,
-    log: &'static str,
-    cache_status: &str,
-    proxy: &Proxy,
-) -> Outcome {
-    let keep_alive = request.keep_alive();
-    let age = entry.age(SystemTime::now()).as_secs();
-    let inm = request.headers.get_str("If-None-Match");
-    let ims = request.headers.get_str("If-Modified-Since");
-    let conditional = policy::not_modified(inm, ims, &entry.facts) && entry.head.status == 200;
-    let mut head = if conditional {
-        ResponseHead::new(304, "Not Modified")
-    } else {
-        entry.head.clone()
-    };
-    head.version = Version::Http11;
-    if conditional {
-        for name in [
-            "Cache-Control",
-            "Content-Location",
-            "Date",
-            "ETag",
-            "Expires",
-            "Last-Modified",
-            "Vary",
+    #[test]
+    fn the_kr_request_form_becomes_the_absolute_form() {
+        for (target, absolute) in [
+            ("/www.google.com", Some("http://www.google.com/")),
+            (
+                "/www.example.com/a/b?c=d",
+                Some("http://www.example.com/a/b?c=d"),
+            ),
+            ("/example.org?q", Some("http://example.org/?q")),
+            ("/localhost:8000/x", Some("http://localhost:8000/x")),
+            ("/127.0.0.1:8000/", Some("http://127.0.0.1:8000/")),
+            ("/[::1]:8000/", Some("http://[::1]:8000/")),
+            // Not a host: still a 400 for a proxy.
+            ("/", None),
+            ("/page", None),
+            ("/a b/c", None),
+            ("/user@www.example.com/", None),
+            ("http://www.example.com/", None),
+            ("www.example.com:443", None),
         ] {
-            for value in entry.head.headers.get_all(name) {
-                head.headers.append(name, value.to_vec());
-            }
+            assert_eq!(
+                absolute_from_kr_form(target).as_deref(),
+                absolute,
+                "{target}"
+            );
         }
     }
-    head.headers.set("Age", age.to_string());
-    head.headers.append("Via", proxy.via(entry.head.version));
-    head.headers.append("Cache-Status", cache_status);
-    if !conditional {
-        head.headers
-            .append("Content-Length", entry.body.len().to_string());
-    }
-    connection_field(&mut head, request.version, keep_alive);
-    let body: &[u8] = match conditional || request.method == "HEAD" {
-        true => &[],
-        false => &entry.body,
-    };
-    // Head and body in one write: a small hit leaves in one TCP segment.
-    let mut bytes = head.to_bytes();
-    bytes.extend_from_slice(body);
-    let sent = client.writer.write_all(&bytes).is_ok();
-    Outcome {
-        status: head.status,
-        cache: log,
-        bytes: if sent { body.len() as u64 } else { 0 },
-        keep_alive: keep_alive && sent,
-    }
-}
 
-/// Sends a short text response the proxy makes itself, and closes.
-pub fn send_error(
-    writer: &mut impl Write,
-    status: u16,
-    message: &str,
-    proxy: &Proxy,
-) -> io::Result<u64> {
-    let reason = reason_phrase(status);
-    let body = format!("{status} {reason}: {message}\n");
-    let mut head = ResponseHead::new(status, reason);
-    head.headers
-        .append("Content-Type", "text/plain; charset=utf-8");
-    head.headers
-        .append("Content-Length", body.len().to_string());
-    head.headers.append("Via", proxy.via(Version::Http11));
-    head.headers
-        .append("Cache-Status", format!("{}; detail=\"error\"", proxy.name));
-    head.headers.append("Connection", "close");
-    let mut bytes = head.to_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    writer.write_all(&bytes)?;
-    Ok(body.len() as u64)
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        508 => "Loop Detected",
-        _ => "Error",
-    }
-}
-
-/// Collects fields into a [`Headers`] (kept in their order).
-trait CollectHeaders {
-    fn collect_headers(self) -> Headers;
-}
-
-impl<I: Iterator<Item = Header>> CollectHeaders for I {
-    fn collect_headers(self) -> Headers {
-        let mut headers = Headers::new();
-        for field in self {
-            headers.append(field.name, field.value);
-        }
-        headers
+    #[test]
+    fn location_and_content_location_on_the_same_origin_are_invalidated() {
+        let url = HttpUrl::parse("http://Example.org:8000/form").expect("url");
+        let mut response = ResponseHead::new(201, "Created");
+        response.headers.append("Location", "/items/7");
+        response
+            .headers
+            .append("Content-Location", "http://example.org:8000/items/7?v");
+        assert_eq!(
+            invalidated_locations(&url, &response),
+            [
+                "http://example.org:8000/items/7",
+                "http://example.org:8000/items/7?v"
+            ]
+        );
+        // Another site's URL is never touched, nor a scheme-relative one.
+        let mut other = ResponseHead::new(303, "See Other");
+        other.headers.append("Location", "http://victim.example/");
+        other
+            .headers
+            .append("Content-Location", "//victim.example/");
+        assert!(invalidated_locations(&url, &other).is_empty());
     }
 }

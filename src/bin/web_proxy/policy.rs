@@ -40,6 +40,9 @@ pub struct CacheControl {
     pub min_fresh: Option<Duration>,
     /// A request's `only-if-cached`: answer from the cache or with 504.
     pub only_if_cached: bool,
+    /// `must-understand` (§5.2.2.3): store only a status code we know the
+    /// caching rules of, and then ignore `no-store`.
+    pub must_understand: bool,
 }
 
 impl CacheControl {
@@ -67,6 +70,7 @@ impl CacheControl {
                 }
                 "min-fresh" => cc.min_fresh = Some(delta_seconds(value)),
                 "only-if-cached" => cc.only_if_cached = true,
+                "must-understand" => cc.must_understand = true,
                 _ => {}
             }
         }
@@ -122,6 +126,7 @@ impl Facts {
             ..Facts::default()
         };
         let mut directives = Vec::new();
+        let mut age_seen = false;
         for (name, value) in fields {
             match name.to_ascii_lowercase().as_str() {
                 "cache-control" => directives.extend(value.split(',').map(str::trim)),
@@ -132,7 +137,13 @@ impl Facts {
                         .or(Some(http_date(value).unwrap_or(UNIX_EPOCH)))
                 }
                 "last-modified" => facts.last_modified = facts.last_modified.or(http_date(value)),
-                "age" => facts.age = delta_seconds(Some(value.trim())),
+                // §5.1: a list, or several lines, counts by its first
+                // member; the later ones are discarded, never added up.
+                "age" if !age_seen => {
+                    age_seen = true;
+                    let first = value.split(',').next().unwrap_or_default();
+                    facts.age = delta_seconds(Some(first.trim()));
+                }
                 "etag" => facts.etag = facts.etag.take().or(Some(value.trim().to_string())),
                 "vary" => facts.vary_star |= value.split(',').any(|v| v.trim() == "*"),
                 _ => {}
@@ -174,7 +185,14 @@ pub fn may_store(request: &RequestFacts, response: &Facts) -> Result<(), &'stati
     if response.status == 304 || response.status < 200 {
         return Err("no content to store");
     }
-    if request.cache_control.no_store || cc.no_store {
+    // §5.2.2.3: must-understand stores only status codes whose caching
+    // rules we know, and in that case overrides no-store.
+    let understood =
+        HEURISTIC_STATUS.contains(&response.status) || matches!(response.status, 302 | 303 | 307);
+    if cc.must_understand && !understood {
+        return Err("must-understand, unknown status");
+    }
+    if request.cache_control.no_store || (cc.no_store && !cc.must_understand) {
         return Err("no-store");
     }
     if cc.private {
@@ -281,10 +299,12 @@ pub fn reuse(
         return Reuse::Fresh;
     }
     // Stale: a client's max-stale may accept it, unless the origin forbade
-    // serving it stale (§5.2.2.2).
+    // serving it stale (§5.2.2.2); for a shared cache `s-maxage` forbids it
+    // too, as it implies `proxy-revalidate` (§5.2.2.10).
     let staleness = age - lifetime;
+    let never_stale = rcc.must_revalidate || rcc.s_maxage.is_some();
     match request.max_stale {
-        Some(max_stale) if staleness <= max_stale && !rcc.must_revalidate => Reuse::Fresh,
+        Some(max_stale) if staleness <= max_stale && !never_stale => Reuse::Fresh,
         _ => Reuse::Revalidate,
     }
 }
@@ -618,6 +638,49 @@ mod tests {
             ),
             Reuse::Revalidate
         );
+    }
+
+    #[test]
+    fn must_understand_stores_only_known_statuses() {
+        // The cache-tests status-599-must-understand input.
+        let unknown = Facts::from_fields(599, [("Cache-Control", "max-age=3600, must-understand")]);
+        assert!(may_store(&get(), &unknown).is_err());
+        let known = Facts::from_fields(
+            200,
+            [("Cache-Control", "max-age=3600, must-understand, no-store")],
+        );
+        assert_eq!(may_store(&get(), &known), Ok(()));
+    }
+
+    #[test]
+    fn s_maxage_implies_proxy_revalidate() {
+        // s-maxage=1, requested with max-stale=600 at age 80: before this
+        // rule (§5.2.2.10) the stale response was served.
+        let facts = response(&[("Cache-Control", "s-maxage=1")]);
+        let lenient = CacheControl::parse(["max-stale=600"]);
+        assert_eq!(reuse(&lenient, false, &facts, secs(80)), Reuse::Revalidate);
+        let private_lifetime = response(&[("Cache-Control", "max-age=1")]);
+        assert_eq!(
+            reuse(&lenient, false, &private_lifetime, secs(80)),
+            Reuse::Fresh
+        );
+    }
+
+    #[test]
+    fn age_lists_and_repeated_lines_count_by_their_first_member() {
+        // The cache-tests age-parse-suffix, -suffix-twoline, -prefix-twoline
+        // and -dup-0 inputs: the first member of the first line counts.
+        for (lines, age) in [
+            (&["7200, 0"][..], 7200),
+            (&["7200", "0"][..], 7200),
+            (&["0", "7200"][..], 0),
+            (&["0, 0"][..], 0),
+            (&["0,7200"][..], 0),
+            (&["abc, 7200"][..], 0),
+        ] {
+            let fields: Vec<(&str, &str)> = lines.iter().map(|v| ("Age", *v)).collect();
+            assert_eq!(response(&fields).age, secs(age), "{lines:?}");
+        }
     }
 
     #[test]

@@ -8,13 +8,17 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
+use socketlab::explain;
+
+use crate::allow;
 use crate::http::{self, RequestHead};
 
-use crate::Proxy;
-use crate::client::Client;
-use crate::forward::{Outcome, connect_timed_out, send_error};
+use crate::proxy::{Client, Outcome, Proxy, connect_timed_out, send_error};
 
 /// Opens the tunnel, copies until both directions have ended, and returns
 /// what the access log shows: the status and the bytes relayed both ways.
@@ -36,6 +40,9 @@ pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcom
     let Ok(addrs) = socketlab::cli::resolve(&host, port) else {
         return refused(client, 502, "the host name could not be resolved");
     };
+    if let Some(rule) = allow::destination_refusal(client.peer.ip(), &addrs) {
+        return refused(client, 403, rule);
+    }
     if addrs.iter().any(|&addr| proxy.is_self(addr)) {
         return refused(
             client,
@@ -61,7 +68,10 @@ pub fn open(client: &mut Client, request: &RequestHead, proxy: &Proxy) -> Outcom
     if client.writer.write_all(established.as_bytes()).is_err() {
         return outcome(200, 0);
     }
-    outcome(200, relay(client, server).unwrap_or(0))
+    outcome(
+        200,
+        relay(client, server, proxy.tunnel_idle_timeout).unwrap_or(0),
+    )
 }
 
 /// A tunnel's access log entry; the connection always ends with it.
@@ -75,14 +85,15 @@ fn outcome(status: u16, bytes: u64) -> Outcome {
 }
 
 /// Copies bytes both ways until each direction has ended, passing on each
-/// half-close. Returns the bytes copied in both directions.
-fn relay(client: &mut Client, server: TcpStream) -> io::Result<u64> {
-    // A tunnel may rightly stay quiet for long (a chat over TLS), so the
-    // client's idle timeout does not apply; TCP keepalive probes notice a
-    // peer that vanished without a FIN.
+/// half-close, or until nothing has passed either way for
+/// `--tunnel-idle-timeout`. Returns the bytes copied in both directions.
+fn relay(client: &mut Client, server: TcpStream, idle: Duration) -> io::Result<u64> {
+    // Each direction's recv wakes up after `idle` at the latest to look at
+    // the other's progress: a download keeps its quiet upload direction
+    // alive. TCP keepalive probes notice a peer that vanished without a FIN.
     for stream in [client.reader.get_ref(), &server] {
-        stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
+        stream.set_read_timeout(Some(idle))?;
+        stream.set_write_timeout(Some(idle))?;
         socket2::SockRef::from(stream).set_keepalive(true)?;
     }
     // Bytes the client sent right behind its CONNECT head (a TLS
@@ -90,24 +101,57 @@ fn relay(client: &mut Client, server: TcpStream) -> io::Result<u64> {
     let early = client.reader.buffer().to_vec();
     let mut to_server = server.try_clone()?;
     to_server.write_all(&early)?;
+    let activity = Arc::new(Activity::new(idle));
     let client_in = client.reader.get_ref().try_clone()?;
-    let upstream = thread::Builder::new().spawn(move || one_way(client_in, to_server))?;
-    let downstream = one_way(server, client.writer.try_clone()?);
+    let up = Arc::clone(&activity);
+    let upstream = thread::Builder::new().spawn(move || one_way(client_in, to_server, &up))?;
+    let downstream = one_way(server, client.writer.try_clone()?, &activity);
     let upstream = upstream.join().unwrap_or(0);
     Ok(early.len() as u64 + upstream + downstream)
 }
 
+/// When a tunnel last carried a byte either way, shared by its two
+/// directions.
+struct Activity {
+    started: Instant,
+    idle: Duration,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new(idle: Duration) -> Activity {
+        Activity {
+            started: Instant::now(),
+            idle,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_too_long(&self) -> bool {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last) >= self.idle
+    }
+}
+
 /// Copies `from` to `to` until `from` sends FIN, then sends FIN on `to`
 /// (`shutdown(Write)`): the half-close travels through the tunnel. A reset
-/// on either side ends this direction the same way.
-fn one_way(mut from: TcpStream, mut to: TcpStream) -> u64 {
+/// on either side ends this direction the same way; a tunnel idle too long
+/// is shut down both ways, which wakes the other direction too.
+fn one_way(mut from: TcpStream, mut to: TcpStream, activity: &Activity) -> u64 {
     let mut buf = vec![0u8; 32 * 1024];
     let mut total = 0;
     loop {
         match from.read(&mut buf) {
             // read() returned 0: the peer sent FIN, this direction is done.
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => {
+                activity.touch();
                 if to.write_all(&buf[..n]).is_err() {
                     // The other side is gone: stop reading this one too.
                     let _ = from.shutdown(Shutdown::Read);
@@ -115,6 +159,13 @@ fn one_way(mut from: TcpStream, mut to: TcpStream) -> u64 {
                 }
                 total += n as u64;
             }
+            Err(err) if explain::is_timeout(&err) && !activity.idle_too_long() => {}
+            Err(err) if explain::is_timeout(&err) => {
+                let _ = from.shutdown(Shutdown::Both);
+                let _ = to.shutdown(Shutdown::Both);
+                return total;
+            }
+            Err(_) => break,
         }
     }
     let _ = to.shutdown(Shutdown::Write);
