@@ -36,6 +36,8 @@ pub enum Lab {
     UdpPinger,
     /// Seed 003 / CS144 webget: a GET by hand; check plays the origin (labs/02)
     HttpClient,
+    /// K&R assignment 3: an SMTP client; check plays the mail server (labs/08)
+    SmtpClient,
 }
 
 /// The lab's name on the command line.
@@ -55,6 +57,7 @@ impl Lab {
             Lab::TimeClient => "time-client",
             Lab::UdpPinger => "udp-pinger",
             Lab::HttpClient => "http-client",
+            Lab::SmtpClient => "smtp-client",
         }
     }
 
@@ -69,12 +72,16 @@ impl Lab {
             Lab::TimeClient => crate::time_service::client_tests(),
             Lab::UdpPinger => crate::udp_pinger::tests(),
             Lab::HttpClient => crate::http_client::tests(),
+            Lab::SmtpClient => crate::smtp::tests(),
         }
     }
 
     /// Client labs run the student's program once per test; check is the server.
     fn is_client(self) -> bool {
-        matches!(self, Lab::TimeClient | Lab::UdpPinger | Lab::HttpClient)
+        matches!(
+            self,
+            Lab::TimeClient | Lab::UdpPinger | Lab::HttpClient | Lab::SmtpClient
+        )
     }
 }
 

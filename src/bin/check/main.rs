@@ -71,6 +71,7 @@ mod http_client;
 mod labs;
 mod origin;
 mod report;
+mod smtp;
 mod spawn;
 mod tcp_echo;
 mod threaded;

@@ -139,6 +139,13 @@ impl Child {
             .clone()
     }
 
+    pub fn stderr(&self) -> Vec<u8> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The last line the program wrote to stderr, for a hint.
     pub fn stderr_tail(&self) -> String {
         let err = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
