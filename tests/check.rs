@@ -25,6 +25,7 @@ const TIME_SERVER: &str = env!("CARGO_BIN_EXE_time_server");
 const TIME_CLIENT: &str = env!("CARGO_BIN_EXE_time_client");
 const UDP_CLIENT: &str = env!("CARGO_BIN_EXE_udp_client");
 const HTTP_GET: &str = env!("CARGO_BIN_EXE_http_get");
+const SMTP_CLIENT: &str = env!("CARGO_BIN_EXE_smtp_client");
 const FIXTURES: &str = "tests/check_fixtures";
 
 /// What one run of check printed.
@@ -261,6 +262,28 @@ fn a_students_python_pinger_passes_udp_pinger() {
 #[test]
 fn http_get_passes_http_client() {
     assert_all_pass(&exec("http-client", &format!("{HTTP_GET} {{url}}"), "5s"));
+}
+
+/// socketlab's smtp_client takes its body as an option; the shell turns
+/// check's stdin into it.
+#[test]
+fn smtp_client_passes_smtp_client() {
+    let cmd = format!(
+        "{SMTP_CLIENT} --host {{host}} --port {{port}} --to alice@example.com --body \"$(cat)\""
+    );
+    assert_all_pass(&exec("smtp-client", &cmd, "3s"));
+}
+
+#[test]
+fn the_fixture_smtp_client_without_a_mistake_passes() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/smtp_client.py {{host}} {{port}}"),
+        "3s",
+    ));
 }
 
 /// The web server the web-server lab is proved against. When socketlab's
@@ -708,6 +731,98 @@ fn http_clients_that_read_once_or_until_close_fail_the_framing_tests() {
 }
 
 // ----- the report, --json, --seed, --server, exit status, stopping -----
+
+/// tests/check_fixtures/smtp_client.py with one mistake (`flag`) fails
+/// exactly the test aimed at it; its hint contains `says`.
+fn smtp_mistake(flag: &str, test: &str, says: &str) {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/smtp_client.py {{host}} {{port}} {flag}"),
+        "2s",
+    );
+    assert_fails_exactly(&run, &[test]);
+    assert!(run.hint(test).contains(says), "{}", run.stdout);
+}
+
+#[test]
+fn an_smtp_client_that_sends_before_the_greeting_fails_only_that() {
+    smtp_mistake(
+        "--no-wait-greeting",
+        "waits for the 220 greeting before sending (a greeting 1 s late)",
+        "the SMTP server speaks first",
+    );
+}
+
+#[test]
+fn an_smtp_client_that_reads_replies_with_one_recv_fails_only_the_split_reply() {
+    smtp_mistake(
+        "--recv-once",
+        "reads a multi-line EHLO reply that arrives in pieces",
+        "not once with recv(1024)",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_helo_fails_only_the_fallback() {
+    smtp_mistake(
+        "--no-helo",
+        "falls back to HELO after 502 to EHLO",
+        "say HELO instead",
+    );
+}
+
+#[test]
+fn an_smtp_client_with_lf_commands_fails_only_the_command_test() {
+    smtp_mistake(
+        "--lf",
+        "MAIL FROM, RCPT TO, DATA in order, each line ending in CRLF",
+        "\\r\\n",
+    );
+}
+
+#[test]
+fn an_smtp_client_with_lf_message_lines_fails_only_the_message_end() {
+    smtp_mistake(
+        "--lf-in-message",
+        "the message's lines end in CRLF and it ends with CRLF.CRLF",
+        "a bare \\n is not a line end",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_dot_stuffing_fails_only_that() {
+    smtp_mistake(
+        "--no-dot-stuffing",
+        "dot-stuffing: body lines that start with '.' arrive intact",
+        "a lone '.' in the text ends the message early",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_quit_fails_only_quit() {
+    smtp_mistake(
+        "--no-quit",
+        "QUIT after the message is accepted",
+        "QUIT asks the server to close",
+    );
+}
+
+#[test]
+fn an_smtp_client_that_ignores_550_or_421_fails_only_that_test() {
+    smtp_mistake(
+        "--ignore-550",
+        "550 to RCPT TO: the client reports an error",
+        "permanent refusal",
+    );
+    smtp_mistake(
+        "--ignore-421",
+        "421 and a closed connection: the client reports an error",
+        "closing the connection",
+    );
+}
 
 #[test]
 fn json_report_names_the_lab_tests_score_and_seed() {
