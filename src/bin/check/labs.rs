@@ -38,6 +38,8 @@ pub enum Lab {
     HttpClient,
     /// K&R assignment 3: an SMTP client; check plays the mail server (labs/08)
     SmtpClient,
+    /// The pinger's optional exercise: a heartbeat server; check runs it and plays its client (labs/01)
+    HeartbeatServer,
 }
 
 /// The lab's name on the command line.
@@ -58,6 +60,7 @@ impl Lab {
             Lab::UdpPinger => "udp-pinger",
             Lab::HttpClient => "http-client",
             Lab::SmtpClient => "smtp-client",
+            Lab::HeartbeatServer => "heartbeat-server",
         }
     }
 
@@ -73,14 +76,20 @@ impl Lab {
             Lab::UdpPinger => crate::udp_pinger::tests(),
             Lab::HttpClient => crate::http_client::tests(),
             Lab::SmtpClient => crate::smtp::tests(),
+            Lab::HeartbeatServer => crate::heartbeat::server_tests(),
         }
     }
 
-    /// Client labs run the student's program once per test; check is the server.
+    /// Client labs run the student's program once per test; check is the
+    /// server. So is the heartbeat server, judged by what it prints.
     fn is_client(self) -> bool {
         matches!(
             self,
-            Lab::TimeClient | Lab::UdpPinger | Lab::HttpClient | Lab::SmtpClient
+            Lab::TimeClient
+                | Lab::UdpPinger
+                | Lab::HttpClient
+                | Lab::SmtpClient
+                | Lab::HeartbeatServer
         )
     }
 }
@@ -198,6 +207,10 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
     if to_stdout {
         let target = match ctx.target {
             Some(addr) => format!("{addr}"),
+            None if cli.lab == Lab::HeartbeatServer => format!(
+                "the server '{}' (check runs it for each test, plays its client and reads what it prints)",
+                ctx.exec.as_deref().unwrap_or("")
+            ),
             None => format!(
                 "the client '{}' (check plays the server)",
                 ctx.exec.as_deref().unwrap_or("")
@@ -354,7 +367,7 @@ fn ready(addr: SocketAddr, udp: bool) -> bool {
 
 /// Reads /proc/net/{tcp,tcp6} (a socket in state 0A, LISTEN, on `port`) or
 /// /proc/net/{udp,udp6} (any socket bound to `port`); None where there is no /proc.
-fn bound_in_proc(port: u16, udp: bool) -> Option<bool> {
+pub fn bound_in_proc(port: u16, udp: bool) -> Option<bool> {
     let (tables, state) = if udp {
         (["/proc/net/udp", "/proc/net/udp6"], None)
     } else {

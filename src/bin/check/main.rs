@@ -66,6 +66,7 @@
 //! `batch.rs` is `--batch`.
 
 mod batch;
+mod heartbeat;
 mod http;
 mod http_client;
 mod labs;

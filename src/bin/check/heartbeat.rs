@@ -1,0 +1,381 @@
+//! heartbeat-server and heartbeat-client: the UDP heartbeat, the optional
+//! exercise of K&R assignment 2. The client sends `heartbeat SEQ
+//! SECS.MICROS` (a sequence number and the Unix time it was sent, as
+//! socketlab's heartbeat_client does) every interval; the server reports
+//! each heartbeat's one-way delay, the numbers that never came (lost), the
+//! late or repeated ones, and a client that has been silent for longer
+//! than its dead-after time (stopped).
+//!
+//! heartbeat-server: a heartbeat server only prints, so check runs it
+//! itself once per test (`--exec` with `{port}`, `{host}` and
+//! `{dead_after}`, a whole number of seconds: 1), plays its client, and
+//! reads what it printed on stdout and stderr. The wording is the
+//! server's own; check looks, in the lines, for the sequence numbers it
+//! sent, the numbers a report needs, and a keyword:
+//! lost: `lost`, `miss`, `gap`, `drop` or `skip` with the count or a missing number;
+//! late or duplicated: `late`, `dup`, `repeat`, `again`, `order`, `old` or `earlier`;
+//! stopped: `stop`, `dead`, `silen`, `gone`, `timed out`, `timeout` or `inactive`.
+//! A program that prints through a buffer must flush each line
+//! (`print(..., flush=True)`; check sets PYTHONUNBUFFERED=1 for Python).
+//!
+//! heartbeat-client: check listens on UDP, runs the client once with
+//! `{host}`, `{port}` and `{interval}` (seconds: 0.2), and judges the
+//! datagrams: a sequence number and a timestamp in each, numbers rising by
+//! one, timestamps on check's clock, one heartbeat per interval.
+
+use std::net::UdpSocket;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::Ctx;
+use crate::report::{Failure, Outcome, Test};
+use crate::spawn::{self, Child};
+
+/// The `{dead_after}` check gives the server, in seconds.
+pub const DEAD_AFTER: u64 = 1;
+/// The `{interval}` check gives the client, in seconds.
+pub const INTERVAL: f64 = 0.2;
+/// How old check makes the timestamps of the delay test: the server must
+/// report a one-way delay of at least this.
+const AGE: Duration = Duration::from_millis(1500);
+
+pub fn server_tests() -> Vec<Test> {
+    vec![
+        Test::new(
+            "each heartbeat is reported with its one-way delay",
+            2,
+            s_delay,
+        ),
+        Test::new(
+            "a gap in the numbers is reported as lost heartbeats",
+            2,
+            s_gap,
+        ),
+        Test::new("a duplicated heartbeat is reported", 1, s_duplicate),
+        Test::new(
+            "a late (out-of-order) heartbeat is reported",
+            1,
+            s_late,
+        ),
+        Test::new(
+            "garbage datagrams do not stop the server",
+            1,
+            s_garbage,
+        ),
+        Test::new(
+            "a silence longer than the dead-after time (1 s) is reported as stopped",
+            2,
+            s_stopped,
+        ),
+    ]
+}
+
+// ----- check as the client (heartbeat-server) -----
+
+/// One run of the server under test, and check's socket that plays its client.
+struct Server {
+    child: Child,
+    socket: UdpSocket,
+    port: u16,
+}
+
+impl Server {
+    fn start(ctx: &Ctx) -> Result<Server, Failure> {
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .map_err(|e| Failure::new(format!("cannot bind UDP: {e}"), "check itself failed"))?;
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_err(|e| Failure::new(format!("no free port: {e}"), "check itself failed"))?
+            .port();
+        let command = spawn::fill(
+            ctx.exec.as_deref().unwrap_or(""),
+            &[
+                ("port", port.to_string()),
+                ("host", "127.0.0.1".into()),
+                ("dead_after", DEAD_AFTER.to_string()),
+            ],
+        );
+        let mut child = spawn::start(&command, &ctx.input)
+            .map_err(|e| Failure::new(format!("{e:#}"), "the --exec command could not be started"))?;
+        let started = Instant::now();
+        loop {
+            let ready = match crate::labs::bound_in_proc(port, true) {
+                Some(bound) => bound,
+                // No /proc: its first line says it listens, or it had a second.
+                None => !child.stdout().is_empty() || started.elapsed() > Duration::from_secs(1),
+            };
+            if ready {
+                break;
+            }
+            if let Some(fate) = child.fate() {
+                return Err(Failure::new(
+                    format!("'{command}' ended before it bound UDP port {port}: {fate}"),
+                    "check replaced {port} with a free port and {dead_after} with 1 (seconds): does the program take them from the command line?",
+                ));
+            }
+            if started.elapsed() >= ctx.timeout {
+                return Err(Failure::new(
+                    format!("'{command}' did not bind UDP port {port} within {:?}", ctx.timeout),
+                    "check replaced {port} with a free port: does the program take its port from the command line?",
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Server {
+            child,
+            socket,
+            port,
+        })
+    }
+
+    /// Sends datagrams 30 ms apart, so that they arrive in this order.
+    fn send(&self, datagrams: &[Vec<u8>]) {
+        for d in datagrams {
+            let _ = self.socket.send_to(d, ("127.0.0.1", self.port));
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Everything the server printed, stdout then stderr.
+    fn output(&self) -> String {
+        self.output_since((0, 0))
+    }
+
+    /// How much it has printed so far, on stdout and on stderr.
+    fn printed(&self) -> (usize, usize) {
+        (self.child.stdout().len(), self.child.stderr().len())
+    }
+
+    /// What it printed after [`Server::printed`] said `since`.
+    fn output_since(&self, since: (usize, usize)) -> String {
+        let out = self.child.stdout();
+        let err = self.child.stderr();
+        String::from_utf8_lossy(out.get(since.0..).unwrap_or_default()).into_owned()
+            + "\n"
+            + &String::from_utf8_lossy(err.get(since.1..).unwrap_or_default())
+    }
+
+    /// Waits (at most `limit`) until some printed line satisfies `found`;
+    /// returns all the lines.
+    fn wait_for(&mut self, limit: Duration, found: impl Fn(&str) -> bool) -> Vec<String> {
+        let end = Instant::now() + limit;
+        loop {
+            let out = self.output();
+            if out.lines().any(&found) || Instant::now() >= end || self.child.exited().is_some() {
+                return out.lines().map(str::to_string).collect();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `heartbeat SEQ SECS.MICROS`, sent `age` ago.
+fn heartbeat(seq: u64, age: Duration) -> Vec<u8> {
+    let at = SystemTime::now()
+        .checked_sub(age)
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("heartbeat {seq} {}.{:06}", at.as_secs(), at.subsec_micros()).into_bytes()
+}
+
+/// The numbers in a line: runs of digits and dots, as decimals
+/// (`127.0.0.1` is none; `12:04:05.250` is 12, 4 and 5.25).
+fn numbers(line: &str) -> Vec<f64> {
+    line.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|w| w.trim_matches('.'))
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn has_number(line: &str, n: u64) -> bool {
+    numbers(line).contains(&(n as f64))
+}
+
+fn has_word(line: &str, words: &[&str]) -> bool {
+    let line = line.to_ascii_lowercase();
+    words.iter().any(|w| line.contains(w))
+}
+
+const LOST: [&str; 5] = ["lost", "miss", "gap", "drop", "skip"];
+const LATE: [&str; 7] = ["late", "dup", "repeat", "again", "order", "old", "earlier"];
+const STOPPED: [&str; 7] = [
+    "stop", "dead", "silen", "gone", "timed out", "timeout", "inactive",
+];
+
+/// The first sequence number of a test: three digits, seeded (no port or
+/// year can be mistaken for it).
+fn base(ctx: &Ctx, test: &str) -> u64 {
+    ctx.rng(test).in_range(200, 899)
+}
+
+/// The last lines printed, for a failure's "received".
+fn tail(lines: &[String]) -> Vec<u8> {
+    let text: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    text[text.len().saturating_sub(6)..].join("\n").into_bytes()
+}
+
+fn s_delay(ctx: &Ctx) -> Outcome {
+    let mut server = Server::start(ctx)?;
+    let b = base(ctx, "delay");
+    let seqs = [b, b + 1, b + 2];
+    let beats: Vec<Vec<u8>> = seqs.iter().map(|&s| heartbeat(s, AGE)).collect();
+    server.send(&beats);
+    // A delay of 1.5 s shows as 1.5 to 2.5 (seconds) or 1500 to 2500 (ms).
+    let delayed = |l: &str| {
+        numbers(l)
+            .iter()
+            .any(|&x| (1.4..2.5).contains(&x) || (1400.0..2500.0).contains(&x))
+    };
+    let done = |l: &str| has_number(l, b + 2) && delayed(l);
+    let lines = server.wait_for(ctx.timeout, done);
+    let missing = seqs
+        .iter()
+        .find(|&&s| !lines.iter().any(|l| has_number(l, s) && delayed(l)));
+    let Some(seq) = missing else { return Ok(()) };
+    let reported = lines.iter().any(|l| has_number(l, *seq));
+    Err(Failure::bytes(
+        format!("heartbeat {seq}: one-way delay 1500.000 ms").as_bytes(),
+        &tail(&lines),
+        if reported {
+            format!("heartbeat {seq} was sent 1.5 s before check sent it (its timestamp says so), and the line that reports it shows no delay from 1.4 to 2.5 s")
+        } else {
+            format!("no line reports heartbeat {seq}")
+        },
+        "for each heartbeat print its number and its one-way delay: the time it arrived minus the time it carries (time.time() - sent, on one host both read the same clock)",
+    ))
+}
+
+/// Runs the server, sends heartbeats numbered `b + offset`, and waits for
+/// a line with one of `words` and one of the numbers `wanted`. Ok(None) if
+/// such a line came, else Ok(Some(what was printed)).
+fn judge(
+    ctx: &Ctx,
+    b: u64,
+    offsets: &[u64],
+    words: &[&str],
+    wanted: &[u64],
+) -> Result<Option<Vec<String>>, Failure> {
+    let mut server = Server::start(ctx)?;
+    let beats: Vec<Vec<u8>> = offsets
+        .iter()
+        .map(|&o| heartbeat(b + o, Duration::ZERO))
+        .collect();
+    server.send(&beats);
+    let hit = |l: &str| has_word(l, words) && wanted.iter().any(|&w| has_number(l, w));
+    let lines = server.wait_for(ctx.timeout, hit);
+    Ok((!lines.iter().any(|l| hit(l))).then_some(lines))
+}
+
+fn s_gap(ctx: &Ctx) -> Outcome {
+    // b, b+1, b+4: 2 lost (b+2 and b+3); a report gives the count or the numbers.
+    let b = base(ctx, "gap");
+    let Some(lines) = judge(ctx, b, &[0, 1, 4], &LOST, &[2, b + 2, b + 3])? else {
+        return Ok(());
+    };
+    Err(Failure::bytes(
+        format!("lost 2 heartbeat(s): {} to {}", b + 2, b + 3).as_bytes(),
+        &tail(&lines),
+        format!("check sent {b}, {}, {}: no line says 2 were lost ({} and {})", b + 1, b + 4, b + 2, b + 3),
+        "keep the last number heard from each client (its address and port); a heartbeat numbered more than one above it means the ones between were lost: say how many, or which",
+    ))
+}
+
+fn s_duplicate(ctx: &Ctx) -> Outcome {
+    let b = base(ctx, "duplicate");
+    let Some(lines) = judge(ctx, b, &[0, 1, 1, 2], &LATE, &[b + 1])? else {
+        return Ok(());
+    };
+    Err(Failure::bytes(
+        format!("heartbeat {} after {} (late or duplicated)", b + 1, b + 1).as_bytes(),
+        &tail(&lines),
+        format!("check sent {b}, {}, {} again, {}: no line reports the second {} as a duplicate", b + 1, b + 1, b + 2, b + 1),
+        "UDP may deliver a datagram twice: a number not above the last one heard is a duplicate (or late); say so, and do not count it as new or as a gap",
+    ))
+}
+
+fn s_late(ctx: &Ctx) -> Outcome {
+    let b = base(ctx, "late");
+    let Some(lines) = judge(ctx, b, &[0, 2, 1, 3], &LATE, &[b + 1])? else {
+        return Ok(());
+    };
+    Err(Failure::bytes(
+        format!("heartbeat {} after {} (late or duplicated)", b + 1, b + 2).as_bytes(),
+        &tail(&lines),
+        format!("check sent {b}, {}, {}, {}: no line reports {} as late (out of order)", b + 2, b + 1, b + 3, b + 1),
+        "UDP may reorder datagrams: a number below the last one heard arrived late; say so (it was counted lost a moment ago)",
+    ))
+}
+
+fn s_garbage(ctx: &Ctx) -> Outcome {
+    let mut server = Server::start(ctx)?;
+    let b = base(ctx, "garbage");
+    let garbage: Vec<Vec<u8>> = vec![
+        b"hello".to_vec(),
+        Vec::new(),
+        vec![0xff, 0xfe, 0x00, 0x80],
+        b"heartbeat".to_vec(),
+        b"heartbeat x 1764630000.000000".to_vec(),
+        b"heartbeat 5 yesterday".to_vec(),
+        b"heartbeat -3 1764630000.000000".to_vec(),
+        vec![b'A'; 2000],
+    ];
+    server.send(&garbage);
+    server.send(&[heartbeat(b, Duration::ZERO)]);
+    let lines = server.wait_for(ctx.timeout, |l| has_number(l, b));
+    if let Some(fate) = server.child.fate() {
+        return Err(Failure::new(
+            format!("after check's garbage datagrams {fate}"),
+            "check sent 'hello', an empty datagram, bytes that are not UTF-8, 'heartbeat' alone, words for numbers and 2000 bytes: a bad datagram is reported and ignored (try/except around the parsing), never the end of the server",
+        ));
+    }
+    if lines.iter().any(|l| has_number(l, b)) {
+        return Ok(());
+    }
+    Err(Failure::bytes(
+        format!("heartbeat {b}").as_bytes(),
+        &tail(&lines),
+        format!("after the garbage the server did not report heartbeat {b}"),
+        "a bad datagram must not end the receive loop or stop the server from hearing the next: report it and go on",
+    ))
+}
+
+fn s_stopped(ctx: &Ctx) -> Outcome {
+    let mut server = Server::start(ctx)?;
+    let b = base(ctx, "stopped");
+    server.send(&[heartbeat(b, Duration::ZERO), heartbeat(b + 1, Duration::ZERO)]);
+    let silent_since = Instant::now();
+    let before = server.printed();
+    let dead_after = Duration::from_secs(DEAD_AFTER);
+    let stopped = |l: &str| has_word(l, &STOPPED);
+    let end = silent_since + dead_after + ctx.timeout;
+    let lines = loop {
+        let lines: Vec<String> = server.output().lines().map(str::to_string).collect();
+        if server.output_since(before).lines().any(stopped) {
+            break lines;
+        }
+        if Instant::now() >= end || server.child.exited().is_some() {
+            return Err(Failure::bytes(
+                format!("stopped: no heartbeat for 1s; the last was {}", b + 1).as_bytes(),
+                &tail(&lines),
+                format!("check sent {b} and {}, then nothing for {:?}: no line says the client stopped", b + 1, dead_after + ctx.timeout),
+                "UDP has no FIN: only a silence says a client has gone. Wait with a receive timeout (settimeout) set to the nearest deadline, and when it expires report the clients not heard from for {dead_after} seconds",
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let after = silent_since.elapsed();
+    if after < dead_after.mul_f64(0.8) {
+        return Err(Failure::bytes(
+            b"",
+            &tail(&lines),
+            format!("the client was reported stopped {after:?} after its last heartbeat, before {dead_after:?} of silence"),
+            "report a client stopped only when nothing came from it for the whole dead-after time ({dead_after} seconds)",
+        ));
+    }
+    Ok(())
+}
