@@ -26,6 +26,8 @@ const TIME_CLIENT: &str = env!("CARGO_BIN_EXE_time_client");
 const UDP_CLIENT: &str = env!("CARGO_BIN_EXE_udp_client");
 const HTTP_GET: &str = env!("CARGO_BIN_EXE_http_get");
 const SMTP_CLIENT: &str = env!("CARGO_BIN_EXE_smtp_client");
+const HEARTBEAT_SERVER: &str = env!("CARGO_BIN_EXE_heartbeat_server");
+const HEARTBEAT_CLIENT: &str = env!("CARGO_BIN_EXE_heartbeat_client");
 const FIXTURES: &str = "tests/check_fixtures";
 
 /// What one run of check printed.
@@ -282,6 +284,43 @@ fn the_fixture_smtp_client_without_a_mistake_passes() {
     assert_all_pass(&exec(
         "smtp-client",
         &format!("python3 {FIXTURES}/smtp_client.py {{host}} {{port}}"),
+        "3s",
+    ));
+}
+
+#[test]
+fn heartbeat_server_passes_heartbeat_server() {
+    assert_all_pass(&exec(
+        "heartbeat-server",
+        &format!(
+            "{HEARTBEAT_SERVER} --bind 127.0.0.1 --port {{port}} --dead-after {{dead_after}}s"
+        ),
+        "3s",
+    ));
+}
+
+#[test]
+fn heartbeat_client_passes_heartbeat_client() {
+    assert_all_pass(&exec(
+        "heartbeat-client",
+        &format!("{HEARTBEAT_CLIENT} --host {{host}} --port {{port}} --interval {{interval}}s"),
+        "3s",
+    ));
+}
+
+#[test]
+fn the_fixture_heartbeat_programs_without_a_mistake_pass() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "heartbeat-server",
+        &format!("python3 {FIXTURES}/heartbeat_server.py {{port}} {{dead_after}}"),
+        "3s",
+    ));
+    assert_all_pass(&exec(
+        "heartbeat-client",
+        &format!("python3 {FIXTURES}/heartbeat_client.py {{host}} {{port}} {{interval}}"),
         "3s",
     ));
 }
@@ -822,6 +861,93 @@ fn an_smtp_client_that_ignores_550_or_421_fails_only_that_test() {
         "421 and a closed connection: the client reports an error",
         "closing the connection",
     );
+}
+
+/// A heartbeat fixture (`program`, `args` after its own) with one mistake
+/// fails exactly `tests`; the first one's hint contains `says`.
+fn heartbeat_mistake(lab: &str, program: &str, args: &str, tests: &[&str], says: &str) {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(lab, &format!("python3 {FIXTURES}/{program} {args}"), "2s");
+    assert_fails_exactly(&run, tests);
+    assert!(run.hint(tests[0]).contains(says), "{}", run.stdout);
+}
+
+#[test]
+fn a_heartbeat_server_without_the_delay_fails_only_the_delay() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-delay",
+        &["each heartbeat is reported with its one-way delay"],
+        "one-way delay",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_blind_to_late_and_repeated_numbers_fails_those_two() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-late",
+        &[
+            "a duplicated heartbeat is reported",
+            "a late (out-of-order) heartbeat is reported",
+        ],
+        "deliver a datagram twice",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_that_crashes_on_garbage_fails_only_garbage() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --crash-on-garbage",
+        &["garbage datagrams do not stop the server"],
+        "never the end of the server",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_that_never_notices_silence_fails_only_stopped() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-stopped",
+        &["a silence longer than the dead-after time (1 s) is reported as stopped"],
+        "UDP has no FIN",
+    );
+}
+
+#[test]
+fn heartbeat_clients_with_ms_double_increment_or_no_sleep_fail_only_their_test() {
+    for (flag, test, says) in [
+        (
+            "--ms",
+            "the timestamp is the send time in seconds since 1970 (within 1 s of check's clock)",
+            "not milliseconds",
+        ),
+        (
+            "--double-increment",
+            "the numbers rise by one",
+            "add one to the sequence number",
+        ),
+        (
+            "--no-sleep",
+            "one heartbeat per {interval} (0.2 s), on average",
+            "sleep for the interval",
+        ),
+    ] {
+        heartbeat_mistake(
+            "heartbeat-client",
+            "heartbeat_client.py",
+            &format!("{{host}} {{port}} {{interval}} {flag}"),
+            &[test],
+            says,
+        );
+    }
 }
 
 #[test]

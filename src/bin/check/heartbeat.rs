@@ -24,6 +24,7 @@
 //! one, timestamps on check's clock, one heartbeat per interval.
 
 use std::net::UdpSocket;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -378,4 +379,201 @@ fn s_stopped(ctx: &Ctx) -> Outcome {
         ));
     }
     Ok(())
+}
+
+// ----- check as the server (heartbeat-client) -----
+
+pub fn client_tests() -> Vec<Test> {
+    vec![
+        Test::new(
+            "each heartbeat is one datagram: a number, then a timestamp",
+            1,
+            c_format,
+        ),
+        Test::new("the numbers rise by one", 1, c_sequence),
+        Test::new(
+            "the timestamp is the send time in seconds since 1970 (within 1 s of check's clock)",
+            2,
+            c_clock,
+        ),
+        Test::new(
+            "one heartbeat per {interval} (0.2 s), on average",
+            1,
+            c_interval,
+        ),
+    ]
+}
+
+/// The most heartbeats check waits for.
+const BEATS: usize = 8;
+
+/// What the client sent in its one run: each datagram and when it came.
+#[derive(Clone)]
+struct Beats {
+    got: Vec<(Vec<u8>, SystemTime)>,
+    fate: String,
+}
+
+static BEATS_RUN: Mutex<Option<Result<Beats, String>>> = Mutex::new(None);
+
+fn the_beats(ctx: &Ctx) -> Result<Beats, Failure> {
+    let mut memo = BEATS_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.is_none() {
+        *memo = Some(run_client(ctx));
+    }
+    match memo.as_ref().expect("just filled") {
+        Ok(beats) if beats.got.is_empty() => Err(Failure::new(
+            format!("no datagram arrived; {}", beats.fate),
+            "the client sends its heartbeats over UDP to the {host} and {port} check gave it",
+        )),
+        Ok(beats) => Ok(beats.clone()),
+        Err(e) => Err(Failure::new(
+            e.clone(),
+            "the --exec command could not be started",
+        )),
+    }
+}
+
+/// Runs the client until it has sent [`BEATS`] heartbeats, it exits, or
+/// the timeout passes; then stops it.
+fn run_client(ctx: &Ctx) -> Result<Beats, String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("cannot bind UDP: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let command = spawn::fill(
+        ctx.exec.as_deref().unwrap_or(""),
+        &[
+            ("host", "127.0.0.1".into()),
+            ("port", port.to_string()),
+            ("interval", INTERVAL.to_string()),
+        ],
+    );
+    let mut child = spawn::start(&command, &ctx.input).map_err(|e| format!("{e:#}"))?;
+    let mut beats = Beats {
+        got: Vec::new(),
+        fate: String::new(),
+    };
+    let end = Instant::now() + ctx.timeout.max(Duration::from_secs(3));
+    let mut buf = vec![0u8; 65536];
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(20)));
+    while Instant::now() < end && beats.got.len() < BEATS {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => beats.got.push((buf[..n].to_vec(), SystemTime::now())),
+            Err(_) if child.exited().is_some() => break,
+            Err(_) => {}
+        }
+    }
+    beats.fate = match child.fate() {
+        Some(fate) => fate,
+        None => "the client was still running (check stopped it)".into(),
+    };
+    Ok(beats)
+}
+
+/// The sequence number and the timestamp of a heartbeat: its first two
+/// numbers (`heartbeat 7 1764630000.123456`), the first a whole number.
+fn fields(datagram: &[u8]) -> Option<(u64, f64)> {
+    let text = String::from_utf8_lossy(datagram);
+    let mut numbers = text.split_whitespace().filter(|w| w.parse::<f64>().is_ok());
+    let seq = numbers.next()?.parse().ok()?;
+    let sent = numbers.next()?.parse().ok()?;
+    Some((seq, sent))
+}
+
+fn c_format(ctx: &Ctx) -> Outcome {
+    let beats = the_beats(ctx)?;
+    match beats.got.iter().find(|(d, _)| fields(d).is_none()) {
+        None => Ok(()),
+        Some((d, _)) => Err(Failure::bytes(
+            b"heartbeat 1 1764630000.123456",
+            d,
+            "a datagram does not hold a sequence number and then a timestamp",
+            "each heartbeat is one datagram of text: a word, the sequence number, and the time it was sent in seconds since 1970 with a fraction (time.time()), separated by spaces",
+        )),
+    }
+}
+
+fn c_sequence(ctx: &Ctx) -> Outcome {
+    let beats = the_beats(ctx)?;
+    let seqs: Vec<u64> = beats.got.iter().filter_map(|(d, _)| fields(d)).map(|f| f.0).collect();
+    if seqs.len() < 2 {
+        return Err(Failure::new(
+            format!("{} heartbeat(s) with a number arrived; {}", seqs.len(), beats.fate),
+            "the client goes on sending, one heartbeat per interval, until it is stopped",
+        ));
+    }
+    match seqs.windows(2).find(|w| w[1] != w[0] + 1) {
+        None => Ok(()),
+        Some(w) => Err(Failure::new(
+            format!("heartbeat {} came after {}: the numbers were {seqs:?}", w[1], w[0]),
+            "add one to the sequence number for each heartbeat sent: the server counts the numbers it never saw as lost",
+        )),
+    }
+}
+
+fn c_clock(ctx: &Ctx) -> Outcome {
+    let beats = the_beats(ctx)?;
+    for (d, came) in &beats.got {
+        let Some((seq, sent)) = fields(d) else { continue };
+        let now = came.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        if (now - sent).abs() > 1.0 {
+            return Err(Failure::bytes(
+                format!("heartbeat {seq} {now:.6}").as_bytes(),
+                d,
+                format!("heartbeat {seq} says it was sent at {sent}; check's clock read {now:.6} when it came"),
+                "the timestamp is the send time in seconds since 1970-01-01 UTC, with a fraction (time.time() in Python, not milliseconds and not a local time of day): the server subtracts it from its own clock",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn c_interval(ctx: &Ctx) -> Outcome {
+    let beats = the_beats(ctx)?;
+    let n = beats.got.len();
+    let (Some(first), Some(last)) = (beats.got.first(), beats.got.last()) else {
+        return Err(Failure::new("no heartbeats", "see the first test"));
+    };
+    let span = last.1.duration_since(first.1).unwrap_or_default().as_secs_f64();
+    if n < 3 {
+        return Err(Failure::new(
+            format!("only {n} heartbeat(s) came in {:?}; {}", ctx.timeout.max(Duration::from_secs(3)), beats.fate),
+            "the client sends one heartbeat per {interval} seconds until it is stopped",
+        ));
+    }
+    let mean = span / (n - 1) as f64;
+    if (INTERVAL * 0.7..=INTERVAL * 1.5).contains(&mean) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        format!("{n} heartbeats came {mean:.3} s apart on average; check asked for {INTERVAL} s ({{interval}})"),
+        "sleep for the interval between heartbeats (time.sleep(interval)), or better, until the next one is due, so the beats do not drift",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_a_log_line() {
+        let line = "2026-12-01T23:52:27.732Z 127.0.0.1:40000 heartbeat 205: one-way delay 1500.250 ms";
+        let found = numbers(line);
+        assert!(found.contains(&205.0) && found.contains(&1500.25), "{found:?}");
+        assert!(has_number(line, 40000));
+        // An address is no number, and 20 is not 205.
+        assert!(!has_number(line, 127) && !has_number(line, 20));
+    }
+
+    #[test]
+    fn heartbeat_fields_are_the_first_two_numbers() {
+        assert_eq!(
+            fields(b"heartbeat 7 1764630000.5"),
+            Some((7, 1_764_630_000.5))
+        );
+        assert_eq!(fields(b"beat 3 at 12.5"), Some((3, 12.5)));
+        // Tried: no timestamp, a fraction for a number, not text at all.
+        for bad in [&b"heartbeat 7"[..], b"heartbeat 7.5 100.0", b"\xff\xfe"] {
+            assert_eq!(fields(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -40,6 +40,8 @@ pub enum Lab {
     SmtpClient,
     /// The pinger's optional exercise: a heartbeat server; check runs it and plays its client (labs/01)
     HeartbeatServer,
+    /// The pinger's optional exercise: a heartbeat client; check plays the server (labs/01)
+    HeartbeatClient,
 }
 
 /// The lab's name on the command line.
@@ -61,6 +63,7 @@ impl Lab {
             Lab::HttpClient => "http-client",
             Lab::SmtpClient => "smtp-client",
             Lab::HeartbeatServer => "heartbeat-server",
+            Lab::HeartbeatClient => "heartbeat-client",
         }
     }
 
@@ -77,6 +80,7 @@ impl Lab {
             Lab::HttpClient => crate::http_client::tests(),
             Lab::SmtpClient => crate::smtp::tests(),
             Lab::HeartbeatServer => crate::heartbeat::server_tests(),
+            Lab::HeartbeatClient => crate::heartbeat::client_tests(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Lab {
                 | Lab::HttpClient
                 | Lab::SmtpClient
                 | Lab::HeartbeatServer
+                | Lab::HeartbeatClient
         )
     }
 }
