@@ -1076,6 +1076,8 @@ fn bad_usage_is_exit_status_2() {
         vec!["tcp-echo"],
         vec!["udp-pinger", "--server", "127.0.0.1:9"],
         vec!["web-server", "--server", "127.0.0.1:9"],
+        vec!["smtp-client", "--server", "127.0.0.1:9"],
+        vec!["heartbeat-server", "--server", "127.0.0.1:9"],
         vec!["no-such-lab", "--server", "127.0.0.1:9"],
     ] {
         let run = check(&args);

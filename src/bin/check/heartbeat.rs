@@ -53,16 +53,8 @@ pub fn server_tests() -> Vec<Test> {
             s_gap,
         ),
         Test::new("a duplicated heartbeat is reported", 1, s_duplicate),
-        Test::new(
-            "a late (out-of-order) heartbeat is reported",
-            1,
-            s_late,
-        ),
-        Test::new(
-            "garbage datagrams do not stop the server",
-            1,
-            s_garbage,
-        ),
+        Test::new("a late (out-of-order) heartbeat is reported", 1, s_late),
+        Test::new("garbage datagrams do not stop the server", 1, s_garbage),
         Test::new(
             "a silence longer than the dead-after time (1 s) is reported as stopped",
             2,
@@ -96,8 +88,9 @@ impl Server {
                 ("dead_after", DEAD_AFTER.to_string()),
             ],
         );
-        let mut child = spawn::start(&command, &ctx.input)
-            .map_err(|e| Failure::new(format!("{e:#}"), "the --exec command could not be started"))?;
+        let mut child = spawn::start(&command, &ctx.input).map_err(|e| {
+            Failure::new(format!("{e:#}"), "the --exec command could not be started")
+        })?;
         let started = Instant::now();
         loop {
             let ready = match crate::labs::bound_in_proc(port, true) {
@@ -116,7 +109,10 @@ impl Server {
             }
             if started.elapsed() >= ctx.timeout {
                 return Err(Failure::new(
-                    format!("'{command}' did not bind UDP port {port} within {:?}", ctx.timeout),
+                    format!(
+                        "'{command}' did not bind UDP port {port} within {:?}",
+                        ctx.timeout
+                    ),
                     "check replaced {port} with a free port: does the program take its port from the command line?",
                 ));
             }
@@ -201,7 +197,13 @@ fn has_word(line: &str, words: &[&str]) -> bool {
 const LOST: [&str; 5] = ["lost", "miss", "gap", "drop", "skip"];
 const LATE: [&str; 7] = ["late", "dup", "repeat", "again", "order", "old", "earlier"];
 const STOPPED: [&str; 7] = [
-    "stop", "dead", "silen", "gone", "timed out", "timeout", "inactive",
+    "stop",
+    "dead",
+    "silen",
+    "gone",
+    "timed out",
+    "timeout",
+    "inactive",
 ];
 
 /// The first sequence number of a test: three digits, seeded (no port or
@@ -243,7 +245,9 @@ fn s_delay(ctx: &Ctx) -> Outcome {
         format!("heartbeat {seq}: one-way delay 1500.000 ms").as_bytes(),
         &tail(&lines),
         if reported {
-            format!("heartbeat {seq} was sent 1.5 s before check sent it (its timestamp says so), and the line that reports it shows no delay from 1.4 to 2.5 s")
+            format!(
+                "heartbeat {seq} was sent 1.5 s before check sent it (its timestamp says so), and the line that reports it shows no delay from 1.4 to 2.5 s"
+            )
         } else {
             format!("no line reports heartbeat {seq}")
         },
@@ -281,7 +285,13 @@ fn s_gap(ctx: &Ctx) -> Outcome {
     Err(Failure::bytes(
         format!("lost 2 heartbeat(s): {} to {}", b + 2, b + 3).as_bytes(),
         &tail(&lines),
-        format!("check sent {b}, {}, {}: no line says 2 were lost ({} and {})", b + 1, b + 4, b + 2, b + 3),
+        format!(
+            "check sent {b}, {}, {}: no line says 2 were lost ({} and {})",
+            b + 1,
+            b + 4,
+            b + 2,
+            b + 3
+        ),
         "keep the last number heard from each client (its address and port); a heartbeat numbered more than one above it means the ones between were lost: say how many, or which",
     ))
 }
@@ -294,7 +304,13 @@ fn s_duplicate(ctx: &Ctx) -> Outcome {
     Err(Failure::bytes(
         format!("heartbeat {} after {} (late or duplicated)", b + 1, b + 1).as_bytes(),
         &tail(&lines),
-        format!("check sent {b}, {}, {} again, {}: no line reports the second {} as a duplicate", b + 1, b + 1, b + 2, b + 1),
+        format!(
+            "check sent {b}, {}, {} again, {}: no line reports the second {} as a duplicate",
+            b + 1,
+            b + 1,
+            b + 2,
+            b + 1
+        ),
         "UDP may deliver a datagram twice: a number not above the last one heard is a duplicate (or late); say so, and do not count it as new or as a gap",
     ))
 }
@@ -307,7 +323,13 @@ fn s_late(ctx: &Ctx) -> Outcome {
     Err(Failure::bytes(
         format!("heartbeat {} after {} (late or duplicated)", b + 1, b + 2).as_bytes(),
         &tail(&lines),
-        format!("check sent {b}, {}, {}, {}: no line reports {} as late (out of order)", b + 2, b + 1, b + 3, b + 1),
+        format!(
+            "check sent {b}, {}, {}, {}: no line reports {} as late (out of order)",
+            b + 2,
+            b + 1,
+            b + 3,
+            b + 1
+        ),
         "UDP may reorder datagrams: a number below the last one heard arrived late; say so (it was counted lost a moment ago)",
     ))
 }
@@ -348,7 +370,10 @@ fn s_garbage(ctx: &Ctx) -> Outcome {
 fn s_stopped(ctx: &Ctx) -> Outcome {
     let mut server = Server::start(ctx)?;
     let b = base(ctx, "stopped");
-    server.send(&[heartbeat(b, Duration::ZERO), heartbeat(b + 1, Duration::ZERO)]);
+    server.send(&[
+        heartbeat(b, Duration::ZERO),
+        heartbeat(b + 1, Duration::ZERO),
+    ]);
     let silent_since = Instant::now();
     let before = server.printed();
     let dead_after = Duration::from_secs(DEAD_AFTER);
@@ -363,7 +388,11 @@ fn s_stopped(ctx: &Ctx) -> Outcome {
             return Err(Failure::bytes(
                 format!("stopped: no heartbeat for 1s; the last was {}", b + 1).as_bytes(),
                 &tail(&lines),
-                format!("check sent {b} and {}, then nothing for {:?}: no line says the client stopped", b + 1, dead_after + ctx.timeout),
+                format!(
+                    "check sent {b} and {}, then nothing for {:?}: no line says the client stopped",
+                    b + 1,
+                    dead_after + ctx.timeout
+                ),
                 "UDP has no FIN: only a silence says a client has gone. Wait with a receive timeout (settimeout) set to the nearest deadline, and when it expires report the clients not heard from for {dead_after} seconds",
             ));
         }
@@ -374,7 +403,9 @@ fn s_stopped(ctx: &Ctx) -> Outcome {
         return Err(Failure::bytes(
             b"",
             &tail(&lines),
-            format!("the client was reported stopped {after:?} after its last heartbeat, before {dead_after:?} of silence"),
+            format!(
+                "the client was reported stopped {after:?} after its last heartbeat, before {dead_after:?} of silence"
+            ),
             "report a client stopped only when nothing came from it for the whole dead-after time ({dead_after} seconds)",
         ));
     }
@@ -494,17 +525,29 @@ fn c_format(ctx: &Ctx) -> Outcome {
 
 fn c_sequence(ctx: &Ctx) -> Outcome {
     let beats = the_beats(ctx)?;
-    let seqs: Vec<u64> = beats.got.iter().filter_map(|(d, _)| fields(d)).map(|f| f.0).collect();
+    let seqs: Vec<u64> = beats
+        .got
+        .iter()
+        .filter_map(|(d, _)| fields(d))
+        .map(|f| f.0)
+        .collect();
     if seqs.len() < 2 {
         return Err(Failure::new(
-            format!("{} heartbeat(s) with a number arrived; {}", seqs.len(), beats.fate),
+            format!(
+                "{} heartbeat(s) with a number arrived; {}",
+                seqs.len(),
+                beats.fate
+            ),
             "the client goes on sending, one heartbeat per interval, until it is stopped",
         ));
     }
     match seqs.windows(2).find(|w| w[1] != w[0] + 1) {
         None => Ok(()),
         Some(w) => Err(Failure::new(
-            format!("heartbeat {} came after {}: the numbers were {seqs:?}", w[1], w[0]),
+            format!(
+                "heartbeat {} came after {}: the numbers were {seqs:?}",
+                w[1], w[0]
+            ),
             "add one to the sequence number for each heartbeat sent: the server counts the numbers it never saw as lost",
         )),
     }
@@ -513,13 +556,20 @@ fn c_sequence(ctx: &Ctx) -> Outcome {
 fn c_clock(ctx: &Ctx) -> Outcome {
     let beats = the_beats(ctx)?;
     for (d, came) in &beats.got {
-        let Some((seq, sent)) = fields(d) else { continue };
-        let now = came.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let Some((seq, sent)) = fields(d) else {
+            continue;
+        };
+        let now = came
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         if (now - sent).abs() > 1.0 {
             return Err(Failure::bytes(
                 format!("heartbeat {seq} {now:.6}").as_bytes(),
                 d,
-                format!("heartbeat {seq} says it was sent at {sent}; check's clock read {now:.6} when it came"),
+                format!(
+                    "heartbeat {seq} says it was sent at {sent}; check's clock read {now:.6} when it came"
+                ),
                 "the timestamp is the send time in seconds since 1970-01-01 UTC, with a fraction (time.time() in Python, not milliseconds and not a local time of day): the server subtracts it from its own clock",
             ));
         }
@@ -533,10 +583,18 @@ fn c_interval(ctx: &Ctx) -> Outcome {
     let (Some(first), Some(last)) = (beats.got.first(), beats.got.last()) else {
         return Err(Failure::new("no heartbeats", "see the first test"));
     };
-    let span = last.1.duration_since(first.1).unwrap_or_default().as_secs_f64();
+    let span = last
+        .1
+        .duration_since(first.1)
+        .unwrap_or_default()
+        .as_secs_f64();
     if n < 3 {
         return Err(Failure::new(
-            format!("only {n} heartbeat(s) came in {:?}; {}", ctx.timeout.max(Duration::from_secs(3)), beats.fate),
+            format!(
+                "only {n} heartbeat(s) came in {:?}; {}",
+                ctx.timeout.max(Duration::from_secs(3)),
+                beats.fate
+            ),
             "the client sends one heartbeat per {interval} seconds until it is stopped",
         ));
     }
@@ -545,7 +603,9 @@ fn c_interval(ctx: &Ctx) -> Outcome {
         return Ok(());
     }
     Err(Failure::new(
-        format!("{n} heartbeats came {mean:.3} s apart on average; check asked for {INTERVAL} s ({{interval}})"),
+        format!(
+            "{n} heartbeats came {mean:.3} s apart on average; check asked for {INTERVAL} s ({{interval}})"
+        ),
         "sleep for the interval between heartbeats (time.sleep(interval)), or better, until the next one is due, so the beats do not drift",
     ))
 }
@@ -556,9 +616,13 @@ mod tests {
 
     #[test]
     fn numbers_in_a_log_line() {
-        let line = "2026-12-01T23:52:27.732Z 127.0.0.1:40000 heartbeat 205: one-way delay 1500.250 ms";
+        let line =
+            "2026-12-01T23:52:27.732Z 127.0.0.1:40000 heartbeat 205: one-way delay 1500.250 ms";
         let found = numbers(line);
-        assert!(found.contains(&205.0) && found.contains(&1500.25), "{found:?}");
+        assert!(
+            found.contains(&205.0) && found.contains(&1500.25),
+            "{found:?}"
+        );
         assert!(has_number(line, 40000));
         // An address is no number, and 20 is not 205.
         assert!(!has_number(line, 127) && !has_number(line, 20));

@@ -167,6 +167,11 @@ fn find_target(cli: &Cli, ctx: &mut Ctx, scratch: &mut Scratch) -> anyhow::Resul
     if cli.lab.is_client() {
         return match cli.exec {
             Some(_) => Ok(None),
+            None if cli.lab == Lab::HeartbeatServer => Err(usage(
+                "heartbeat-server is judged by what the server prints: give --exec \
+                 'COMMAND {port} {dead_after}' (check runs it for each test)"
+                    .into(),
+            )),
             None => Err(usage(format!(
                 "{} is a client lab: give --exec 'COMMAND' (check plays the server)",
                 cli.lab.name()

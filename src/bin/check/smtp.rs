@@ -188,7 +188,10 @@ fn serve(stream: TcpStream, play: Play, end: Instant, s: &mut Session) {
             ("EHLO", _) => EHLO_REPLY,
             ("HELO", _) => b"250 check.invalid\r\n",
             ("MAIL", Play::Close421) => {
-                send(&mut conn, b"421 4.3.2 check.invalid shutting down, closing the connection\r\n");
+                send(
+                    &mut conn,
+                    b"421 4.3.2 check.invalid shutting down, closing the connection\r\n",
+                );
                 break;
             }
             ("MAIL", _) => b"250 2.1.0 sender ok\r\n",
