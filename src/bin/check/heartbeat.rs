@@ -107,11 +107,11 @@ impl Server {
                     "check replaced {port} with a free port and {dead_after} with 1 (seconds): does the program take them from the command line?",
                 ));
             }
-            if started.elapsed() >= ctx.timeout {
+            if started.elapsed() >= ctx.start_timeout {
                 return Err(Failure::new(
                     format!(
                         "'{command}' did not bind UDP port {port} within {:?}",
-                        ctx.timeout
+                        ctx.start_timeout
                     ),
                     "check replaced {port} with a free port: does the program take its port from the command line?",
                 ));
@@ -228,11 +228,12 @@ fn s_delay(ctx: &Ctx) -> Outcome {
     let seqs = [b, b + 1, b + 2];
     let beats: Vec<Vec<u8>> = seqs.iter().map(|&s| heartbeat(s, AGE)).collect();
     server.send(&beats);
-    // A delay of 1.5 s shows as 1.5 to 2.5 (seconds) or 1500 to 2500 (ms).
+    // A delay of 1.5 s shows as 1.4 to 3.5 (seconds) or 1400 to 3500 (ms):
+    // a loaded machine may be slow to deliver, never fast.
     let delayed = |l: &str| {
         numbers(l)
             .iter()
-            .any(|&x| (1.4..2.5).contains(&x) || (1400.0..2500.0).contains(&x))
+            .any(|&x| (1.4..3.5).contains(&x) || (1400.0..3500.0).contains(&x))
     };
     let done = |l: &str| has_number(l, b + 2) && delayed(l);
     let lines = server.wait_for(ctx.timeout, done);
@@ -246,7 +247,7 @@ fn s_delay(ctx: &Ctx) -> Outcome {
         &tail(&lines),
         if reported {
             format!(
-                "heartbeat {seq} was sent 1.5 s before check sent it (its timestamp says so), and the line that reports it shows no delay from 1.4 to 2.5 s"
+                "heartbeat {seq} was sent 1.5 s before check sent it (its timestamp says so), and the line that reports it shows no delay from 1.4 to 3.5 s"
             )
         } else {
             format!("no line reports heartbeat {seq}")
@@ -553,28 +554,36 @@ fn c_sequence(ctx: &Ctx) -> Outcome {
     }
 }
 
+/// Each heartbeat's arrival on check's clock minus the time it carries.
+/// check may read a datagram late (a busy machine), never early, so the
+/// smallest difference is the truest.
 fn c_clock(ctx: &Ctx) -> Outcome {
     let beats = the_beats(ctx)?;
-    for (d, came) in &beats.got {
-        let Some((seq, sent)) = fields(d) else {
-            continue;
-        };
+    let offsets = beats.got.iter().filter_map(|(d, came)| {
+        let (seq, sent) = fields(d)?;
         let now = came
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        if (now - sent).abs() > 1.0 {
-            return Err(Failure::bytes(
-                format!("heartbeat {seq} {now:.6}").as_bytes(),
-                d,
-                format!(
-                    "heartbeat {seq} says it was sent at {sent}; check's clock read {now:.6} when it came"
-                ),
-                "the timestamp is the send time in seconds since 1970-01-01 UTC, with a fraction (time.time() in Python, not milliseconds and not a local time of day): the server subtracts it from its own clock",
-            ));
-        }
-    }
-    Ok(())
+        Some((now - sent, seq, now, d))
+    });
+    let wrong = offsets.clone().find(|o| o.0 < -1.0).or_else(|| {
+        offsets
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .filter(|o| o.0 > 1.0)
+    });
+    let Some((_, seq, now, d)) = wrong else {
+        return Ok(());
+    };
+    let sent = fields(d).map_or(0.0, |f| f.1);
+    Err(Failure::bytes(
+        format!("heartbeat {seq} {now:.6}").as_bytes(),
+        d,
+        format!(
+            "heartbeat {seq} says it was sent at {sent}; check's clock read {now:.6} when it came"
+        ),
+        "the timestamp is the send time in seconds since 1970-01-01 UTC, with a fraction (time.time() in Python, not milliseconds and not a local time of day): the server subtracts it from its own clock",
+    ))
 }
 
 fn c_interval(ctx: &Ctx) -> Outcome {
@@ -599,7 +608,7 @@ fn c_interval(ctx: &Ctx) -> Outcome {
         ));
     }
     let mean = span / (n - 1) as f64;
-    if (INTERVAL * 0.7..=INTERVAL * 1.5).contains(&mean) {
+    if (INTERVAL * 0.6..=INTERVAL * 1.6).contains(&mean) {
         return Ok(());
     }
     Err(Failure::new(

@@ -140,6 +140,7 @@ fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
         dir: None,
         dir_is_ours: false,
         timeout: cli.timeout,
+        start_timeout: cli.start_timeout,
         seed,
         input: cli
             .input

@@ -179,6 +179,8 @@ pub struct Ctx {
     pub dir: Option<PathBuf>,
     pub dir_is_ours: bool,
     pub timeout: Duration,
+    /// How long a program check starts may take to listen (`--start-timeout`).
+    pub start_timeout: Duration,
     pub seed: u64,
     pub input: Vec<u8>,
 }
