@@ -240,17 +240,25 @@ fn waiting(stream: &TcpStream, wait: Duration) -> Vec<u8> {
     }
 }
 
-/// Writes a reply in pieces of 13 bytes with a pause after each but the
-/// last; returns what the client sent before the reply was complete.
+/// Writes a reply in pieces of 13 bytes; returns what the client sent
+/// before the reply was complete. The client gets time to go wrong where
+/// the usual mistakes would: 400 ms after the first piece (one `recv()`
+/// returns it) and after the piece that ends the first line (one
+/// `readline()` returns it), 50 ms after the others.
 fn in_pieces(conn: &mut Conn, reply: &[u8]) -> Vec<u8> {
     let pieces: Vec<&[u8]> = reply.chunks(13).collect();
+    let first_line = reply.iter().position(|&b| b == b'\n').unwrap_or(0);
     let mut early = conn.leftover().to_vec();
+    let mut sent = 0;
     for (i, piece) in pieces.iter().enumerate() {
         if !send(conn, piece) {
             break;
         }
+        let ends_line_one = (sent..sent + piece.len()).contains(&first_line);
+        sent += piece.len();
         if i + 1 < pieces.len() && early.is_empty() {
-            early = waiting(&conn.stream, Duration::from_millis(50));
+            let pause = if i == 0 || ends_line_one { 400 } else { 50 };
+            early = waiting(&conn.stream, Duration::from_millis(pause));
         }
     }
     early
