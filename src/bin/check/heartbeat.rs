@@ -125,7 +125,7 @@ impl Server {
         })
     }
 
-    /// Sends datagrams 30 ms apart, so that they arrive in this order.
+    /// Sends datagrams 30 ms apart: the server reports each before the next.
     fn send(&self, datagrams: &[Vec<u8>]) {
         for d in datagrams {
             let _ = self.socket.send_to(d, ("127.0.0.1", self.port));
