@@ -787,6 +787,40 @@ fn smtp_mistake(flag: &str, test: &str, says: &str) {
 }
 
 #[test]
+fn the_kr_mail_client_skeleton_fails_what_it_gets_wrong() {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/kr_mail_client.py {{host}} {{port}}"),
+        "2s",
+    );
+    assert_fails_exactly(
+        &run,
+        &[
+            "reads the whole reply when it arrives in pieces (EHLO: 4 lines)",
+            "dot-stuffing: body lines that start with '.' arrive intact",
+        ],
+    );
+    assert!(
+        run.hint("reads the whole reply when it arrives in pieces (EHLO: 4 lines)")
+            .contains("recv(1024)"),
+        "{}",
+        run.stdout
+    );
+    // HELO without EHLO is right; "... reply not received from server." reports the 550.
+    assert!(
+        run.passed()
+            .contains("falls back to HELO after 502 to EHLO")
+    );
+    assert!(
+        run.passed()
+            .contains("550 to RCPT TO: the client reports an error")
+    );
+}
+
+#[test]
 fn an_smtp_client_that_sends_before_the_greeting_fails_only_that() {
     smtp_mistake(
         "--no-wait-greeting",
@@ -799,7 +833,7 @@ fn an_smtp_client_that_sends_before_the_greeting_fails_only_that() {
 fn an_smtp_client_that_reads_replies_with_one_recv_fails_only_the_split_reply() {
     smtp_mistake(
         "--recv-once",
-        "reads a multi-line EHLO reply that arrives in pieces",
+        "reads the whole reply when it arrives in pieces (EHLO: 4 lines)",
         "not once with recv(1024)",
     );
 }
