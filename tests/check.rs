@@ -25,6 +25,9 @@ const TIME_SERVER: &str = env!("CARGO_BIN_EXE_time_server");
 const TIME_CLIENT: &str = env!("CARGO_BIN_EXE_time_client");
 const UDP_CLIENT: &str = env!("CARGO_BIN_EXE_udp_client");
 const HTTP_GET: &str = env!("CARGO_BIN_EXE_http_get");
+const SMTP_CLIENT: &str = env!("CARGO_BIN_EXE_smtp_client");
+const HEARTBEAT_SERVER: &str = env!("CARGO_BIN_EXE_heartbeat_server");
+const HEARTBEAT_CLIENT: &str = env!("CARGO_BIN_EXE_heartbeat_client");
 const FIXTURES: &str = "tests/check_fixtures";
 
 /// What one run of check printed.
@@ -261,6 +264,65 @@ fn a_students_python_pinger_passes_udp_pinger() {
 #[test]
 fn http_get_passes_http_client() {
     assert_all_pass(&exec("http-client", &format!("{HTTP_GET} {{url}}"), "5s"));
+}
+
+/// socketlab's smtp_client takes its body as an option; the shell turns
+/// check's stdin into it.
+#[test]
+fn smtp_client_passes_smtp_client() {
+    let cmd = format!(
+        "{SMTP_CLIENT} --host {{host}} --port {{port}} --to alice@example.com --body \"$(cat)\""
+    );
+    assert_all_pass(&exec("smtp-client", &cmd, "3s"));
+}
+
+#[test]
+fn the_fixture_smtp_client_without_a_mistake_passes() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/smtp_client.py {{host}} {{port}}"),
+        "3s",
+    ));
+}
+
+#[test]
+fn heartbeat_server_passes_heartbeat_server() {
+    assert_all_pass(&exec(
+        "heartbeat-server",
+        &format!(
+            "{HEARTBEAT_SERVER} --bind 127.0.0.1 --port {{port}} --dead-after {{dead_after}}s"
+        ),
+        "3s",
+    ));
+}
+
+#[test]
+fn heartbeat_client_passes_heartbeat_client() {
+    assert_all_pass(&exec(
+        "heartbeat-client",
+        &format!("{HEARTBEAT_CLIENT} --host {{host}} --port {{port}} --interval {{interval}}s"),
+        "3s",
+    ));
+}
+
+#[test]
+fn the_fixture_heartbeat_programs_without_a_mistake_pass() {
+    if !have_tool("python3") {
+        return;
+    }
+    assert_all_pass(&exec(
+        "heartbeat-server",
+        &format!("python3 {FIXTURES}/heartbeat_server.py {{port}} {{dead_after}}"),
+        "3s",
+    ));
+    assert_all_pass(&exec(
+        "heartbeat-client",
+        &format!("python3 {FIXTURES}/heartbeat_client.py {{host}} {{port}} {{interval}}"),
+        "3s",
+    ));
 }
 
 /// The web server the web-server lab is proved against. When socketlab's
@@ -709,6 +771,219 @@ fn http_clients_that_read_once_or_until_close_fail_the_framing_tests() {
 
 // ----- the report, --json, --seed, --server, exit status, stopping -----
 
+/// tests/check_fixtures/smtp_client.py with one mistake (`flag`) fails
+/// exactly the test aimed at it; its hint contains `says`.
+fn smtp_mistake(flag: &str, test: &str, says: &str) {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/smtp_client.py {{host}} {{port}} {flag}"),
+        "2s",
+    );
+    assert_fails_exactly(&run, &[test]);
+    assert!(run.hint(test).contains(says), "{}", run.stdout);
+}
+
+#[test]
+fn the_kr_mail_client_skeleton_fails_what_it_gets_wrong() {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(
+        "smtp-client",
+        &format!("python3 {FIXTURES}/kr_mail_client.py {{host}} {{port}}"),
+        "2s",
+    );
+    assert_fails_exactly(
+        &run,
+        &[
+            "reads the whole reply when it arrives in pieces (EHLO: 4 lines)",
+            "dot-stuffing: body lines that start with '.' arrive intact",
+        ],
+    );
+    assert!(
+        run.hint("reads the whole reply when it arrives in pieces (EHLO: 4 lines)")
+            .contains("recv(1024)"),
+        "{}",
+        run.stdout
+    );
+    // HELO without EHLO is right; "... reply not received from server." reports the 550.
+    assert!(
+        run.passed()
+            .contains("falls back to HELO after 502 to EHLO")
+    );
+    assert!(
+        run.passed()
+            .contains("550 to RCPT TO: the client reports an error")
+    );
+}
+
+#[test]
+fn an_smtp_client_that_sends_before_the_greeting_fails_only_that() {
+    smtp_mistake(
+        "--no-wait-greeting",
+        "waits for the 220 greeting before sending (a greeting 1 s late)",
+        "the SMTP server speaks first",
+    );
+}
+
+#[test]
+fn an_smtp_client_that_reads_replies_with_one_recv_fails_only_the_split_reply() {
+    smtp_mistake(
+        "--recv-once",
+        "reads the whole reply when it arrives in pieces (EHLO: 4 lines)",
+        "not once with recv(1024)",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_helo_fails_only_the_fallback() {
+    smtp_mistake(
+        "--no-helo",
+        "falls back to HELO after 502 to EHLO",
+        "say HELO instead",
+    );
+}
+
+#[test]
+fn an_smtp_client_with_lf_commands_fails_only_the_command_test() {
+    smtp_mistake(
+        "--lf",
+        "MAIL FROM, RCPT TO, DATA in order, each line ending in CRLF",
+        "\\r\\n",
+    );
+}
+
+#[test]
+fn an_smtp_client_with_lf_message_lines_fails_only_the_message_end() {
+    smtp_mistake(
+        "--lf-in-message",
+        "the message's lines end in CRLF and it ends with CRLF.CRLF",
+        "a bare \\n is not a line end",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_dot_stuffing_fails_only_that() {
+    smtp_mistake(
+        "--no-dot-stuffing",
+        "dot-stuffing: body lines that start with '.' arrive intact",
+        "a lone '.' in the text ends the message early",
+    );
+}
+
+#[test]
+fn an_smtp_client_without_quit_fails_only_quit() {
+    smtp_mistake(
+        "--no-quit",
+        "QUIT after the message is accepted",
+        "QUIT asks the server to close",
+    );
+}
+
+#[test]
+fn an_smtp_client_that_ignores_550_or_421_fails_only_that_test() {
+    smtp_mistake(
+        "--ignore-550",
+        "550 to RCPT TO: the client reports an error",
+        "permanent refusal",
+    );
+    smtp_mistake(
+        "--ignore-421",
+        "421 and a closed connection: the client reports an error",
+        "closing the connection",
+    );
+}
+
+/// A heartbeat fixture (`program`, `args` after its own) with one mistake
+/// fails exactly `tests`; the first one's hint contains `says`.
+fn heartbeat_mistake(lab: &str, program: &str, args: &str, tests: &[&str], says: &str) {
+    if !have_tool("python3") {
+        return;
+    }
+    let run = exec(lab, &format!("python3 {FIXTURES}/{program} {args}"), "2s");
+    assert_fails_exactly(&run, tests);
+    assert!(run.hint(tests[0]).contains(says), "{}", run.stdout);
+}
+
+#[test]
+fn a_heartbeat_server_without_the_delay_fails_only_the_delay() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-delay",
+        &["each heartbeat is reported with its one-way delay"],
+        "one-way delay",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_blind_to_late_and_repeated_numbers_fails_those_two() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-late",
+        &[
+            "a duplicated heartbeat is reported",
+            "a late (out-of-order) heartbeat is reported",
+        ],
+        "deliver a datagram twice",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_that_crashes_on_garbage_fails_only_garbage() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --crash-on-garbage",
+        &["garbage datagrams do not stop the server"],
+        "never the end of the server",
+    );
+}
+
+#[test]
+fn a_heartbeat_server_that_never_notices_silence_fails_only_stopped() {
+    heartbeat_mistake(
+        "heartbeat-server",
+        "heartbeat_server.py",
+        "{port} {dead_after} --no-stopped",
+        &["a silence longer than the dead-after time (1 s) is reported as stopped"],
+        "UDP has no FIN",
+    );
+}
+
+#[test]
+fn heartbeat_clients_with_ms_double_increment_or_no_sleep_fail_only_their_test() {
+    for (flag, test, says) in [
+        (
+            "--ms",
+            "the timestamp is the send time in seconds since 1970 (within 1 s of check's clock)",
+            "not milliseconds",
+        ),
+        (
+            "--double-increment",
+            "the numbers rise by one",
+            "add one to the sequence number",
+        ),
+        (
+            "--no-sleep",
+            "one heartbeat per {interval} (0.2 s), on average",
+            "sleep for the interval",
+        ),
+    ] {
+        heartbeat_mistake(
+            "heartbeat-client",
+            "heartbeat_client.py",
+            &format!("{{host}} {{port}} {{interval}} {flag}"),
+            &[test],
+            says,
+        );
+    }
+}
+
 #[test]
 fn json_report_names_the_lab_tests_score_and_seed() {
     if !have_tool("python3") {
@@ -835,6 +1110,8 @@ fn bad_usage_is_exit_status_2() {
         vec!["tcp-echo"],
         vec!["udp-pinger", "--server", "127.0.0.1:9"],
         vec!["web-server", "--server", "127.0.0.1:9"],
+        vec!["smtp-client", "--server", "127.0.0.1:9"],
+        vec!["heartbeat-server", "--server", "127.0.0.1:9"],
         vec!["no-such-lab", "--server", "127.0.0.1:9"],
     ] {
         let run = check(&args);

@@ -36,6 +36,12 @@ pub enum Lab {
     UdpPinger,
     /// Seed 003 / CS144 webget: a GET by hand; check plays the origin (labs/02)
     HttpClient,
+    /// K&R assignment 3: an SMTP client; check plays the mail server (labs/08)
+    SmtpClient,
+    /// The pinger's optional exercise: a heartbeat server; check runs it and plays its client (labs/01)
+    HeartbeatServer,
+    /// The pinger's optional exercise: a heartbeat client; check plays the server (labs/01)
+    HeartbeatClient,
 }
 
 /// The lab's name on the command line.
@@ -55,6 +61,9 @@ impl Lab {
             Lab::TimeClient => "time-client",
             Lab::UdpPinger => "udp-pinger",
             Lab::HttpClient => "http-client",
+            Lab::SmtpClient => "smtp-client",
+            Lab::HeartbeatServer => "heartbeat-server",
+            Lab::HeartbeatClient => "heartbeat-client",
         }
     }
 
@@ -69,12 +78,24 @@ impl Lab {
             Lab::TimeClient => crate::time_service::client_tests(),
             Lab::UdpPinger => crate::udp_pinger::tests(),
             Lab::HttpClient => crate::http_client::tests(),
+            Lab::SmtpClient => crate::smtp::tests(),
+            Lab::HeartbeatServer => crate::heartbeat::server_tests(),
+            Lab::HeartbeatClient => crate::heartbeat::client_tests(),
         }
     }
 
-    /// Client labs run the student's program once per test; check is the server.
+    /// Client labs run the student's program once per test; check is the
+    /// server. So is the heartbeat server, judged by what it prints.
     fn is_client(self) -> bool {
-        matches!(self, Lab::TimeClient | Lab::UdpPinger | Lab::HttpClient)
+        matches!(
+            self,
+            Lab::TimeClient
+                | Lab::UdpPinger
+                | Lab::HttpClient
+                | Lab::SmtpClient
+                | Lab::HeartbeatServer
+                | Lab::HeartbeatClient
+        )
     }
 }
 
@@ -119,6 +140,7 @@ fn run_lab(cli: &Cli) -> anyhow::Result<bool> {
         dir: None,
         dir_is_ours: false,
         timeout: cli.timeout,
+        start_timeout: cli.start_timeout,
         seed,
         input: cli
             .input
@@ -146,6 +168,11 @@ fn find_target(cli: &Cli, ctx: &mut Ctx, scratch: &mut Scratch) -> anyhow::Resul
     if cli.lab.is_client() {
         return match cli.exec {
             Some(_) => Ok(None),
+            None if cli.lab == Lab::HeartbeatServer => Err(usage(
+                "heartbeat-server is judged by what the server prints: give --exec \
+                 'COMMAND {port} {dead_after}' (check runs it for each test)"
+                    .into(),
+            )),
             None => Err(usage(format!(
                 "{} is a client lab: give --exec 'COMMAND' (check plays the server)",
                 cli.lab.name()
@@ -191,6 +218,10 @@ fn run_tests(cli: &Cli, ctx: &mut Ctx, program: &mut Option<Child>) -> Vec<Done>
     if to_stdout {
         let target = match ctx.target {
             Some(addr) => format!("{addr}"),
+            None if cli.lab == Lab::HeartbeatServer => format!(
+                "the server '{}' (check runs it for each test, plays its client and reads what it prints)",
+                ctx.exec.as_deref().unwrap_or("")
+            ),
             None => format!(
                 "the client '{}' (check plays the server)",
                 ctx.exec.as_deref().unwrap_or("")
@@ -347,7 +378,7 @@ fn ready(addr: SocketAddr, udp: bool) -> bool {
 
 /// Reads /proc/net/{tcp,tcp6} (a socket in state 0A, LISTEN, on `port`) or
 /// /proc/net/{udp,udp6} (any socket bound to `port`); None where there is no /proc.
-fn bound_in_proc(port: u16, udp: bool) -> Option<bool> {
+pub fn bound_in_proc(port: u16, udp: bool) -> Option<bool> {
     let (tables, state) = if udp {
         (["/proc/net/udp", "/proc/net/udp6"], None)
     } else {

@@ -32,15 +32,22 @@
 //! for the next one, and the hint quotes its last line on stderr. A program that ignores `{port}` and binds a
 //! fixed one is tested with `--server`.
 //!
-//! Client labs (time-client, udp-pinger, http-client) run the student's
-//! client once per test with `--exec` while check plays the server and its
-//! adversaries, and judge what the client printed and sent:
+//! Client labs (time-client, udp-pinger, http-client, smtp-client,
+//! heartbeat-client) run the student's client once per test with `--exec`
+//! while check plays the server and its adversaries, and judge what the
+//! client printed and sent:
 //!
 //! ```text
 //! check udp-pinger --exec 'python3 UDPPinger.py {host} {port}'
 //! check http-client --exec 'python3 webget.py {url}'
 //! check time-client --exec 'python3 time_client.py {host} {port}'
+//! check smtp-client --exec 'python3 mailclient.py {host} {port}'   # the body on stdin
+//! check heartbeat-client --exec 'python3 hb_client.py {host} {port} {interval}'
 //! ```
+//!
+//! A heartbeat server only prints what it sees, so heartbeat-server is run
+//! the same way, once per test: check plays its client and reads its lines
+//! (`check heartbeat-server --exec 'python3 hb_server.py {port} {dead_after}'`).
 //!
 //! An instructor grades a folder of submissions, one folder per student,
 //! in one shell loop, with a JSON report each:
@@ -66,11 +73,13 @@
 //! `batch.rs` is `--batch`.
 
 mod batch;
+mod heartbeat;
 mod http;
 mod http_client;
 mod labs;
 mod origin;
 mod report;
+mod smtp;
 mod spawn;
 mod tcp_echo;
 mod threaded;
@@ -98,7 +107,12 @@ use labs::Lab;
     name = "check",
     version,
     after_help = "Placeholders in --exec: {port} a free port, {host} 127.0.0.1, {dir} the folder \
-                  of test files (web-server), {url} the URL to fetch (http-client).\n\n\
+                  of test files (web-server), {url} the URL to fetch (http-client), {dead_after} \
+                  1 (seconds, heartbeat-server), {interval} 0.2 (seconds, heartbeat-client).\n\n\
+                  smtp-client gives the client its message body on stdin (after --input): read \
+                  it there, or pass it as an option with --body \"$(cat)\". heartbeat-server \
+                  reads the server's lines: each heartbeat's number and delay, 'lost' with the \
+                  count or the numbers, 'late' or 'duplicate', 'stopped' after the silence.\n\n\
                   Grade a folder of submissions (one subfolder per student) in one shell loop:\n  \
                   for s in submissions/*/; do\n    \
                   check tcp-echo --exec \"cd $s && python3 TCPServer.py {port}\" --seed 42 \
@@ -117,7 +131,8 @@ struct Cli {
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "exec")]
     server: Option<String>,
 
-    /// Start the program with this shell command ({port}, {host}, {dir}, {url} are filled in)
+    /// Start the program with this shell command ({port}, {host}, {dir}, {url}, {dead_after},
+    /// {interval} are filled in)
     #[arg(long, value_name = "COMMAND")]
     exec: Option<String>,
 
@@ -139,7 +154,8 @@ struct Cli {
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     start_timeout: Duration,
 
-    /// Client labs: text given to the client on its standard input (\n is a newline)
+    /// Client labs: text given to the client on its standard input (\n is a newline); smtp-client
+    /// adds the message body after it
     #[arg(long)]
     input: Option<String>,
 
@@ -163,6 +179,8 @@ pub struct Ctx {
     pub dir: Option<PathBuf>,
     pub dir_is_ours: bool,
     pub timeout: Duration,
+    /// How long a program check starts may take to listen (`--start-timeout`).
+    pub start_timeout: Duration,
     pub seed: u64,
     pub input: Vec<u8>,
 }

@@ -51,7 +51,10 @@ pub fn fill(template: &str, vars: &[(&str, String)]) -> String {
 /// program that logs a lot never blocks on a full pipe.
 pub fn start(command: &str, stdin: &[u8]) -> anyhow::Result<Child> {
     let mut cmd = shell(command);
-    cmd.stdin(Stdio::piped())
+    // Python buffers print() into a pipe until it exits; check reads the
+    // lines while the program runs (the heartbeat server), so ask for none.
+    cmd.env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
@@ -134,6 +137,13 @@ impl Child {
 
     pub fn stdout(&self) -> Vec<u8> {
         self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn stderr(&self) -> Vec<u8> {
+        self.stderr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

@@ -169,3 +169,37 @@ pub fn text(rng: &mut socketlab::random::Rng, n: usize) -> Vec<u8> {
 pub fn upper(bytes: &[u8]) -> Vec<u8> {
     bytes.to_ascii_uppercase()
 }
+
+/// Client labs: waits until the client under test connects to check's
+/// `listener`, or fails saying whether it ran at all.
+pub fn accept_client(
+    listener: &std::net::TcpListener,
+    child: &mut crate::spawn::Child,
+    end: Instant,
+) -> Result<TcpStream, Failure> {
+    let addr = listener.local_addr().map_err(|e| {
+        Failure::new(
+            format!("cannot read check's own address: {e}"),
+            "check itself failed",
+        )
+    })?;
+    let _ = listener.set_nonblocking(true);
+    loop {
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_nodelay(true);
+            return Ok(stream);
+        }
+        if Instant::now() >= end || child.exited().is_some() {
+            child.wait_for(Duration::from_millis(100));
+            return Err(Failure::new(
+                format!(
+                    "the client never connected to {addr}; {}",
+                    child.fate().unwrap_or("it was still running".into())
+                ),
+                "check replaced {host} and {port} in the command with its own server's address: does the client take them from the command line?",
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
