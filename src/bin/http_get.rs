@@ -1,14 +1,11 @@
 //! http_get: an HTTP/1.1 GET written by hand on a TCP socket (seed 003).
 //!
-//! HTTP is text on a TCP byte stream. The client `connect()`s, then sends its
-//! request head with one `write_all()`: a request line and header lines, each
-//! ended by CRLF, and an empty line (RFC 9112 §2.1). It reads the status line
-//! and the header lines line by line (`read_until(b'\n')`, `read_line()` for
-//! bytes) up to the empty line, then the body as the head frames it (RFC 9112
-//! §6.3): Content-Length bytes, chunked (§7.1), or until the server closes.
-//! One `recv()` is not "the response": the framing, never the reads, says
-//! where it ends. After the lesson, the extras: `--show-request`,
-//! `--raw-request`, `--output` and the timing line.
+//! HTTP is text on a TCP byte stream. `connect()`, then one `write_all()` of
+//! the request head: lines ended by CRLF, then an empty line (RFC 9112 §2.1).
+//! The response head is read line by line (`read_until(b'\n')`) up to its
+//! empty line, then the body as the head frames it (RFC 9112 §6.3): exactly
+//! Content-Length bytes, chunked (§7.1), or until the server closes. One
+//! `recv()` is not "the response": the framing says where it ends.
 //!
 //! Terminal 1: `python3 -m http.server --bind 127.0.0.1 8000`
 //! Terminal 2: `cargo run --bin http_get -- http://127.0.0.1:8000/ --show-request`
@@ -53,8 +50,7 @@ struct Cli {
     /// Write the body, byte for byte, to this file instead of printing it
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Send exactly this text as the request (\r \n \t \\ are escapes); after
-    /// the response, print whatever else the server sends
+    /// Send this text as the request (escapes: \r \n \t \\); print what follows the response
     #[arg(long, value_name = "TEXT", value_parser = unescape,
           conflicts_with_all = ["user_agent", "head"])]
     raw_request: Option<String>,
@@ -104,7 +100,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         last,
     };
     let how = response.read(cli.head || request.starts_with("HEAD "))?;
-    response.end_line();
+    if response.last != b'\n' {
+        println!();
+    }
     print!("body: {} bytes ({how})", response.size);
     if let Some(path) = &cli.output {
         print!("; saved to '{}'", path.display());
@@ -118,9 +116,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The request head: the request line, `Host` (HTTP/1.1 needs it, RFC 9112
-/// §3.2), `Connection: close` (one request per connection), each line ended
-/// by CRLF, and the empty line that ends the head.
+/// The request head: lines ended by CRLF, `Host` required (RFC 9112 §3.2), then an empty line.
 fn request_head(cli: &Cli) -> String {
     let (url, agent) = (&cli.url, &cli.user_agent);
     let method = if cli.head { "HEAD" } else { "GET" };
@@ -137,18 +133,16 @@ struct Response<'a> {
     peer: SocketAddr,
     /// The --output file, or None for stdout.
     file: Option<File>,
-    /// Body bytes so far.
     size: u64,
     /// The last byte printed, so that the `body:` line starts a line of its own.
     last: u8,
 }
 
-/// A head's status code, Content-Length, and whether its body is chunked.
-type Head = (u16, Option<u64>, bool);
+/// A head's status code, Content-Length, and, with Transfer-Encoding, whether it ends in chunked.
+type Head = (u16, Option<u64>, Option<bool>);
 
 impl Response<'_> {
-    /// Reads heads until a final one (a 1xx is interim, RFC 9110 §15.2), then
-    /// the body as the head frames it (RFC 9112 §6.3); says how its end was found.
+    /// Heads until a final one (1xx is interim, RFC 9110 §15.2), then the body as it is framed.
     fn read(&mut self, head_only: bool) -> anyhow::Result<&'static str> {
         let (mut head, mut interim) = (self.head()?, 0);
         while head.0 < 200 {
@@ -166,7 +160,13 @@ impl Response<'_> {
         Ok(match head {
             _ if head_only => "none: a response to HEAD has no body",
             (204 | 304, _, _) => "none: a 204 or 304 response has no body",
-            (_, _, true) => {
+            (_, Some(_), Some(_)) => {
+                let what = "both Content-Length and Transfer-Encoding frame its body";
+                let rule = "a body's length is given in one way, or no client can tell where it \
+                            ends (RFC 9112 §6.3)";
+                return Err(self.broken(what.into(), rule));
+            }
+            (_, _, Some(true)) => {
                 self.chunked()?;
                 "chunked: decoded from its chunks"
             }
@@ -181,8 +181,7 @@ impl Response<'_> {
         })
     }
 
-    /// One head: the status line (`HTTP/1.1 200 OK`), then `Name: value` lines
-    /// up to the empty line (RFC 9112 §2.1, §4, §5); printed once whole.
+    /// A status line, `Name: value` lines, an empty line (RFC 9112 §2.1); printed once whole.
     fn head(&mut self) -> anyhow::Result<Head> {
         let mut bytes = Vec::new();
         let line = self.line(&mut bytes, MAX_HEAD)?;
@@ -220,10 +219,8 @@ impl Response<'_> {
                 chunked = Some(last.trim().eq_ignore_ascii_case("chunked"));
             } else if name.eq_ignore_ascii_case("Content-Length") {
                 // Decimal digits, and repeated fields must agree (RFC 9110 §8.6).
-                let n = value
-                    .parse()
-                    .ok()
-                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
+                let digits = value.bytes().all(|b| b.is_ascii_digit());
+                let n = value.parse().ok().filter(|_| digits);
                 if n.is_none() || (length.is_some() && length != n) {
                     let what = format!("Content-Length {}", quoted(value.as_bytes(), 60));
                     let rule = "Content-Length is one number in decimal digits (RFC 9110 §8.6)";
@@ -232,18 +229,11 @@ impl Response<'_> {
                 length = n;
             }
         }
-        if length.is_some() && chunked.is_some() {
-            let what = "both Content-Length and Transfer-Encoding frame its body";
-            let rule = "a body's length is given in one way, or no client can tell where it ends \
-                        (RFC 9112 §6.3)";
-            return Err(self.broken(what.into(), rule));
-        }
         write_stdout(&bytes)?;
-        Ok((status, length, chunked == Some(true)))
+        Ok((status, length, chunked))
     }
 
-    /// `read_until(b'\n')` onto `buf` while it stays within `max` bytes: the line without
-    /// its CRLF (a bare LF ends one too, RFC 9112 §2.2), or None if it has no end.
+    /// A line onto `buf` (within `max` bytes), returned without CRLF or LF; None if it has no end.
     fn line(&mut self, buf: &mut Vec<u8>, max: usize) -> anyhow::Result<Option<String>> {
         let start = buf.len();
         let mut limited = (&mut self.conn).take(max.saturating_sub(start) as u64);
@@ -255,8 +245,7 @@ impl Response<'_> {
         Ok(Some(String::from_utf8_lossy(line).into_owned()))
     }
 
-    /// `Transfer-Encoding: chunked` (RFC 9112 §7.1): `<size in hex>[;ext]` CRLF `<data>`
-    /// CRLF, again and again, until size 0; then trailer fields and an empty line.
+    /// Chunks of `<size in hex>` CRLF `<data>` CRLF until size 0, then trailers (RFC 9112 §7.1).
     fn chunked(&mut self) -> anyhow::Result<()> {
         let bad = |this: &Self, what: &str| {
             let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by \
@@ -287,57 +276,48 @@ impl Response<'_> {
                 return Err(bad(self, "no CRLF after the chunk's data"));
             }
         }
+        // Trailer fields (RFC 9112 §7.1.2), skipped, up to the empty line.
         let mut trailers = Vec::new();
         while let Some(trailer) = self.line(&mut trailers, MAX_HEAD)? {
             if trailer.is_empty() {
                 return Ok(());
             }
-            self.end_line();
-            println!("trailer after the last chunk: {trailer}");
         }
         Err(bad(self, "no empty line after the trailer fields"))
     }
 
-    /// Copies body bytes from the socket to the --output file or stdout: exactly
-    /// `length` of them (fewer is an error), or, with None, all until the server closes.
+    /// Copies `length` body bytes (fewer is an error), or with None all until the server closes.
     fn copy(&mut self, length: Option<u64>) -> anyhow::Result<()> {
         let mut body = (&mut self.conn).take(length.unwrap_or(u64::MAX));
         let mut buf = vec![0; 64 * 1024];
+        // read() returns 0 at the server's FIN, or once `length` bytes are read.
         loop {
-            let size = self.size;
-            // read() returns 0 at the server's FIN, or once `length` bytes are read.
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) => {
-                    let err = Err(err).context(format!("after {size} bytes of the body"));
-                    return err.context(receive(self.peer));
-                }
-            };
+            let (size, read) = (self.size, body.read(&mut buf));
+            let after = || format!("after {size} bytes of the body");
+            let n = read.with_context(after).context(receive(self.peer))?;
+            if n == 0 {
+                break;
+            }
             self.size += n as u64;
             let Some(file) = &mut self.file else {
                 self.last = buf[n - 1];
                 write_stdout(&buf[..n])?;
                 continue;
             };
-            let hint = "check that the disk is not full and that the file can still be written";
-            let saved = file.write_all(&buf[..n]);
-            saved.map_err(|err| hinted(format!("failed to save the body: {err}"), hint))?;
+            let full = |err| {
+                hinted(
+                    format!("failed to save the body: {err}"),
+                    "check that the disk is not full",
+                )
+            };
+            file.write_all(&buf[..n]).map_err(full)?;
         }
-        match (length, body.limit()) {
-            (Some(_), left @ 1..) => Err(self.closed(&format!(
-                "after {} bytes of the body ({left} more were promised)",
-                self.size
-            ))),
-            _ => Ok(()),
+        let (size, left) = (self.size, body.limit());
+        if length.is_some() && left > 0 {
+            let when = format!("after {size} bytes of the body ({left} more were promised)");
+            return Err(self.closed(&when));
         }
-    }
-
-    fn end_line(&mut self) {
-        if self.last != b'\n' {
-            println!();
-            self.last = b'\n';
-        }
+        Ok(())
     }
 
     /// The server closed the connection (read() returned 0) too early.
@@ -356,8 +336,7 @@ impl Response<'_> {
         hinted(message, format!("{rule}; {hint}"))
     }
 
-    /// `--raw-request`: prints what the server sends after the response (seed 003's stray
-    /// empty line makes a second request), until it closes, is quiet for 1s, or sent 1 MiB.
+    /// `--raw-request`: prints what comes after the response (a second one, for seed 003's).
     fn print_rest(&mut self, stream: &TcpStream) -> anyhow::Result<()> {
         let timeout = stream.set_read_timeout(Some(Duration::from_secs(1)));
         timeout.context("failed to set the read timeout")?;
@@ -371,9 +350,7 @@ impl Response<'_> {
         let end = match read {
             Ok(n) if n == 1 << 20 => "stopped reading after 1048576 bytes",
             Ok(_) => "the server closed the connection",
-            Err(err) if explain::is_timeout(&err) => {
-                "nothing more within 1s; the connection is still open"
-            }
+            Err(err) if explain::is_timeout(&err) => "nothing more in 1s; the connection is open",
             Err(err) => return Err(err).context(receive(self.peer)),
         };
         println!("--- {end} ---");
@@ -404,15 +381,10 @@ fn status_code(line: &str) -> Option<u16> {
 /// Creates the --output file, with a hint if it cannot be.
 fn create(path: &Path) -> anyhow::Result<File> {
     File::create(path).map_err(|err| {
-        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
-        let dir = dir.unwrap_or(".".as_ref()).display();
-        let hint = format!(
-            "check that the directory '{dir}' exists, that you may write there, \
-                            and that the disk is not full"
-        );
+        let error = format!("failed to create output file '{}': {err}", path.display());
         hinted(
-            format!("failed to create output file '{}': {err}", path.display()),
-            hint,
+            error,
+            "check that its directory exists and that you may write there",
         )
     })
 }
@@ -448,16 +420,12 @@ struct Url {
 
 fn parse_url(text: &str) -> Result<Url, String> {
     let why = |why: &str| format!("invalid URL '{text}': {why}");
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(why("it must start with http://"));
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err(why(
-            "https needs TLS, and http_get speaks plain HTTP; use http://",
-        ));
-    } else if !scheme.eq_ignore_ascii_case("http") || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(why("only http://, without spaces or non-ASCII characters"));
+    if text.starts_with("https://") {
+        return Err(why("https needs TLS; http_get speaks plain HTTP"));
     }
+    let rest = text.strip_prefix("http://");
+    let rest = rest.filter(|_| text.bytes().all(|b| b.is_ascii_graphic()));
+    let rest = rest.ok_or_else(|| why("only http://, without spaces or non-ASCII characters"))?;
     let rest = rest.split('#').next().unwrap_or_default();
     let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
     // The last ':' starts the port, unless it is inside an IPv6 address's brackets.
@@ -470,28 +438,24 @@ fn parse_url(text: &str) -> Result<Url, String> {
         return Err(why("no host"));
     }
     let slash = if path.starts_with('/') { "" } else { "/" };
-    let (authority, host, path) = (authority.into(), host.into(), format!("{slash}{path}"));
     Ok(Url {
-        authority,
-        host,
+        authority: authority.into(),
+        host: host.into(),
         port,
-        path,
+        path: format!("{slash}{path}"),
     })
 }
 
 /// Turns the `\r`, `\n`, `\t` and `\\` escapes of `--raw-request` into characters.
 fn unescape(text: &str) -> Result<String, String> {
-    let mut chars = text.chars();
-    let mut out = String::new();
-    while let Some(c) = chars.next() {
-        out.push(match (c, if c == '\\' { chars.next() } else { None }) {
-            ('\\', Some('r')) => '\r',
-            ('\\', Some('n')) => '\n',
-            ('\\', Some('t')) => '\t',
-            ('\\', Some('\\')) => '\\',
-            ('\\', _) => return Err("a \\ must start \\r, \\n, \\t or \\\\".into()),
-            (c, _) => c,
-        });
+    let mut parts = Vec::new();
+    for part in text.split(r"\\") {
+        let part = part.replace(r"\r", "\r").replace(r"\n", "\n");
+        let part = part.replace(r"\t", "\t");
+        if part.contains('\\') {
+            return Err(r"a \ must start \r, \n, \t or \\".into());
+        }
+        parts.push(part);
     }
-    Ok(out)
+    Ok(parts.join("\\"))
 }
