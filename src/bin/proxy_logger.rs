@@ -1,14 +1,13 @@
 //! proxy_logger: a browser's "proxy" that prints every request line it is sent (K&R P12).
 //!
-//! A browser told to use a proxy connects to it instead of the web server and
-//! sends the whole request there, the full URL in the request line (`GET
-//! http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The server is the classic
-//! one: `socket()`, `bind()`, `listen()`, `accept()` in a loop, a thread per
-//! connection that calls `read_line()` up to the empty line ending a request
-//! head (RFC 9112 §2.1), printing each line escaped as it arrives. Look for
-//! conditional GETs (`If-Modified-Since`, `If-None-Match`). It fetches nothing
-//! but answers at once: `304` to a conditional GET, `501` to `CONNECT`, a short
-//! `200` note otherwise; then it reads the next request (keep-alive).
+//! A browser told to use a proxy sends it the whole request, the full URL in
+//! the request line (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The
+//! server is the classic one: `socket()`, `bind()`, `listen()`, `accept()` in a
+//! loop, a thread per connection that calls `read_line()` up to the empty line
+//! ending a request head (RFC 9112 §2.1), printing each line, escaped, as it
+//! arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`).
+//! It fetches nothing but answers at once, 304 to a conditional GET, 501 to
+//! CONNECT, a short note otherwise, then reads the next request (keep-alive).
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
@@ -55,9 +54,6 @@ struct Cli {
     idle_timeout: Duration,
 }
 
-/// The body of every `200 OK`.
-const NOTE: &str = "proxy_logger logged this request; it fetches nothing (see its terminal)\n";
-
 /// Requests so far, and how many were conditional: the Ctrl-C summary.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CONDITIONAL: AtomicU64 = AtomicU64::new(0);
@@ -85,17 +81,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         proto: Proto::Tcp,
         addr,
     })?;
-    let local = listener
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let local = listener.local_addr();
+    let local = local.context("failed to read the bound address")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");
     // SIGINT (Ctrl-C) would end the process silently; ctrlc runs a handler instead.
     ctrlc::set_handler(print_counts_and_exit).context("failed to set a Ctrl-C handler")?;
-    let (log, cap) = (
-        cli.server.log(),
-        ConnectionLimit::new(cli.max_clients as usize),
-    );
-    let limits = (cli.request_timeout, cli.idle_timeout);
+    let cap = ConnectionLimit::new(cli.max_clients as usize);
+    let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     loop {
         // At the cap, stop calling accept(): new clients wait in the backlog.
         let slot = cap.acquire_logged(log);
@@ -143,10 +135,8 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
         // client sending a byte now and then cannot hold this thread for ever.
         reader.get_mut().deadline = Instant::now() + request_timeout;
         let (number, on) = (REQUESTS.fetch_add(1, SeqCst) + 1, served + 1);
-        log.peer(
-            peer,
-            format!("request {number} (number {on} on this connection):"),
-        );
+        let first = format!("request {number} (number {on} on this connection):");
+        log.peer(peer, first);
         let ((what, status), request) = match read_request(&mut reader, peer, log) {
             Ok(request) => (verdict(&request), request),
             // SO_RCVTIMEO expired (EAGAIN on Unix) or the deadline passed: 408.
@@ -184,45 +174,28 @@ struct Request {
 /// Reads one request: `read_line` until the empty line that ends its head,
 /// printing each line as it arrives; then reads its body and drops it.
 fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Request> {
-    let mut request = Request::default();
-    let (mut length, mut chunked, mut close) = (None, false, false);
+    let (mut request, mut length, mut chunked) = (Request::default(), None, false);
     let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
     loop {
         let mut line = String::new();
         left -= reader.by_ref().take(left).read_line(&mut line)? as u64;
+        if left == 0 {
+            return Err(bad("a head over 64 KiB"));
+        }
         let Some(text) = line.strip_suffix('\n') else {
-            let why = if left == 0 {
-                "a head over 64 KiB"
-            } else {
-                "a cut-off head"
-            };
-            return Err(bad(why));
+            return Err(bad("a cut-off head"));
         };
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.is_empty() {
             break;
         }
-        log.peer(
-            peer,
-            format_args!("  {}", printable::quoted(text.as_bytes(), 2000)),
-        );
+        let shown = printable::quoted(text.as_bytes(), 2000);
+        log.peer(peer, format_args!("  {shown}"));
         if request.method.is_empty() {
-            // The request line: METHOD TARGET HTTP/1.x (RFC 9112 §3).
-            let words: Vec<&str> = text.split(' ').collect();
-            let [method, target, version] = words[..] else {
-                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
-            };
-            if method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
-                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
-            }
-            request.method = method.into();
-            // HTTP/1.1 keeps the connection open unless told `Connection: close` (RFC 9112 §9.3).
-            close = version != "HTTP/1.1";
+            (request.method, request.keep_alive) = request_line(text)?;
             continue;
         }
-        let (name, value) = text
-            .split_once(':')
-            .ok_or_else(|| bad("a line without a colon"))?;
+        let (name, value) = text.split_once(':').ok_or(bad("a line without a colon"))?;
         let value = value.trim();
         match name.to_ascii_lowercase().as_str() {
             // Digits, and only once: else no telling where the next request begins (RFC 9112 §6.3).
@@ -231,20 +204,34 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
             }
             "content-length" => return Err(bad("a bad or second Content-Length")),
             "transfer-encoding" => chunked = true,
-            "connection" => close |= value.eq_ignore_ascii_case("close"),
+            "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
             "if-none-match" => request.validators.push("If-None-Match"),
             "if-modified-since" => request.validators.push("If-Modified-Since"),
             _ => {}
         }
     }
-    // The next request starts right after the body. A chunked body would need
-    // decoding: the connection closes after it instead.
-    request.keep_alive = !close && !chunked;
+    // The next request starts right after the body; a chunked one would need decoding,
+    // so the connection closes after it instead.
+    request.keep_alive &= !chunked;
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
         return Err(ErrorKind::UnexpectedEof.into());
     }
     Ok(request)
+}
+
+/// The request line, `METHOD TARGET HTTP/1.x` (RFC 9112 §3). HTTP/1.1 keeps
+/// the connection open unless told `Connection: close` (RFC 9112 §9.3).
+fn request_line(line: &str) -> io::Result<(String, bool)> {
+    let words: Vec<&str> = line.split(' ').collect();
+    match words[..] {
+        [method, target, version]
+            if !method.is_empty() && !target.is_empty() && version.starts_with("HTTP/1.") =>
+        {
+            Ok((method.into(), version == "HTTP/1.1"))
+        }
+        _ => Err(bad("not a request line (METHOD TARGET HTTP/1.1)")),
+    }
 }
 
 fn bad(why: &str) -> io::Error {
@@ -272,7 +259,9 @@ fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> 
     let mut response = format!("HTTP/1.1 {status}\r\n");
     let body = match status {
         "304 Not Modified" => String::new(),
-        "200 OK" => NOTE.into(),
+        "200 OK" => {
+            "proxy_logger logged this request; it fetches nothing (see its terminal)\n".into()
+        }
         _ => format!("{status}\n"),
     };
     if !body.is_empty() {
