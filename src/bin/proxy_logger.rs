@@ -192,7 +192,13 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         let shown = printable::quoted(text.as_bytes(), 2000);
         log.peer(peer, format_args!("  {shown}"));
         if request.method.is_empty() {
-            (request.method, request.keep_alive) = request_line(text)?;
+            // The request line: METHOD TARGET HTTP/1.x (RFC 9112 §3); no space in the target.
+            let words: Vec<&str> = text.split(' ').collect();
+            if words.len() != 3 || words.contains(&"") || !words[2].starts_with("HTTP/1.") {
+                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
+            }
+            // HTTP/1.1 keeps the connection open unless told `Connection: close` (RFC 9112 §9.3).
+            (request.method, request.keep_alive) = (words[0].into(), words[2] == "HTTP/1.1");
             continue;
         }
         let (name, value) = text.split_once(':').ok_or(bad("a line without a colon"))?;
@@ -220,20 +226,6 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
     Ok(request)
 }
 
-/// The request line, `METHOD TARGET HTTP/1.x` (RFC 9112 §3). HTTP/1.1 keeps
-/// the connection open unless told `Connection: close` (RFC 9112 §9.3).
-fn request_line(line: &str) -> io::Result<(String, bool)> {
-    let words: Vec<&str> = line.split(' ').collect();
-    match words[..] {
-        [method, target, version]
-            if !method.is_empty() && !target.is_empty() && version.starts_with("HTTP/1.") =>
-        {
-            Ok((method.into(), version == "HTTP/1.1"))
-        }
-        _ => Err(bad("not a request line (METHOD TARGET HTTP/1.1)")),
-    }
-}
-
 fn bad(why: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, why)
 }
@@ -253,34 +245,34 @@ fn verdict(request: &Request) -> (String, &'static str) {
     }
 }
 
-/// Writes a response: status line, header fields, empty line, body. A 304 has
-/// no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
+/// Writes a response: status line, header fields, empty line, body.
 fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> {
-    let mut response = format!("HTTP/1.1 {status}\r\n");
-    let body = match status {
-        "304 Not Modified" => String::new(),
-        "200 OK" => {
-            "proxy_logger logged this request; it fetches nothing (see its terminal)\n".into()
-        }
-        _ => format!("{status}\n"),
+    let note = "proxy_logger logged this request; it fetches nothing (see its terminal)\n";
+    let body = if status == "200 OK" {
+        note.into()
+    } else {
+        format!("{status}\n")
     };
-    if !body.is_empty() {
-        // no-store: the browser must not cache this note in place of the page.
-        response += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
-        response += &format!("Content-Length: {}\r\n", body.len());
+    let close = if request.keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    // A 304 has no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
+    if status == "304 Not Modified" {
+        return w.write_all(format!("HTTP/1.1 {status}\r\n{close}\r\n").as_bytes());
     }
-    if !request.keep_alive {
-        response += "Connection: close\r\n";
-    }
-    response += "\r\n";
-    if request.method != "HEAD" {
-        response += &body;
-    }
+    let length = body.len();
+    let body = if request.method == "HEAD" { "" } else { &body };
+    // no-store: the browser must not cache this note in place of the page.
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Cache-Control: no-store\r\nContent-Length: {length}\r\n{close}\r\n{body}"
+    );
     w.write_all(response.as_bytes())
 }
 
-/// The socket, read against a deadline: each `read()` gets what is left of it
-/// as its receive timeout (SO_RCVTIMEO).
+/// The socket, read against a deadline: each `read()` gets what is left as SO_RCVTIMEO.
 struct Timed {
     stream: TcpStream,
     deadline: Instant,
