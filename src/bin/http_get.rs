@@ -250,10 +250,8 @@ impl Response<'_> {
         let bad = |this: &Self, what: &str| {
             let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by \
                         a chunk of size 0 and an empty line (RFC 9112 §7.1)";
-            this.broken(
-                format!("after {} bytes of the body, {what}", this.size),
-                rule,
-            )
+            let size = this.size;
+            this.broken(format!("after {size} bytes of the body, {what}"), rule)
         };
         loop {
             let Some(line) = self.line(&mut Vec::new(), 4096)? else {
@@ -263,10 +261,8 @@ impl Response<'_> {
             let hex = line.split(';').next().unwrap_or_default().trim();
             let size = u64::from_str_radix(hex, 16).ok();
             let Some(size) = size.filter(|_| hex.bytes().all(|b| b.is_ascii_hexdigit())) else {
-                return Err(bad(
-                    self,
-                    &format!("chunk size {}", quoted(line.as_bytes(), 40)),
-                ));
+                let what = format!("chunk size {}", quoted(line.as_bytes(), 40));
+                return Err(bad(self, &what));
             };
             if size == 0 {
                 break;
