@@ -99,7 +99,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         size,
         last,
     };
-    let how = response.read(cli.head || request.starts_with("HEAD "))?;
+    let how = response.read(request.starts_with("HEAD "))?;
     if response.last != b'\n' {
         println!();
     }
@@ -300,13 +300,10 @@ impl Response<'_> {
                 write_stdout(&buf[..n])?;
                 continue;
             };
-            let full = |err| {
-                hinted(
-                    format!("failed to save the body: {err}"),
-                    "check that the disk is not full",
-                )
-            };
-            file.write_all(&buf[..n]).map_err(full)?;
+            if let Err(err) = file.write_all(&buf[..n]) {
+                let hint = "check that the disk is not full";
+                return Err(hinted(format!("failed to save the body: {err}"), hint));
+            }
         }
         let (size, left) = (self.size, body.limit());
         if length.is_some() && left > 0 {
@@ -378,10 +375,8 @@ fn status_code(line: &str) -> Option<u16> {
 fn create(path: &Path) -> anyhow::Result<File> {
     File::create(path).map_err(|err| {
         let error = format!("failed to create output file '{}': {err}", path.display());
-        hinted(
-            error,
-            "check that its directory exists and that you may write there",
-        )
+        let hint = "check that its directory exists and that you may write there";
+        hinted(error, hint)
     })
 }
 

@@ -113,10 +113,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// (keep-alive, RFC 9112 §9.3). Returns how it ended, for the log.
 fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
     let (request_timeout, idle_timeout) = limits;
-    let mut writer = match stream.try_clone() {
-        Ok(writer) => writer,
-        Err(err) => return format!("cannot use the connection: {err}"),
-    };
     let deadline = Instant::now();
     let mut reader = BufReader::new(Timed { stream, deadline });
     for served in 0.. {
@@ -151,11 +147,12 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             Err(err) => return format!("connection ended: {err}"),
         };
         log.peer(peer, format_args!("{what}: answered {status}"));
-        if let Err(err) = answer(&mut writer, status, &request) {
+        // Answers go straight to the socket; only reads go through the buffer.
+        if let Err(err) = answer(&mut reader.get_mut().stream, status, &request) {
             return format!("connection ended: failed to send the answer: {err}");
         }
         if !request.keep_alive {
-            close_gracefully(&writer);
+            close_gracefully(&reader.get_ref().stream);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
