@@ -244,24 +244,19 @@ fn verdict(request: &Request) -> (String, &'static str) {
 
 /// Writes a response: status line, header fields, empty line, body.
 fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> {
-    let note = "proxy_logger logged this request; it fetches nothing (see its terminal)\n";
-    let body = if status == "200 OK" {
-        note.into()
-    } else {
-        format!("{status}\n")
-    };
-    let close = if request.keep_alive {
-        ""
-    } else {
-        "Connection: close\r\n"
-    };
-    // A 304 has no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
+    let close = (!request.keep_alive).then_some("Connection: close\r\n");
+    let close = close.unwrap_or_default();
+    // A 304 has no body (RFC 9110 §15.4.5).
     if status == "304 Not Modified" {
         return w.write_all(format!("HTTP/1.1 {status}\r\n{close}\r\n").as_bytes());
     }
+    let body = match status {
+        "200 OK" => "proxy_logger logged this request; it fetches nothing (see its terminal)\n",
+        _ => &format!("{status}\n"),
+    };
+    // The answer to HEAD is the head of GET's; no-store: the browser must not cache the note.
     let length = body.len();
-    let body = if request.method == "HEAD" { "" } else { &body };
-    // no-store: the browser must not cache this note in place of the page.
+    let body = if request.method == "HEAD" { "" } else { body };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Cache-Control: no-store\r\nContent-Length: {length}\r\n{close}\r\n{body}"
