@@ -285,25 +285,25 @@ impl Response<'_> {
     /// Copies `length` body bytes (fewer is an error), or with None all until the server closes.
     fn copy(&mut self, length: Option<u64>) -> anyhow::Result<()> {
         let mut body = (&mut self.conn).take(length.unwrap_or(u64::MAX));
-        let mut buf = vec![0; 64 * 1024];
-        // read() returns 0 at the server's FIN, or once `length` bytes are read.
         loop {
-            let (size, read) = (self.size, body.read(&mut buf));
+            // fill_buf(): what the buffer holds, or one read(); empty at the FIN or after `length`.
+            let (size, piece) = (self.size, body.fill_buf());
             let after = || format!("after {size} bytes of the body");
-            let n = read.with_context(after).context(receive(self.peer))?;
-            if n == 0 {
+            let piece = piece.with_context(after).context(receive(self.peer))?;
+            let (n, Some(&last)) = (piece.len(), piece.last()) else {
                 break;
-            }
-            self.size += n as u64;
-            let Some(file) = &mut self.file else {
-                self.last = buf[n - 1];
-                write_stdout(&buf[..n])?;
-                continue;
             };
-            if let Err(err) = file.write_all(&buf[..n]) {
-                let hint = "check that the disk is not full";
-                return Err(hinted(format!("failed to save the body: {err}"), hint));
+            self.size += n as u64;
+            if let Some(file) = &mut self.file {
+                if let Err(err) = file.write_all(piece) {
+                    let hint = "check that the disk is not full";
+                    return Err(hinted(format!("failed to save the body: {err}"), hint));
+                }
+            } else {
+                self.last = last;
+                write_stdout(piece)?;
             }
+            body.consume(n);
         }
         let (size, left) = (self.size, body.limit());
         if length.is_some() && left > 0 {
