@@ -109,8 +109,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One connection: request after request while the client keeps it open
-/// (keep-alive, RFC 9112 §9.3). Returns how it ended, for the log.
+/// One connection: request after request while it is kept open (RFC 9112 §9.3); how it ended.
 fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
     let (request_timeout, idle_timeout) = limits;
     let deadline = Instant::now();
@@ -127,8 +126,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             }
             Err(err) => return format!("the connection failed after {after}: {err}"),
         }
-        // From its first byte on, the whole request has one deadline, so that a
-        // client sending a byte now and then cannot hold this thread for ever.
+        // From its first byte on, one deadline for the whole request: no trickling for ever.
         reader.get_mut().deadline = Instant::now() + request_timeout;
         let (number, on) = (REQUESTS.fetch_add(1, SeqCst) + 1, served + 1);
         let first = format!("request {number} (number {on} on this connection):");
@@ -168,8 +166,7 @@ struct Request {
     keep_alive: bool,
 }
 
-/// Reads one request: `read_line` until the empty line that ends its head,
-/// printing each line as it arrives; then reads its body and drops it.
+/// Reads one request: `read_line()` to the empty line, printing each line; then drops its body.
 fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Request> {
     let (mut request, mut length, mut chunked) = (Request::default(), None, false);
     let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
@@ -201,7 +198,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         let (name, value) = text.split_once(':').ok_or(bad("a line without a colon"))?;
         let value = value.trim();
         match name.to_ascii_lowercase().as_str() {
-            // Digits, and only once: else no telling where the next request begins (RFC 9112 §6.3).
+            // Digits, once: else no telling where the next request begins (RFC 9112 §6.3).
             "content-length" if length.is_none() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
             }
@@ -213,8 +210,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
             _ => {}
         }
     }
-    // The next request starts right after the body; a chunked one would need decoding,
-    // so the connection closes after it instead.
+    // The next request follows the body; a chunked one is not decoded: the connection closes.
     request.keep_alive &= !chunked;
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
