@@ -145,8 +145,7 @@ impl Response<'_> {
     /// Heads until a final one (1xx is interim, RFC 9110 §15.2), then the body as it is framed.
     fn read(&mut self, head_only: bool) -> anyhow::Result<&'static str> {
         let (mut head, mut interim) = (self.head()?, 0);
-        while head.0 < 200 {
-            let status = head.0;
+        while let (status @ ..200, ..) = head {
             println!("(an interim {status} response: the final response follows)");
             interim += 1;
             if interim > MAX_INTERIM {
