@@ -176,7 +176,7 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
     let kept_alive = |method: &str, path: &str| {
         format!("{method} {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: keep-alive\\r\\n\\r\\n")
     };
-    let still_open = "--- nothing more within 1s; the connection is still open ---";
+    let still_open = "--- nothing more in 1s; the connection is open ---";
     // Each request is sent by --raw-request with keep-alive; its output
     // must say the connection stayed open, so the framing ended the body.
     let fetch = |method: &str, path: &str, extra: &[&str]| {
@@ -208,12 +208,6 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
     assert!(
         out.stdout
             .contains("body: 100000 bytes (chunked: decoded from its chunks)"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("trailer after the last chunk: X-Checksum: "),
         "{}",
         out.stdout
     );
@@ -492,7 +486,7 @@ fn bad_arguments_are_usage_errors() {
         "--output",
         "/nonexistent-dir/x",
     ]);
-    common::assert_error_and_hint(&out, "check that the directory '/nonexistent-dir' exists");
+    common::assert_error_and_hint(&out, "check that its directory exists");
     assert!(
         out.stderr
             .contains("error: failed to create output file '/nonexistent-dir/x'"),

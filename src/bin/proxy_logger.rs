@@ -1,24 +1,13 @@
-//! proxy_logger: a browser's "proxy" that prints every request line it is sent.
+//! proxy_logger: a browser's "proxy" that prints every request line it is sent (K&R P12).
 //!
-//! K&R problem P12: a TCP server that prints the lines a client sends. A
-//! browser told to use a proxy connects to it instead of the web server and
-//! sends the whole request there, the full URL in the request line (`GET
-//! http://example.com/ HTTP/1.1`, the *absolute form*, RFC 9112 §3.2.2). The
+//! A browser told to use a proxy sends it the whole request, the full URL in
+//! the request line (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The
 //! server is the classic one: `socket()`, `bind()`, `listen()`, `accept()` in a
-//! loop, a thread per connection. A request head is lines of text ended by an
-//! empty line (RFC 9112 §2.1), so the thread calls `read_line()` until that
-//! line, printing each line as it arrives, escaped (a client cannot drive your
-//! terminal). Look for *conditional GETs* (`If-Modified-Since`,
-//! `If-None-Match`): the browser asking if a page it has cached has changed.
-//!
-//! It fetches nothing (`web_proxy` does) but answers at once, since a browser
-//! resends a request that got no answer: `304 Not Modified` to a conditional
-//! GET, so the browser shows its cached copy; `501 Not Implemented` to
-//! `CONNECT` (an HTTPS tunnel); a short `200 OK` note to anything else. Then
-//! it reads the connection's next request (keep-alive). A whole request must
-//! arrive within `--request-timeout` of its first byte, so clients that send
-//! a byte now and then cannot hold every thread. It binds 127.0.0.1: only
-//! programs on this machine can use it.
+//! loop, a thread per connection that calls `read_line()` up to the empty line
+//! ending a request head (RFC 9112 §2.1), printing each line, escaped, as it
+//! arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`).
+//! It fetches nothing but answers at once, 304 to a conditional GET, 501 to
+//! CONNECT, a short note otherwise, then reads the next request (keep-alive).
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
@@ -54,65 +43,51 @@ use socketlab::printable;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
-
     /// Most connections served at once; more wait in the listen backlog
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_clients: u32,
-
     /// A whole request (head and body) must arrive within this long of its first byte; else 408
     #[arg(long, default_value = "30s", value_parser = cli::positive_duration)]
     request_timeout: Duration,
-
     /// A connection silent this long before its next request is closed
     #[arg(long, default_value = "60s", value_parser = cli::positive_duration)]
     idle_timeout: Duration,
 }
-
-/// listen(2)'s backlog: how many connections, handshake done, the kernel
-/// queues for `accept()` (Linux caps it at net.core.somaxconn). The classic
-/// `listen(1)` makes a browser, which opens several at once, wait on lost SYNs.
-const BACKLOG: i32 = 1024;
-
-/// The body of every `200 OK`.
-const NOTE: &str = "proxy_logger logged this request; it fetches nothing (see its terminal)\n";
 
 /// Requests so far, and how many were conditional: the Ctrl-C summary.
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CONDITIONAL: AtomicU64 = AtomicU64::new(0);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    explain::report(run(&cli))
+    explain::report(run(&Cli::parse()))
 }
 
 /// socket(), bind(), listen(): a TCP socket that takes connections at `addr`.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    // SO_REUSEADDR: bind again at once after a restart while connections of
-    // the last run sit in TIME_WAIT (on Windows it means more: Unix only).
+    // SO_REUSEADDR: bind again at once while the last run's connections sit in TIME_WAIT.
     socket.set_reuse_address(cfg!(unix))?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    // The backlog: connections, handshake done, queued for accept() (capped by somaxconn).
+    // listen(1) would make a browser, which opens several at once, wait on lost SYNs.
+    socket.listen(1024)?;
     Ok(socket.into())
 }
 
-/// Listens, then the accept() loop: a thread per connection, at most
-/// --max-clients at once.
+/// Listens, then the accept() loop: a thread per connection, at most --max-clients at once.
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
     let listener = listen(addr).context(Step::Bind {
         proto: Proto::Tcp,
         addr,
     })?;
-    let local = listener
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let local = listener.local_addr();
+    let local = local.context("failed to read the bound address")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");
-    // SIGINT (Ctrl-C) would end the process before it could say anything;
-    // the ctrlc crate turns it into a call on a thread of its own.
+    // SIGINT (Ctrl-C) would end the process silently; ctrlc runs a handler instead.
     ctrlc::set_handler(print_counts_and_exit).context("failed to set a Ctrl-C handler")?;
-    let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     let cap = ConnectionLimit::new(cli.max_clients as usize);
+    let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     loop {
         // At the cap, stop calling accept(): new clients wait in the backlog.
         let slot = cap.acquire_logged(log);
@@ -134,18 +109,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// One connection: request after request while the client keeps it open
-/// (keep-alive, RFC 9112 §9.3). Returns how it ended, for the log.
+/// One connection: request after request while it is kept open (RFC 9112 §9.3); how it ended.
 fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
     let (request_timeout, idle_timeout) = limits;
-    let mut writer = match stream.try_clone() {
-        Ok(writer) => writer,
-        Err(err) => return format!("cannot use the connection: {err}"),
-    };
-    let mut reader = BufReader::new(Timed {
-        stream,
-        deadline: Instant::now(),
-    });
+    let deadline = Instant::now();
+    let mut reader = BufReader::new(Timed { stream, deadline });
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
         reader.get_mut().deadline = Instant::now() + idle_timeout;
@@ -158,186 +126,141 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             }
             Err(err) => return format!("the connection failed after {after}: {err}"),
         }
-        // From its first byte on, the whole request has one deadline: a client
-        // that sends a byte now and then cannot hold this thread for ever.
+        // From its first byte on, one deadline for the whole request: no trickling for ever.
         reader.get_mut().deadline = Instant::now() + request_timeout;
         let (number, on) = (REQUESTS.fetch_add(1, SeqCst) + 1, served + 1);
-        log.peer(
-            peer,
-            format!("request {number} (number {on} on this connection):"),
-        );
-        let (what, status, head) = match read_request(&mut reader, peer, log) {
-            Ok(head) => head.verdict(),
-            Err(err) => match refusal(err) {
-                Ok((why, status)) => (why, status, Head::default()),
-                Err(err) => return format!("connection ended: {err}"),
-            },
+        let first = format!("request {number} (number {on} on this connection):");
+        log.peer(peer, first);
+        let ((what, status), request) = match read_request(&mut reader, peer, log) {
+            Ok(request) => (verdict(&request), request),
+            // SO_RCVTIMEO expired (EAGAIN on Unix) or the deadline passed: 408.
+            Err(err) if explain::is_timeout(&err) => {
+                let why = "the request did not arrive within --request-timeout";
+                ((why.into(), "408 Request Timeout"), Request::default())
+            }
+            // Not a request, or not text (read_line() takes UTF-8 only): 400.
+            Err(err) if err.kind() == ErrorKind::InvalidData => {
+                ((err.to_string(), "400 Bad Request"), Request::default())
+            }
+            Err(err) => return format!("connection ended: {err}"),
         };
         log.peer(peer, format_args!("{what}: answered {status}"));
-        if let Err(err) = answer(&mut writer, status, &head) {
+        // Answers go straight to the socket; only reads go through the buffer.
+        if let Err(err) = answer(&mut reader.get_mut().stream, status, &request) {
             return format!("connection ended: failed to send the answer: {err}");
         }
-        if !head.keep_alive() {
-            close_gracefully(&writer);
+        if !request.keep_alive {
+            close_gracefully(&reader.get_ref().stream);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
     unreachable!("no connection serves 2^64 requests")
 }
 
-/// Reads one request: `read_line` until the empty line that ends its head,
-/// printing each line as it arrives; then reads its body and drops it.
-fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Head> {
-    let mut head = Head::default();
+/// What proxy_logger needs to know of a request.
+#[derive(Default)]
+struct Request {
+    method: String,
+    /// The conditional GET's fields: If-None-Match, If-Modified-Since.
+    validators: Vec<&'static str>,
+    keep_alive: bool,
+}
+
+/// Reads one request: `read_line()` to the empty line, printing each line; then drops its body.
+fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Request> {
+    let (mut request, mut length, mut chunked) = (Request::default(), None, false);
     let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
     loop {
         let mut line = String::new();
         left -= reader.by_ref().take(left).read_line(&mut line)? as u64;
+        if left == 0 {
+            return Err(bad("a head over 64 KiB"));
+        }
         let Some(text) = line.strip_suffix('\n') else {
-            return Err(bad(if left == 0 {
-                "a head over 64 KiB"
-            } else {
-                "a cut-off head"
-            }));
+            return Err(bad("a cut-off head"));
         };
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.is_empty() {
             break;
         }
-        log.peer(
-            peer,
-            format_args!("  {}", printable::quoted(text.as_bytes(), 2000)),
-        );
-        head.take(text)?;
+        let shown = printable::quoted(text.as_bytes(), 2000);
+        log.peer(peer, format_args!("  {shown}"));
+        if request.method.is_empty() {
+            // The request line: METHOD TARGET HTTP/1.x (RFC 9112 §3); no space in the target.
+            let words: Vec<&str> = text.split(' ').collect();
+            if words.len() != 3 || words.contains(&"") || !words[2].starts_with("HTTP/1.") {
+                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
+            }
+            // HTTP/1.1 keeps the connection open unless told `Connection: close` (RFC 9112 §9.3).
+            (request.method, request.keep_alive) = (words[0].into(), words[2] == "HTTP/1.1");
+            continue;
+        }
+        let (name, value) = text.split_once(':').ok_or(bad("a line without a colon"))?;
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            // Digits, once: else no telling where the next request begins (RFC 9112 §6.3).
+            "content-length" if length.is_none() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
+            }
+            "content-length" => return Err(bad("a bad or second Content-Length")),
+            "transfer-encoding" => chunked = true,
+            "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
+            "if-none-match" => request.validators.push("If-None-Match"),
+            "if-modified-since" => request.validators.push("If-Modified-Since"),
+            _ => {}
+        }
     }
-    // The next request starts right after the body (RFC 9112 §6.3). A
-    // chunked body would need decoding: the connection closes after it.
-    let length = head.length.filter(|_| !head.chunked).unwrap_or(0);
+    // The next request follows the body; a chunked one is not decoded: the connection closes.
+    request.keep_alive &= !chunked;
+    let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
         return Err(ErrorKind::UnexpectedEof.into());
     }
-    Ok(head)
-}
-
-/// What proxy_logger needs to know of a request head.
-#[derive(Default)]
-struct Head {
-    method: String,
-    version: String,
-    length: Option<u64>,
-    chunked: bool,
-    close: bool,
-    validators: Vec<&'static str>,
-}
-
-impl Head {
-    /// Takes one line in: first the request line `METHOD TARGET HTTP/1.1`
-    /// (RFC 9112 §3), then header fields `Name: value`.
-    fn take(&mut self, line: &str) -> io::Result<()> {
-        if self.method.is_empty() {
-            let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
-                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
-            };
-            if method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
-                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
-            }
-            (self.method, self.version) = (method.to_string(), version.to_string());
-            return Ok(());
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad("a line without a colon"))?;
-        let value = value.trim();
-        match name.to_ascii_lowercase().as_str() {
-            // Digits, and only once: else no telling where the body ends and
-            // the next request begins (RFC 9112 §6.3).
-            "content-length"
-                if self.length.is_none() && value.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                self.length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
-            }
-            "content-length" => return Err(bad("a bad or second Content-Length")),
-            "transfer-encoding" => self.chunked = true,
-            "connection" => self.close |= value.eq_ignore_ascii_case("close"),
-            "if-none-match" => self.validators.push("If-None-Match"),
-            "if-modified-since" => self.validators.push("If-Modified-Since"),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// What the request is, for the log, and the status to answer with.
-    fn verdict(self) -> (String, &'static str, Head) {
-        let (method, validators) = (self.method.as_str(), self.validators.join(", "));
-        let (what, status) = match method {
-            "CONNECT" => ("CONNECT, a tunnel for HTTPS".into(), "501 Not Implemented"),
-            // With other methods these fields are preconditions, not cache
-            // validation (RFC 9110 §13.1.2, §13.1.3).
-            "GET" | "HEAD" if !validators.is_empty() => {
-                CONDITIONAL.fetch_add(1, SeqCst);
-                (
-                    format!("conditional {method} ({validators})"),
-                    "304 Not Modified",
-                )
-            }
-            _ => (format!("plain {method}"), "200 OK"),
-        };
-        (what, status, self)
-    }
-
-    /// HTTP/1.1 keeps a connection open unless told `Connection: close`
-    /// (RFC 9112 §9.3); this server closes after HTTP/1.0, chunked bodies
-    /// and requests it could not read.
-    fn keep_alive(&self) -> bool {
-        self.version == "HTTP/1.1" && !self.close && !self.chunked
-    }
+    Ok(request)
 }
 
 fn bad(why: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, why)
 }
 
-/// Why a request could not be read, and the answer: 408 when it came too
-/// slowly, 400 when it is not one. Err: the client is gone.
-fn refusal(err: io::Error) -> io::Result<(String, &'static str)> {
-    match err.kind() {
-        // SO_RCVTIMEO expired: EAGAIN on Unix, a timeout on Windows.
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            let why = "the request did not arrive within --request-timeout";
-            Ok((why.into(), "408 Request Timeout"))
+/// What the request is, for the log, and the status to answer it with.
+fn verdict(request: &Request) -> (String, &'static str) {
+    let (method, validators) = (&request.method, request.validators.join(", "));
+    match method.as_str() {
+        "CONNECT" => ("CONNECT, a tunnel for HTTPS".into(), "501 Not Implemented"),
+        // Other methods take these fields as preconditions, not cache validation (RFC 9110 §13.1).
+        "GET" | "HEAD" if !validators.is_empty() => {
+            CONDITIONAL.fetch_add(1, SeqCst);
+            let what = format!("conditional {method} ({validators})");
+            (what, "304 Not Modified")
         }
-        // Not a request, or not text (read_line() takes UTF-8 only).
-        ErrorKind::InvalidData => Ok((err.to_string(), "400 Bad Request")),
-        _ => Err(err),
+        _ => (format!("plain {method}"), "200 OK"),
     }
 }
 
-/// Writes a response: status line, header fields, empty line, body. A 304
-/// has no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
-fn answer(w: &mut TcpStream, status: &str, head: &Head) -> io::Result<()> {
-    let mut response = format!("HTTP/1.1 {status}\r\n");
+/// Writes a response: status line, header fields, empty line, body.
+fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> {
+    let close = (!request.keep_alive).then_some("Connection: close\r\n");
+    let close = close.unwrap_or_default();
+    // A 304 has no body (RFC 9110 §15.4.5).
+    if status == "304 Not Modified" {
+        return w.write_all(format!("HTTP/1.1 {status}\r\n{close}\r\n").as_bytes());
+    }
     let body = match status {
-        "304 Not Modified" => String::new(),
-        "200 OK" => NOTE.into(),
-        _ => format!("{status}\n"),
+        "200 OK" => "proxy_logger logged this request; it fetches nothing (see its terminal)\n",
+        _ => &format!("{status}\n"),
     };
-    if !body.is_empty() {
-        // no-store: the browser must not cache this note in place of the page.
-        response += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
-        response += &format!("Content-Length: {}\r\n", body.len());
-    }
-    if !head.keep_alive() {
-        response += "Connection: close\r\n";
-    }
-    response += "\r\n";
-    if head.method != "HEAD" {
-        response += &body;
-    }
+    // The answer to HEAD is the head of GET's; no-store: the browser must not cache the note.
+    let length = body.len();
+    let body = if request.method == "HEAD" { "" } else { body };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Cache-Control: no-store\r\nContent-Length: {length}\r\n{close}\r\n{body}"
+    );
     w.write_all(response.as_bytes())
 }
 
-/// The socket, read against a deadline: before each `read()` the receive
-/// timeout (SO_RCVTIMEO) is set to what is left of it.
+/// The socket, read against a deadline: each `read()` gets what is left as SO_RCVTIMEO.
 struct Timed {
     stream: TcpStream,
     deadline: Instant,
@@ -356,16 +279,10 @@ impl Read for Timed {
 
 /// Ctrl-C: the counts, even with --quiet; a closed stdout is no error here.
 fn print_counts_and_exit() {
-    let (total, conditional) = (REQUESTS.load(SeqCst), CONDITIONAL.load(SeqCst));
-    let counts = format!(
-        "stopped: {}, {conditional} of them conditional",
-        requests(total)
-    );
-    let _ = writeln!(
-        io::stdout(),
-        "{}",
-        log::line(SystemTime::now(), None, &counts)
-    );
+    let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
+    let counts = format!("stopped: {total}, {conditional} of them conditional");
+    let line = log::line(SystemTime::now(), None, &counts);
+    let _ = writeln!(io::stdout(), "{line}");
     std::process::exit(0);
 }
 
