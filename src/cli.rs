@@ -1,13 +1,9 @@
 //! Command-line options shared by the servers and the clients. Used by
 //! every server and every client, and by loadgen.
 //!
-//! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and,
-//! where its defaults differ from the UDP/TCP labs' `12000`, overrides them in
-//! one visible line, so `--help` still shows the program's real default:
-//!
-//! ```ignore
-//! #[command(name = "time_server", version, mut_arg("port", |a| a.default_value("7777")))]
-//! ```
+//! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and
+//! overrides a default in one visible line, so `--help` shows the real one:
+//! `mut_arg("port", |a| a.default_value("7777"))`.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -35,12 +31,10 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The local socket address to bind.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
     }
 
-    /// The server's event log, silenced by `--quiet`.
     pub fn log(&self) -> Log {
         Log::new(self.quiet)
     }

@@ -1,27 +1,11 @@
 //! Turning a failed socket call into an explanation a student can act on.
 //! Used by every program.
 //!
-//! Every socket call a user can make fail is wrapped in a [`Step`], which
-//! names the call and the address it worked on:
-//!
-//! ```no_run
-//! use anyhow::Context;
-//! use socketlab::explain::{Proto, Step};
-//!
-//! fn run() -> anyhow::Result<()> {
-//!     let addr = "0.0.0.0:12000".parse()?;
-//!     let socket = std::net::UdpSocket::bind(addr).context(Step::Bind { proto: Proto::Udp, addr })?;
-//!     Ok(())
-//! }
-//!
-//! fn main() -> std::process::ExitCode {
-//!     socketlab::explain::report(run())
-//! }
-//! ```
-//!
-//! [`report`] prints one `error:` line with the whole cause chain (the step,
-//! then the OS's own words) and one `hint:` line that says what happened on
-//! the wire and what to try next.
+//! Every socket call a user can make fail gets a [`Step`] as its `anyhow`
+//! context (`.context(Step::Bind { proto: Proto::Udp, addr })`), naming the
+//! call and its address. [`report`] prints one `error:` line with the whole
+//! cause chain (the step, then the OS's own words) and one `hint:` line that
+//! says what happened on the wire and what to try next.
 
 use std::fmt;
 use std::io::{self, ErrorKind};
@@ -44,10 +28,8 @@ impl fmt::Display for Proto {
     }
 }
 
-/// The socket call that failed and the address it was working on.
-///
-/// Used as an `anyhow` context, so its text is the first part of the
-/// `error:` line and [`report`] can find it again to choose the hint.
+/// The socket call that failed and its address: an `anyhow` context, the
+/// first part of the `error:` line, found again by [`report`] for the hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
@@ -130,10 +112,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Connect {
-            proto: Proto::Tcp,
-            addr,
-        } => match kind {
+        Step::Connect { proto, addr } if *proto == Proto::Tcp => match kind {
             ConnectionRefused => format!(
                 "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there. \
                  Start the server first, and check that both sides use the same port",
@@ -148,10 +127,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Receive {
-            proto: Proto::Udp,
-            peer,
-        } => match kind {
+        Step::Receive { proto, peer } if *proto == Proto::Udp => match kind {
             WouldBlock | TimedOut => format!(
                 "no reply at all before the timeout (the OS reports an expired receive timeout as \
                  EAGAIN). Over UDP that means no server on {peer}, the wrong host or port, a firewall \
@@ -172,10 +148,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Receive {
-            proto: Proto::Tcp,
-            peer,
-        } => match kind {
+        Step::Receive { proto, peer } if *proto == Proto::Tcp => match kind {
             WouldBlock | TimedOut => format!(
                 "connected to {peer}, but nothing came back before the timeout (the OS reports an \
                  expired receive timeout as EAGAIN): the server may still be waiting for the rest \
@@ -183,10 +156,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Send {
-            proto: Proto::Udp,
-            peer,
-        } if kind == ConnectionRefused => format!(
+        Step::Send { proto, peer } if *proto == Proto::Udp && kind == ConnectionRefused => format!(
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),

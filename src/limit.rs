@@ -27,10 +27,7 @@ pub struct Slot {
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
-        assert!(
-            max > 0,
-            "a connection limit of zero would never serve anyone"
-        );
+        assert!(max > 0, "a limit of 0 connections would serve no one");
         Arc::new(ConnectionLimit {
             max,
             active: Mutex::new(0),

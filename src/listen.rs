@@ -1,13 +1,8 @@
-//! A TCP listening socket set up the way a lab server needs it, and the
-//! accept-loop and closing helpers the TCP servers share. event_server,
-//! web_proxy and web_server listen with [`tcp`]; the lesson servers
-//! (tcp_server, threaded_server, proxy_logger, time_server) call socket(),
-//! bind() and listen() in their own files, and threaded_server and
-//! time_server use the helpers below.
-//!
-//! `std::net::TcpListener::bind` hides two choices a student should see:
-//! `SO_REUSEADDR`, and the backlog passed to `listen(2)`. socket2 makes
-//! both visible.
+//! A TCP listening socket with the two choices `TcpListener::bind` hides
+//! (`SO_REUSEADDR`, the `listen(2)` backlog): event_server, web_proxy and
+//! web_server listen with [`tcp`]; the lesson servers call socket(), bind()
+//! and listen() in their own files. threaded_server, time_server, web_proxy
+//! and web_server share the accept and close helpers below.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

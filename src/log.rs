@@ -5,17 +5,12 @@
 //! `2026-11-21T14:02:19.198Z 127.0.0.1:54321 received 5 bytes "hello"`
 //!
 //! The time is UTC (RFC 3339), so lines from two machines can be compared.
-//! Rust's stdout is line-buffered even into a pipe, so each line reaches a
-//! script or a test as soon as it is written.
-//!
-//! When nobody reads the log any more (`udp_server | head -1`: `head` has
-//! exited and closed its end of the pipe), `write()` fails with `EPIPE`
-//! ("broken pipe"; Rust ignores the SIGPIPE signal that would otherwise
-//! kill the process). The server then ends quietly, as `yes | head -1`
-//! does, with exit status 0 (its reader left; nothing failed), instead of
-//! panicking as `println!` would, and the shell gets its prompt back. Any
-//! other failure to write a line (a full disk) loses that line only: a log
-//! must never stop a server.
+//! Rust's stdout is line-buffered even into a pipe: each line reaches a
+//! script or a test at once. When nobody reads the log any more
+//! (`udp_server | head -1`), `write()` fails with `EPIPE` (Rust ignores
+//! SIGPIPE): the server ends quietly with status 0, as `yes | head -1`
+//! does, instead of panicking as `println!` would. Any other failure (a
+//! full disk) loses that line only: a log must never stop a server.
 
 use std::fmt::Display;
 use std::io::{ErrorKind, Write};
@@ -48,7 +43,6 @@ impl Log {
     }
 }
 
-/// Formats one log line.
 pub fn line(time: SystemTime, peer: Option<SocketAddr>, what: &dyn Display) -> String {
     let time = humantime::format_rfc3339_millis(time);
     match peer {

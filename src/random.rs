@@ -35,15 +35,10 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A number uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        // The top 53 bits fill an f64's mantissa exactly.
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// True with probability `p` (0.0 never, 1.0 always).
     pub fn chance(&mut self, p: f64) -> bool {
-        self.next_f64() < p
+        // The top 53 bits fill an f64's mantissa exactly: uniform in [0, 1).
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     /// A number uniform in `low..=high`.

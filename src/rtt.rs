@@ -1,6 +1,6 @@
 //! Round-trip times and their statistics, computed the way iputils `ping` does.
-//! Used by udp_client, tcp_client, time_client, http_get, heartbeat_server
-//! and loadgen.
+//! Used by udp_client, time_client and icmp_ping ([`Stats`]), and [`ms`] by
+//! tcp_client, http_get, heartbeat_server and loadgen.
 //!
 //! `ping` keeps every RTT in whole microseconds and sums them and their
 //! squares in integers; its `mdev` is the integer square root of
@@ -28,12 +28,10 @@ impl Stats {
         Stats::default()
     }
 
-    /// Counts one request sent.
     pub fn sent(&mut self) {
         self.transmitted += 1;
     }
 
-    /// Records the RTT of one reply.
     pub fn received(&mut self, rtt: Duration) {
         self.rtts_us
             .push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
@@ -44,11 +42,6 @@ impl Stats {
         self.errors += 1;
     }
 
-    pub fn transmitted(&self) -> u64 {
-        self.transmitted
-    }
-
-    /// How many requests were answered by an error.
     pub fn errors(&self) -> u64 {
         self.errors
     }
@@ -66,14 +59,6 @@ impl Stats {
         (lost as f64 * 100.0 / self.transmitted as f64) as f32
     }
 
-    /// The longest RTT (a load test's worst case).
-    pub fn max(&self) -> Option<Duration> {
-        self.rtts_us
-            .iter()
-            .max()
-            .map(|&us| Duration::from_micros(us))
-    }
-
     /// ping's min, avg, max and mdev in whole microseconds, or None without
     /// a reply. The mean is truncated like ping's `tsum / n`; mdev is the
     /// integer square root of the variance.
@@ -85,17 +70,6 @@ impl Stats {
         // ping divides in this order to keep small RTTs from rounding to 0.
         let variance = (sum_sq - sum * sum / n) / n;
         Some([min, sum / n, max, integer_sqrt(variance)])
-    }
-
-    /// The `p`th percentile (nearest rank: the smallest RTT that at least
-    /// `p`% of the replies did not exceed).
-    pub fn percentile(&self, p: f64) -> Option<Duration> {
-        let mut sorted = self.rtts_us.clone();
-        sorted.sort_unstable();
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted
-            .get(rank.clamp(1, sorted.len().max(1)) - 1)
-            .map(|&us| Duration::from_micros(us))
     }
 
     /// The three closing lines of iputils `ping`, for `target`, after `elapsed`.
@@ -117,15 +91,6 @@ impl Stats {
             out += &format!("\nrtt min/avg/max/mdev = {min}/{avg}/{max}/{mdev} ms");
         }
         out
-    }
-
-    /// `p50 0.081 ms, p99 0.140 ms`: the percentiles a load test reports.
-    pub fn percentiles_line(&self) -> Option<String> {
-        Some(format!(
-            "p50 {}, p99 {}",
-            ms(self.percentile(50.0)?),
-            ms(self.percentile(99.0)?)
-        ))
     }
 }
 
@@ -220,21 +185,6 @@ mod tests {
         assert_eq!(
             s.ping_summary("h", Duration::from_millis(3000)),
             "--- h ping statistics ---\n4 packets transmitted, 0 received, +1 errors, 100% packet loss, time 3000ms"
-        );
-        assert_eq!(s.percentile(50.0), None);
-        assert_eq!(s.percentiles_line(), None);
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let s = stats(100, &(1..=100).collect::<Vec<_>>());
-        assert_eq!(s.percentile(50.0), Some(Duration::from_micros(50)));
-        assert_eq!(s.percentile(99.0), Some(Duration::from_micros(99)));
-        assert_eq!(s.percentile(100.0), Some(Duration::from_micros(100)));
-        assert_eq!(s.percentile(0.0), Some(Duration::from_micros(1)));
-        assert_eq!(
-            s.percentiles_line().as_deref(),
-            Some("p50 0.050 ms, p99 0.099 ms")
         );
     }
 

@@ -11,8 +11,6 @@ use std::io::{self, BufRead, Read, Write};
 
 use crate::random::Rng;
 
-/// The service's default TCP port.
-pub const DEFAULT_PORT: u16 = 7777;
 /// The Diffie-Hellman prime, `p`.
 pub const P: u32 = 257;
 /// The Diffie-Hellman generator, `g`.
@@ -45,7 +43,6 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// The key pair for a chosen private key.
     pub fn from_private(private: u32) -> KeyPair {
         KeyPair {
             private,
@@ -174,12 +171,8 @@ impl Request {
 }
 
 /// Builds one frame: a 2-byte big-endian length, then the payload shifted
-/// by `key` (key 0: as it is).
-///
-/// # Panics
-///
-/// If `payload` is longer than 65535 bytes, which no request or answer of
-/// the protocol is (they are at most [`MAX_FRAME`]).
+/// by `key` (key 0: as it is). Panics over 65535 bytes, which no request or
+/// answer is (they are at most [`MAX_FRAME`]).
 pub fn encode_frame(key: u8, payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("frames are built from short payloads");
     let mut frame = len.to_be_bytes().to_vec();

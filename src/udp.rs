@@ -1,12 +1,9 @@
-//! Waiting for a UDP datagram until a deadline.
-//!
-//! Used by udp_client (the pinger waits for each ping's reply and skips
-//! late replies to earlier pings), udp_send (it listens for every reply
-//! until --timeout is over) and loadgen (each UDP request waits for its
-//! reply and skips late ones). A loop that skips datagrams must not give
-//! each `recvfrom()` the whole timeout again, or a peer that keeps sending
-//! would keep it waiting forever: before each call, the receive timeout is
-//! set to what is left until one deadline.
+//! Waiting for a UDP datagram until a deadline. Used by udp_client and
+//! loadgen (each request waits for its reply and skips late ones) and
+//! udp_send (every reply until --timeout). A loop that skips datagrams must
+//! not give each `recvfrom()` the whole timeout again, or a peer that keeps
+//! sending would keep it waiting forever: before each call, the receive
+//! timeout is set to what is left until one deadline.
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};

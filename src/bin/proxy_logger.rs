@@ -27,7 +27,7 @@
 //! Worksheet:  labs/03-browser-proxy-logger.md
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::thread;
@@ -39,6 +39,7 @@ use socket2::{Domain, Socket, Type};
 use socketlab::cli::{self, ServerArgs};
 use socketlab::explain::{self, Proto, Step};
 use socketlab::limit::ConnectionLimit;
+use socketlab::listen::{close_gracefully, pause_after_accept_error};
 use socketlab::log::{self, Log};
 use socketlab::printable;
 
@@ -99,7 +100,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// --max-clients at once.
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
-    let listener = listen(addr).with_context(|| Step::Bind {
+    let listener = listen(addr).context(Step::Bind {
         proto: Proto::Tcp,
         addr,
     })?;
@@ -117,11 +118,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let slot = cap.acquire_logged(log);
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // A client that reset before accept() (ECONNABORTED), or no file
-            // descriptors left (EMFILE, which fails again at once: pause).
             Err(err) => {
                 log.note(format_args!("{}: {err}", Step::Accept));
-                thread::sleep(Duration::from_millis(100));
+                pause_after_accept_error(&err);
                 continue;
             }
         };
@@ -143,55 +142,47 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
         Ok(writer) => writer,
         Err(err) => return format!("cannot use the connection: {err}"),
     };
-    let deadline = Instant::now();
-    let mut reader = BufReader::new(Timed { stream, deadline });
+    let mut reader = BufReader::new(Timed {
+        stream,
+        deadline: Instant::now(),
+    });
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
         reader.get_mut().deadline = Instant::now() + idle_timeout;
-        if let Err(ended) = first_byte(&mut reader, served) {
-            return ended;
+        let after = requests(served);
+        match reader.fill_buf() {
+            Ok([]) => return format!("the client closed the connection after {after}"),
+            Ok(_) => {}
+            Err(err) if explain::is_timeout(&err) => {
+                return format!("silent for --idle-timeout: closed the connection after {after}");
+            }
+            Err(err) => return format!("the connection failed after {after}: {err}"),
         }
         // From its first byte on, the whole request has one deadline: a client
         // that sends a byte now and then cannot hold this thread for ever.
         reader.get_mut().deadline = Instant::now() + request_timeout;
-        let number = REQUESTS.fetch_add(1, SeqCst) + 1;
-        let on = served + 1;
+        let (number, on) = (REQUESTS.fetch_add(1, SeqCst) + 1, served + 1);
         log.peer(
             peer,
             format!("request {number} (number {on} on this connection):"),
         );
-        let (status, head_only, keep_alive) = match read_request(&mut reader, peer, log) {
-            Ok(head) => head.verdict(peer, log),
+        let (what, status, head) = match read_request(&mut reader, peer, log) {
+            Ok(head) => head.verdict(),
             Err(err) => match refusal(err) {
-                Ok((status, why)) => {
-                    log.peer(peer, format_args!("{why}: answered {status}"));
-                    (status, false, false)
-                }
+                Ok((why, status)) => (why, status, Head::default()),
                 Err(err) => return format!("connection ended: {err}"),
             },
         };
-        if let Err(err) = answer(&mut writer, status, head_only, keep_alive) {
+        log.peer(peer, format_args!("{what}: answered {status}"));
+        if let Err(err) = answer(&mut writer, status, &head) {
             return format!("connection ended: failed to send the answer: {err}");
         }
-        if !keep_alive {
-            close_gently(&writer, reader);
+        if !head.keep_alive() {
+            close_gracefully(&writer);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
     unreachable!("no connection serves 2^64 requests")
-}
-
-/// Waits for the first byte of a request; Err says why none came.
-fn first_byte(reader: &mut BufReader<Timed>, served: u64) -> Result<(), String> {
-    let served = requests(served);
-    match reader.fill_buf() {
-        Ok([]) => Err(format!("the client closed the connection after {served}")),
-        Ok(_) => Ok(()),
-        Err(err) if explain::is_timeout(&err) => Err(format!(
-            "silent for --idle-timeout: closed the connection after {served}"
-        )),
-        Err(err) => Err(format!("the connection failed after {served}: {err}")),
-    }
 }
 
 /// Reads one request: `read_line` until the empty line that ends its head,
@@ -203,8 +194,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         let mut line = String::new();
         left -= reader.by_ref().take(left).read_line(&mut line)? as u64;
         let Some(text) = line.strip_suffix('\n') else {
-            let too_long = left == 0;
-            return Err(bad(if too_long {
+            return Err(bad(if left == 0 {
                 "a head over 64 KiB"
             } else {
                 "a cut-off head"
@@ -214,8 +204,10 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         if text.is_empty() {
             break;
         }
-        let shown = printable::quoted(text.as_bytes(), 2000);
-        log.peer(peer, format_args!("  {shown}"));
+        log.peer(
+            peer,
+            format_args!("  {}", printable::quoted(text.as_bytes(), 2000)),
+        );
         head.take(text)?;
     }
     // The next request starts right after the body (RFC 9112 §6.3). A
@@ -243,16 +235,14 @@ impl Head {
     /// (RFC 9112 §3), then header fields `Name: value`.
     fn take(&mut self, line: &str) -> io::Result<()> {
         if self.method.is_empty() {
-            let parts: Vec<&str> = line.split(' ').collect();
-            match parts[..] {
-                [method, target, version]
-                    if ![method, target].contains(&"") && version.starts_with("HTTP/1.") =>
-                {
-                    (self.method, self.version) = (method.to_string(), version.to_string());
-                    return Ok(());
-                }
-                _ => return Err(bad("not a request line (METHOD TARGET HTTP/1.1)")),
+            let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
+                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
+            };
+            if method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
+                return Err(bad("not a request line (METHOD TARGET HTTP/1.1)"));
             }
+            (self.method, self.version) = (method.to_string(), version.to_string());
+            return Ok(());
         }
         let (name, value) = line
             .split_once(':')
@@ -276,9 +266,8 @@ impl Head {
         Ok(())
     }
 
-    /// Logs what the request is; returns the status to answer with, whether
-    /// to send the head only (to HEAD), and whether to keep the connection.
-    fn verdict(&self, peer: SocketAddr, log: Log) -> (&'static str, bool, bool) {
+    /// What the request is, for the log, and the status to answer with.
+    fn verdict(self) -> (String, &'static str, Head) {
         let (method, validators) = (self.method.as_str(), self.validators.join(", "));
         let (what, status) = match method {
             "CONNECT" => ("CONNECT, a tunnel for HTTPS".into(), "501 Not Implemented"),
@@ -293,11 +282,14 @@ impl Head {
             }
             _ => (format!("plain {method}"), "200 OK"),
         };
-        log.peer(peer, format_args!("{what}: answered {status}"));
-        // HTTP/1.1 keeps a connection open unless told `Connection: close`
-        // (RFC 9112 §9.3); this server closes after HTTP/1.0 and chunked bodies.
-        let keep_alive = self.version == "HTTP/1.1" && !self.close && !self.chunked;
-        (status, method == "HEAD", keep_alive)
+        (what, status, self)
+    }
+
+    /// HTTP/1.1 keeps a connection open unless told `Connection: close`
+    /// (RFC 9112 §9.3); this server closes after HTTP/1.0, chunked bodies
+    /// and requests it could not read.
+    fn keep_alive(&self) -> bool {
+        self.version == "HTTP/1.1" && !self.close && !self.chunked
     }
 }
 
@@ -305,41 +297,40 @@ fn bad(why: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, why)
 }
 
-/// The answer to a request that could not be read, and why: 408 when it
-/// came too slowly, 400 when it is not one. Err: the client is gone.
-fn refusal(err: io::Error) -> io::Result<(&'static str, String)> {
+/// Why a request could not be read, and the answer: 408 when it came too
+/// slowly, 400 when it is not one. Err: the client is gone.
+fn refusal(err: io::Error) -> io::Result<(String, &'static str)> {
     match err.kind() {
         // SO_RCVTIMEO expired: EAGAIN on Unix, a timeout on Windows.
         ErrorKind::WouldBlock | ErrorKind::TimedOut => {
             let why = "the request did not arrive within --request-timeout";
-            Ok(("408 Request Timeout", why.into()))
+            Ok((why.into(), "408 Request Timeout"))
         }
         // Not a request, or not text (read_line() takes UTF-8 only).
-        ErrorKind::InvalidData => Ok(("400 Bad Request", err.to_string())),
+        ErrorKind::InvalidData => Ok((err.to_string(), "400 Bad Request")),
         _ => Err(err),
     }
 }
 
 /// Writes a response: status line, header fields, empty line, body. A 304
 /// has no body (RFC 9110 §15.4.5); the answer to HEAD is the head of GET's.
-fn answer(w: &mut TcpStream, status: &str, head_only: bool, keep_alive: bool) -> io::Result<()> {
+fn answer(w: &mut TcpStream, status: &str, head: &Head) -> io::Result<()> {
     let mut response = format!("HTTP/1.1 {status}\r\n");
-    let mut body = String::new();
-    if status != "304 Not Modified" {
-        body = if status == "200 OK" {
-            NOTE.into()
-        } else {
-            format!("{status}\n")
-        };
+    let body = match status {
+        "304 Not Modified" => String::new(),
+        "200 OK" => NOTE.into(),
+        _ => format!("{status}\n"),
+    };
+    if !body.is_empty() {
         // no-store: the browser must not cache this note in place of the page.
         response += "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n";
         response += &format!("Content-Length: {}\r\n", body.len());
     }
-    if !keep_alive {
+    if !head.keep_alive() {
         response += "Connection: close\r\n";
     }
     response += "\r\n";
-    if !head_only {
+    if head.method != "HEAD" {
         response += &body;
     }
     w.write_all(response.as_bytes())
@@ -363,15 +354,6 @@ impl Read for Timed {
     }
 }
 
-/// Closing with unread bytes makes the kernel send RST, which can destroy
-/// the answer at the client (RFC 9112 §9.6). So: FIN first
-/// (`shutdown(Write)`), then read what the client still sends, for a second.
-fn close_gently(writer: &TcpStream, mut reader: BufReader<Timed>) {
-    let _ = writer.shutdown(Shutdown::Write);
-    reader.get_mut().deadline = Instant::now() + Duration::from_secs(1);
-    let _ = io::copy(&mut reader.take(1 << 20), &mut io::sink());
-}
-
 /// Ctrl-C: the counts, even with --quiet; a closed stdout is no error here.
 fn print_counts_and_exit() {
     let (total, conditional) = (REQUESTS.load(SeqCst), CONDITIONAL.load(SeqCst));
@@ -379,8 +361,11 @@ fn print_counts_and_exit() {
         "stopped: {}, {conditional} of them conditional",
         requests(total)
     );
-    let line = log::line(SystemTime::now(), None, &counts);
-    let _ = writeln!(io::stdout(), "{line}");
+    let _ = writeln!(
+        io::stdout(),
+        "{}",
+        log::line(SystemTime::now(), None, &counts)
+    );
     std::process::exit(0);
 }
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use socketlab::cli::{positive_duration, resolve};
 use socketlab::explain;
-use socketlab::rtt::{self, Stats};
+use socketlab::rtt;
 
 use tally::{Live, Tally};
 
@@ -276,31 +276,27 @@ const ERRORS_SHOWN: usize = 5;
 
 /// Prints the summary; the run fails if any request failed or was lost.
 fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<()> {
-    let mut stats = Stats::new();
+    let (mut sent, mut rtts) = (0, Vec::new());
     let (mut errors, mut lost, mut late, mut served) = (0, 0, 0, 0);
     let mut messages = Vec::new();
     for tally in tallies {
-        for _ in 0..tally.sent {
-            stats.sent();
-        }
-        for &rtt in &tally.rtts {
-            stats.received(rtt);
-        }
+        sent += tally.sent;
+        rtts.extend_from_slice(&tally.rtts);
         errors += tally.errors;
         lost += tally.lost;
         late += tally.late;
         served += u32::from(!tally.rtts.is_empty());
         messages.extend(tally.messages.iter().cloned());
     }
-    let answered = stats.received_count();
+    rtts.sort_unstable();
+    let answered = rtts.len();
     let seconds = elapsed.as_secs_f64();
-    println!(
-        "requests: {} sent, {answered} answered in {seconds:.2} s",
-        stats.transmitted()
-    );
+    println!("requests: {sent} sent, {answered} answered in {seconds:.2} s");
     println!("requests/s: {:.0}", answered as f64 / seconds);
-    if let (Some(percentiles), Some(max)) = (stats.percentiles_line(), stats.max()) {
-        println!("latency: {percentiles}, max {}", rtt::ms(max));
+    if let Some(&max) = rtts.last() {
+        let (p50, p99) = (percentile(&rtts, 50.0), percentile(&rtts, 99.0));
+        let (p50, p99, max) = (rtt::ms(p50), rtt::ms(p99), rtt::ms(max));
+        println!("latency: p50 {p50}, p99 {p99}, max {max}");
     }
     println!("errors: {errors}");
     for message in messages.iter().take(ERRORS_SHOWN) {
@@ -341,6 +337,13 @@ fn report(tallies: &[Tally], elapsed: Duration, clients: u32) -> anyhow::Result<
     Ok(())
 }
 
+/// The `p`th percentile of sorted, non-empty `rtts` by nearest rank: the
+/// smallest RTT that at least `p`% of the replies did not exceed.
+fn percentile(rtts: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * rtts.len() as f64).ceil() as usize;
+    rtts[rank.clamp(1, rtts.len()) - 1]
+}
+
 /// Parses `HOST:PORT`; the host is checked later, when it is resolved.
 fn host_port(text: &str) -> Result<(String, u16), String> {
     let bad = || format!("invalid server '{text}': give HOST:PORT, such as 127.0.0.1:12000");
@@ -350,4 +353,19 @@ fn host_port(text: &str) -> Result<(String, u16), String> {
         return Err(bad());
     }
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let rtts: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&rtts, 50.0), Duration::from_micros(50));
+        assert_eq!(percentile(&rtts, 99.0), Duration::from_micros(99));
+        assert_eq!(percentile(&rtts, 100.0), Duration::from_micros(100));
+        assert_eq!(percentile(&rtts, 0.0), Duration::from_micros(1));
+        assert_eq!(percentile(&rtts[..1], 99.0), Duration::from_micros(1));
+    }
 }
