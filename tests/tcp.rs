@@ -440,6 +440,7 @@ fn threads_of(pid: u32) -> usize {
 }
 
 /// Polls `condition` every 10 ms until it holds, for at most [`WAIT`].
+#[cfg(target_os = "linux")]
 fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
     while !condition() {

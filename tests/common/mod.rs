@@ -9,7 +9,6 @@ pub mod browser;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -181,6 +180,26 @@ impl Output {
     }
 }
 
+/// Starting a child in a process group of its own, so that a test can end
+/// everything it started (`kill -KILL -- -PGID`), grandchildren included.
+pub trait OwnGroup {
+    /// setpgid(0, 0) in the child on Unix. Windows has no process groups to
+    /// ask for here: there the child alone is killed, and the `kill`
+    /// commands the tests run fail quietly.
+    fn own_group(&mut self) -> &mut Self;
+}
+
+impl OwnGroup for Command {
+    #[cfg(unix)]
+    fn own_group(&mut self) -> &mut Self {
+        std::os::unix::process::CommandExt::process_group(self, 0)
+    }
+    #[cfg(not(unix))]
+    fn own_group(&mut self) -> &mut Self {
+        self
+    }
+}
+
 /// Runs `exe` with `args`, feeds it `stdin`, and waits up to [`WAIT`] for it to exit.
 pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Output {
     run_with_env(exe, args, stdin, &[])
@@ -193,7 +212,7 @@ pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]
     let mut child = Command::new(exe)
         .args(args)
         .envs(env.iter().copied())
-        .process_group(0)
+        .own_group()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -324,8 +343,10 @@ pub fn have_tool_for(tool: &str, part: &str) -> bool {
 /// What is missing for `need`, or None if it is met.
 fn unmet(need: &str) -> Option<String> {
     if need == "root" {
-        let uid = Command::new("id").arg("-u").output().ok()?;
-        return (String::from_utf8_lossy(&uid.stdout).trim() != "0")
+        // No `id` (Windows) reads as not root: the tests that need root
+        // are Linux-only anyway.
+        let uid = Command::new("id").arg("-u").output();
+        return (!uid.is_ok_and(|id| String::from_utf8_lossy(&id.stdout).trim() == "0"))
             .then(|| "needs root (tcpdump, namespaces, nftables): run cargo test as root".into());
     }
     if let Some(module) = need.strip_prefix("python3:") {
@@ -444,10 +465,7 @@ fn report(what: &str) {
 /// binary's parent) of the run its lines belong to.
 fn skipped_file() -> Option<std::fs::File> {
     static CHECKED: std::sync::Once = std::sync::Once::new();
-    let run = format!(
-        "# cargo test, process {}\n",
-        std::os::unix::process::parent_id()
-    );
+    let run = format!("# cargo test, process {}\n", cargo_pid());
     // Once per test binary; cargo runs the binaries one after another.
     CHECKED.call_once(|| {
         let old = std::fs::read_to_string(SKIPPED_FILE).unwrap_or_default();
@@ -459,6 +477,17 @@ fn skipped_file() -> Option<std::fs::File> {
         .append(true)
         .open(SKIPPED_FILE)
         .ok()
+}
+
+/// The process that ran this test binary (cargo). Windows has no getppid:
+/// there the file is never emptied, and keeps the skips of earlier runs.
+#[cfg(unix)]
+fn cargo_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+#[cfg(not(unix))]
+fn cargo_pid() -> u32 {
+    0
 }
 
 /// The `error:` and `hint:` lines a failed program must print.
