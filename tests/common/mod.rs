@@ -490,6 +490,39 @@ fn cargo_pid() -> u32 {
     0
 }
 
+/// What this OS's error for `kind` reads like in a program's `error:` line
+/// (Rust's `{err}` of the OS error): "Connection refused (os error 111)" on
+/// Linux, "(os error 61)" on macOS, "... (os error 10061)" on Windows. A
+/// receive timeout is `WouldBlock` (EAGAIN) on Unix, WSAETIMEDOUT on Windows.
+pub fn os_error(kind: std::io::ErrorKind) -> String {
+    std::io::Error::from_raw_os_error(os_code(kind)).to_string()
+}
+
+#[cfg(unix)]
+fn os_code(kind: std::io::ErrorKind) -> i32 {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => libc::ECONNREFUSED,
+        ConnectionReset => libc::ECONNRESET,
+        WouldBlock | TimedOut => libc::EAGAIN,
+        AddrInUse => libc::EADDRINUSE,
+        other => panic!("no OS error code for {other:?} in tests/common"),
+    }
+}
+
+/// The Windows Sockets codes (WSAECONNREFUSED, WSAECONNRESET, ...).
+#[cfg(windows)]
+fn os_code(kind: std::io::ErrorKind) -> i32 {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => 10061,
+        ConnectionReset => 10054,
+        WouldBlock | TimedOut => 10060,
+        AddrInUse => 10048,
+        other => panic!("no OS error code for {other:?} in tests/common"),
+    }
+}
+
 /// The `error:` and `hint:` lines a failed program must print.
 pub fn assert_error_and_hint(out: &Output, hint_contains: &str) {
     assert_eq!(out.code(), Some(1), "exit status; stderr: {}", out.stderr);
