@@ -39,7 +39,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+            .unwrap_or_else(|e| cannot_start(exe, e));
         let (tx, lines) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -217,7 +217,7 @@ pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        .unwrap_or_else(|e| cannot_start(exe, e));
     let mut input = child.stdin.take().expect("stdin is piped");
     let stdin = stdin.to_vec();
     thread::spawn(move || {
@@ -338,6 +338,17 @@ pub fn have_tool_for(tool: &str, part: &str) -> bool {
             false
         }
     }
+}
+
+/// A program that did not start. A peer started by its name (python3,
+/// ncat) that is not installed fails the test with the words require! uses,
+/// for a test that did not ask for it first; anything else as the OS said.
+pub fn cannot_start(exe: &str, err: std::io::Error) -> ! {
+    let bare = !exe.contains(['/', '\\']);
+    if let Some(why) = unmet(exe).filter(|_| bare && err.kind() == std::io::ErrorKind::NotFound) {
+        panic!("{} {why}", test_name());
+    }
+    panic!("cannot start {exe}: {err}");
 }
 
 /// What is missing for `need`, or None if it is met.
