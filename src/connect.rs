@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::explain::{Proto, Step};
 
-/// The shortest connect() bound on Windows, where a refusal takes ~2 s.
-const WINDOWS_REFUSAL: Duration = Duration::from_secs(3);
+/// The shortest connect() bound: 3 s on Windows, where a refusal takes ~2 s.
+const MIN_CONNECT: Duration = Duration::from_secs(if cfg!(windows) { 3 } else { 0 });
 
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
 /// `timeout`: a host name can resolve to several addresses (`localhost` to
@@ -19,11 +19,7 @@ pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream>
     // Windows answers a RST to its SYN by sending the SYN again, twice, and
     // says WSAECONNREFUSED (10061) only about 2 s later: a shorter bound
     // would report "refused" as a timeout. Linux and macOS report it at once.
-    let timeout = if cfg!(windows) {
-        timeout.max(WINDOWS_REFUSAL)
-    } else {
-        timeout
-    };
+    let timeout = timeout.max(MIN_CONNECT);
     for &addr in addrs {
         // connect_timeout sends the SYN and waits up to `timeout` for the SYN-ACK.
         match TcpStream::connect_timeout(&addr, timeout) {

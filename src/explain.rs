@@ -425,6 +425,23 @@ mod tests {
         assert!(receive.contains("connected to 10.0.0.1:80"), "{receive}");
     }
 
+    /// EMSGSIZE is 90 on Linux, 40 on macOS (where UDP sends stop at 9216
+    /// bytes by default), WSAEMSGSIZE 10040 on Windows.
+    #[test]
+    fn a_datagram_too_long_for_this_os_names_the_limits() {
+        let code = match std::env::consts::OS {
+            "windows" => 10040,
+            "linux" => 90,
+            _ => 40,
+        };
+        let step = Step::Send {
+            proto: Proto::Udp,
+            peer: addr("127.0.0.1:9"),
+        };
+        let h = hint(&step, &io::Error::from_raw_os_error(code));
+        assert!(h.contains("9216") && h.contains("WSAEMSGSIZE"), "{h}");
+    }
+
     #[test]
     fn bind_errors() {
         let step = |a: &str| Step::Bind {
