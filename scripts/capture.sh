@@ -4,7 +4,7 @@
 #   sudo scripts/capture.sh SCENARIO [OUTDIR]
 #
 # It starts the real lab programs on loopback (the servers on a port the OS
-# picks, --port 0), captures their packets on `lo` with tcpdump filtered to
+# picks, --port 0), captures their packets on loopback (`lo`; macOS: `lo0`) with tcpdump filtered to
 # that port, and writes two files:
 #
 # OUTDIR defaults to my-captures/ (ignored by git), so a run never changes
@@ -57,7 +57,7 @@ case " $SCENARIOS " in
   ;;
 esac
 
-[ "$EUID" -eq 0 ] || die "tcpdump needs root to capture on lo: run 'sudo $0 $*'"
+[ "$EUID" -eq 0 ] || die "tcpdump needs root to capture on loopback: run 'sudo $0 $*'"
 # Each tool, and the Debian/Ubuntu package that has it.
 for tool_package in tcpdump:tcpdump python3:python3 ss:iproute2; do
   tool="${tool_package%:*}"
@@ -69,6 +69,11 @@ if [ ! -d "$OUTDIR" ]; then
   # Made under sudo: give the new folder to the student, like the files.
   [ -z "${SUDO_UID:-}" ] || chown "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUTDIR"
 fi
+
+# The loopback interface's name: lo on Linux, lo0 on macOS and the BSDs.
+# tcpdump -D lists the interfaces and marks that one "Loopback".
+LOOPBACK="$(tcpdump -D 2>/dev/null | sed -n '/Loopback/{s/^[0-9]*\.\([^ ]*\).*/\1/p;q;}' || true)"
+LOOPBACK="${LOOPBACK:-lo}"
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -134,18 +139,18 @@ start_origin() {
   echo "python3 -m http.server 0 --bind 127.0.0.1 --directory www &    # -> $(head -1 "$WORK/origin.log")" >>"$WORK/commands"
 }
 
-# Starts tcpdump on lo with FILTER, plus the end-of-capture marker (below),
+# Starts tcpdump on $LOOPBACK with FILTER, plus the end-of-capture marker (below),
 # and returns once tcpdump says it is listening: from then on every packet
 # that matches is captured. -U writes each packet to the file as it arrives;
 # --immediate-mode hands each packet to tcpdump at once instead of in blocks.
 start_capture() {
   MARK="$(free_port udp)"
-  tcpdump -i lo -n -s "$SNAPLEN" -U --immediate-mode -w "$WORK/raw.pcap" \
+  tcpdump -i "$LOOPBACK" -n -s "$SNAPLEN" -U --immediate-mode -w "$WORK/raw.pcap" \
     "($FILTER) or udp port $MARK" 2>"$WORK/tcpdump.err" &
   TCPDUMP=$!
   PIDS+=("$TCPDUMP")
   wait_for_text "$WORK/tcpdump.err" "listening on" "tcpdump starting"
-  echo "tcpdump -i lo -n -s $SNAPLEN -U -w $SCENARIO.pcap '$FILTER' &" >>"$WORK/commands"
+  echo "tcpdump -i $LOOPBACK -n -s $SNAPLEN -U -w $SCENARIO.pcap '$FILTER' &" >>"$WORK/commands"
 }
 
 # Waits (bounded) until no TCP connection on PORTS is still open or closing:

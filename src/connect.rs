@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::explain::{Proto, Step};
 
+/// The shortest connect() bound: 3 s on Windows, where a refusal takes ~2 s.
+const MIN_CONNECT: Duration = Duration::from_secs(if cfg!(windows) { 3 } else { 0 });
+
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
 /// `timeout`: a host name can resolve to several addresses (`localhost` to
 /// 127.0.0.1 and ::1), and a server may listen on only one of them. If every
@@ -13,6 +16,10 @@ use crate::explain::{Proto, Step};
 /// [`crate::cli::resolve`]), the one a student expects to hear about.
 pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream> {
     let mut first_error = None;
+    // Windows answers a RST to its SYN by sending the SYN again, twice, and
+    // says WSAECONNREFUSED (10061) only about 2 s later: a shorter bound
+    // would report "refused" as a timeout. Linux and macOS report it at once.
+    let timeout = timeout.max(MIN_CONNECT);
     for &addr in addrs {
         // connect_timeout sends the SYN and waits up to `timeout` for the SYN-ACK.
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -65,6 +72,16 @@ mod tests {
         let ((_a, a), (_b, b)) = (refusing_port(), refusing_port());
         let err = tcp(&[a, b], Duration::from_secs(2)).expect_err("nothing listens");
         assert!(format!("{err:#}").contains(&a.to_string()), "{err:#}");
+    }
+
+    /// A refusal is reported as one, with a bound shorter than Windows'
+    /// SYN retries after a RST (about 2 s before WSAECONNREFUSED 10061).
+    #[test]
+    fn refused_is_refused_even_with_a_short_timeout() {
+        let (_held, closed) = refusing_port();
+        let err = tcp(&[closed], Duration::from_millis(100)).expect_err("nothing listens");
+        let io = err.downcast_ref::<std::io::Error>().expect("an OS error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused, "{err:#}");
     }
 
     #[test]

@@ -101,9 +101,15 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             AddrInUse => in_use(step, *proto, addr.port()),
             AddrNotAvailable => format!(
                 "{ip} is not an address of this machine: bind to 0.0.0.0 (every interface) \
-                 or 127.0.0.1 (loopback only); `ip addr` lists this machine's addresses",
+                 or 127.0.0.1 (loopback only); `ip addr` (Linux), `ifconfig` (macOS) or \
+                 `ipconfig` (Windows) lists this machine's addresses",
                 ip = addr.ip()
             ),
+            // WSAEACCES (10013): Windows has no privileged ports, but reserves ranges.
+            PermissionDenied if cfg!(windows) => "Windows reserves some ports (Hyper-V, WSL): \
+                 `netsh interface ipv4 show excludedportrange protocol=tcp` lists them; choose \
+                 another --port"
+                .to_string(),
             PermissionDenied if addr.port() < 1024 && addr.port() != 0 => format!(
                 "ports below 1024 are privileged: binding port {port} needs root (or \
                  CAP_NET_BIND_SERVICE, or a lower net.ipv4.ip_unprivileged_port_start); use a \
@@ -114,8 +120,9 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
         },
         Step::Connect { proto, addr } if *proto == Proto::Tcp => match kind {
             ConnectionRefused => format!(
-                "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there. \
-                 Start the server first, and check that both sides use the same port",
+                "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
+                 (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
+                 about 2 s). Start the server first, and check that both sides use the same port",
                 ip = addr.ip(),
                 port = addr.port()
             ),
@@ -129,10 +136,11 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
         },
         Step::Receive { proto, peer } if *proto == Proto::Udp => match kind {
             WouldBlock | TimedOut => format!(
-                "no reply at all before the timeout (the OS reports an expired receive timeout as \
-                 EAGAIN). Over UDP that means no server on {peer}, the wrong host or port, a firewall \
-                 that drops, or a lost datagram; an unconnected UDP socket never hears the ICMP \
-                 port unreachable that a missing server causes, a connected one does"
+                "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
+                 server on {peer}, the wrong host or port, a firewall that drops, or a lost \
+                 datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
+                 unreachable that a missing server causes (a connected one does; Windows reports \
+                 it to both, as 10054)"
             ),
             ConnectionRefused => format!(
                 "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
@@ -150,8 +158,8 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
         },
         Step::Receive { proto, peer } if *proto == Proto::Tcp => match kind {
             WouldBlock | TimedOut => format!(
-                "connected to {peer}, but nothing came back before the timeout (the OS reports an \
-                 expired receive timeout as EAGAIN): the server may still be waiting for the rest \
+                "connected to {peer}, but nothing came back before the timeout \
+                 ({TIMEOUT_NAMES}): the server may still be waiting for the rest \
                  of the message, or it is busy; try a longer --timeout"
             ),
             _ => by_kind(step, err),
@@ -160,10 +168,40 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),
+        Step::Send { .. } | Step::Receive { .. } if is_too_long(err) => "the datagram did not \
+             fit: sendto() refuses one longer than the OS sends (65507 bytes over IPv4; macOS \
+             caps UDP at 9216 unless `sudo sysctl -w net.inet.udp.maxdgram=65535`), and on \
+             Windows recvfrom() refuses one longer than its buffer (10040, WSAEMSGSIZE)"
+            .to_string(),
         Step::Send { .. } if kind == PermissionDenied => "the OS refused to send the packet: \
              a local firewall rule rejects it, or the address is a broadcast address"
             .to_string(),
         _ => by_kind(step, err),
+    }
+}
+
+/// How each OS names an expired receive timeout.
+const TIMEOUT_NAMES: &str = "EAGAIN on Linux and macOS, WSAETIMEDOUT 10060 on Windows";
+
+/// EMSGSIZE (Linux 90, macOS 40) or WSAEMSGSIZE (10040): a datagram too long.
+fn is_too_long(err: &io::Error) -> bool {
+    let code = err.raw_os_error();
+    if cfg!(windows) {
+        code == Some(10040)
+    } else {
+        code == Some(if cfg!(target_os = "linux") { 90 } else { 40 })
+    }
+}
+
+/// The command that names the program holding `port`, on this OS.
+fn who_holds(proto: Proto, port: u16) -> String {
+    let p = if proto == Proto::Tcp { 't' } else { 'u' };
+    if cfg!(windows) {
+        format!("`netstat -ano -p {proto} | findstr :{port}` names its PID")
+    } else if cfg!(target_os = "macos") {
+        format!("`lsof -nP -i {proto}:{port}` names it")
+    } else {
+        format!("`ss -{p}lnp | grep :{port}` names it")
     }
 }
 
@@ -176,13 +214,15 @@ fn in_use(step: &Step, proto: Proto, port: u16) -> String {
         // lifetime, 60 s on Linux) and block a bind() without SO_REUSEADDR.
         Proto::Tcp => format!(
             "another socket already holds TCP port {port}: a program listening on it \
-             (`ss -tlnp | grep :{port}` names it) or, if that lists nothing, the connections \
-             of a server that just stopped, waiting out TIME_WAIT for about 60 s \
-             (`ss -tan state time-wait | grep :{port}` lists them). Stop that program or wait"
+             ({who}) or, if that lists nothing, the connections of a server that just \
+             stopped, waiting out TIME_WAIT (60 s on Linux, where `ss -tan state time-wait | \
+             grep :{port}` lists them; 30 s on macOS, up to 2 min on Windows). Stop that \
+             program or wait",
+            who = who_holds(proto, port)
         ),
         Proto::Udp => format!(
-            "another socket already holds UDP port {port} \
-             (`ss -ulnp | grep :{port}` names the program). Stop that program"
+            "another socket already holds UDP port {port} ({who}). Stop that program",
+            who = who_holds(proto, port)
         ),
     };
     match step {
@@ -213,7 +253,8 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
             .to_string(),
         HostUnreachable | NetworkUnreachable => "no route to that address: a router answered \
              with an ICMP host or network unreachable, or this machine has no route to it \
-             (check the address, and `ip route`)"
+             (check the address, and `ip route`, or `netstat -rn` on macOS, `route print` on \
+             Windows)"
             .to_string(),
         UnexpectedEof => {
             "the peer closed the connection (FIN) before sending everything expected".to_string()
@@ -222,7 +263,8 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
              reports that as EAGAIN on Unix and WSAETIMEDOUT on Windows)"
             .to_string(),
         _ => format!(
-            "the OS said '{err}' at {call}(); `man 2 {call}` lists what that error means there",
+            "the OS said '{err}' at {call}(); `man 2 {call}` lists what that error means there \
+             (on Windows, Microsoft's list of Windows Sockets error codes)",
             call = step.syscall()
         ),
     }
@@ -383,6 +425,23 @@ mod tests {
         assert!(receive.contains("connected to 10.0.0.1:80"), "{receive}");
     }
 
+    /// EMSGSIZE is 90 on Linux, 40 on macOS (where UDP sends stop at 9216
+    /// bytes by default), WSAEMSGSIZE 10040 on Windows.
+    #[test]
+    fn a_datagram_too_long_for_this_os_names_the_limits() {
+        let code = match std::env::consts::OS {
+            "windows" => 10040,
+            "linux" => 90,
+            _ => 40,
+        };
+        let step = Step::Send {
+            proto: Proto::Udp,
+            peer: addr("127.0.0.1:9"),
+        };
+        let h = hint(&step, &io::Error::from_raw_os_error(code));
+        assert!(h.contains("9216") && h.contains("WSAEMSGSIZE"), "{h}");
+    }
+
     #[test]
     fn bind_errors() {
         let step = |a: &str| Step::Bind {
@@ -394,9 +453,15 @@ mod tests {
             &io::Error::from(ErrorKind::AddrInUse),
         );
         assert!(
-            in_use.contains("port 12000") && in_use.contains("ss -ulnp"),
+            in_use.contains("port 12000") && in_use.contains(&who_holds(Proto::Udp, 12000)),
             "{in_use}"
         );
+        let tool = match std::env::consts::OS {
+            "linux" => "`ss -ulnp | grep :12000`",
+            "windows" => "`netstat -ano -p UDP | findstr :12000`",
+            _ => "12000",
+        };
+        assert!(in_use.contains(tool), "{in_use}");
         assert!(in_use.contains("another --port"), "{in_use}");
         let not_here = hint(
             &step("192.0.2.7:12000"),
@@ -410,7 +475,13 @@ mod tests {
             &step("0.0.0.0:80"),
             &io::Error::from(ErrorKind::PermissionDenied),
         );
-        assert!(privileged.contains("below 1024"), "{privileged}");
+        // WSAEACCES on Windows is a reserved range, not a privileged port.
+        let why = if cfg!(windows) {
+            "excludedportrange"
+        } else {
+            "below 1024"
+        };
+        assert!(privileged.contains(why), "{privileged}");
     }
 
     #[test]
@@ -423,7 +494,7 @@ mod tests {
         };
         let h = hint(&step, &io::Error::from(ErrorKind::AddrInUse));
         for part in [
-            "ss -tlnp | grep :12000",
+            &who_holds(Proto::Tcp, 12000),
             "TIME_WAIT",
             "ss -tan state time-wait | grep :12000",
             "another --port",

@@ -73,7 +73,7 @@ impl PythonHttpServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start python3 -m http.server");
+            .unwrap_or_else(|e| common::cannot_start("python3", e));
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -101,6 +101,7 @@ impl Drop for PythonHttpServer {
 
 #[test]
 fn files_from_python_http_server_a_mebibyte_byte_exact_through_output() {
+    common::require!("python3");
     let dir = TempDir::new("files");
     let blob = common::origin_pattern(1 << 20);
     std::fs::write(dir.path("blob.bin"), &blob).expect("write blob");
@@ -166,6 +167,7 @@ fn files_from_python_http_server_a_mebibyte_byte_exact_through_output() {
 
 #[test]
 fn every_framing_is_read_to_its_end_without_waiting_for_close() {
+    common::require!("python3");
     // `Connection: keep-alive` (sent with --raw-request) makes the origin
     // keep the connection open after its response: a client that read until
     // close would hang until the timeout and fail. Then --raw-request waits
@@ -269,6 +271,7 @@ fn every_framing_is_read_to_its_end_without_waiting_for_close() {
 
 #[test]
 fn an_interim_103_is_followed_by_the_final_response() {
+    common::require!("python3");
     let origin = common::origin();
     let out = ok(&[&format!("http://{}/early-hints", origin.addr)]);
     assert!(
@@ -293,6 +296,7 @@ fn an_interim_103_is_followed_by_the_final_response() {
 
 #[test]
 fn the_origin_sees_our_user_agent_and_host() {
+    common::require!("python3");
     let origin = common::origin();
     let url = format!("http://localhost:{}/echo", origin.port());
     let out = ok(&[
@@ -351,6 +355,7 @@ fn the_origin_sees_our_user_agent_and_host() {
 
 #[test]
 fn seed_003s_empty_line_ends_the_head_before_the_user_agent() {
+    common::require!("python3");
     let origin = common::origin();
     let url = format!("http://{}/", origin.addr);
     // Seed 003 sent this: the empty line after Host ends the request head,
@@ -391,6 +396,7 @@ fn seed_003s_empty_line_ends_the_head_before_the_user_agent() {
 
 #[test]
 fn refused_unresolvable_silent_truncated_and_not_http() {
+    common::require!("python3");
     let port = common::free_tcp_port();
     // localhost is 127.0.0.1 and ::1: the error names the first address tried.
     let out = get(&[&format!("http://localhost:{port}/")]);
@@ -447,6 +453,7 @@ fn refused_unresolvable_silent_truncated_and_not_http() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
+    common::require!("python3");
     for args in [
         &["https://example.com/"][..],
         &["example.com"],
@@ -497,6 +504,7 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn a_full_disk_is_an_error_with_a_hint() {
+    common::require!("python3");
     if !Path::new("/dev/full").exists() {
         return;
     }
@@ -517,6 +525,7 @@ fn a_full_disk_is_an_error_with_a_hint() {
 
 #[test]
 fn a_broken_origin_gets_an_error_and_a_hint() {
+    common::require!("python3");
     let origin = common::origin();
     // Content-Length and Transfer-Encoding together: where does the body end?
     let out = get(&[&format!("http://{}/ambiguous", origin.addr)]);
@@ -543,6 +552,7 @@ fn a_broken_origin_gets_an_error_and_a_hint() {
 
 #[test]
 fn a_long_body_is_printed_whole_as_it_arrives() {
+    common::require!("python3");
     // The body goes to stdout piece by piece as it is read, never kept whole.
     let origin = common::origin();
     let out = ok(&[&format!("http://{}/bytes/4200000", origin.addr)]);

@@ -9,6 +9,10 @@
 //! fail under CI=true. Each builds its own namespaces, named after the test
 //! process and the test (`si-PID-NAME-a`, `-r`, `-b`), so they run in
 //! parallel, and removes them with `three_hosts.sh down --force`.
+//!
+//! Linux only, like the programs (the ping socket and the IP_RECVERR error
+//! queue are Linux's; elsewhere they print "Linux only").
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -366,8 +366,11 @@ fn a_server_that_goes_away_mid_run_fails_the_requests_cleanly() {
         out.stdout
     );
     assert!(
-        out.stdout.contains("Connection refused")
-            || out.stdout.contains("Connection reset by peer")
+        out.stdout
+            .contains(&common::os_error(std::io::ErrorKind::ConnectionRefused))
+            || out
+                .stdout
+                .contains(&common::os_error(std::io::ErrorKind::ConnectionReset))
             || out
                 .stdout
                 .contains("closed the connection before the whole reply"),

@@ -801,6 +801,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
 /// "reloaded") can only have come from its cache.
 #[test]
 fn chromium_revisits_and_reloads_a_cached_page_with_conditional_gets() {
+    common::require!("python3");
     let Some(browser) = Chromium::new() else {
         return;
     };
@@ -856,6 +857,7 @@ fn chromium_revisits_and_reloads_a_cached_page_with_conditional_gets() {
 /// connection before it gives up, and shows no page.
 #[test]
 fn chromium_resends_a_get_that_the_seeds_server_never_answers() {
+    common::require!("python3");
     let Some(browser) = Chromium::new() else {
         return;
     };

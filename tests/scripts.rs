@@ -7,6 +7,10 @@
 //! root on a developer's machine and fail under CI=true. Each namespace test
 //! makes its own pair of namespaces with unique names (LAB_A, LAB_B), so the
 //! tests can run in parallel and never touch a student's lab-a/lab-b.
+//!
+//! Linux only: the scripts drive tcpdump on `lo`, `ip netns`, nftables and
+//! setpriv (on Windows and macOS they run in WSL2 or a Linux VM).
+#![cfg(target_os = "linux")]
 
 mod common;
 mod ladder;

@@ -248,7 +248,10 @@ fn a_client_that_resets_mid_stream_does_not_disturb_the_server() {
         .expect("linger");
     drop(stream);
     server.expect_line("connected");
-    server.expect_line("error: Connection reset by peer");
+    server.expect_line(&format!(
+        "error: {}",
+        common::os_error(ErrorKind::ConnectionReset)
+    ));
     assert_eq!(exchange(&server, b"still serving"), b"STILL SERVING");
 }
 
@@ -440,6 +443,7 @@ fn threads_of(pid: u32) -> usize {
 }
 
 /// Polls `condition` every 10 ms until it holds, for at most [`WAIT`].
+#[cfg(target_os = "linux")]
 fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
     while !condition() {

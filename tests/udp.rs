@@ -105,6 +105,9 @@ fn localhost_reaches_a_server_bound_to_every_interface() {
     assert!(out.stdout.starts_with("VIA LOCALHOST\n"), "{}", out.stdout);
 }
 
+// Linux and macOS: silence. Windows hands an unconnected UDP socket the
+// ICMP port unreachable too, as WSAECONNRESET (10054), at once.
+#[cfg_attr(windows, ignore = "Windows reports the port unreachable as 10054")]
 #[test]
 fn client_before_server_unconnected_times_out_with_a_hint() {
     let port = free_udp_port().to_string();
@@ -138,10 +141,53 @@ fn client_before_server_connected_is_refused_by_the_icmp_port_unreachable() {
         ],
         b"",
     );
+    // The hint is chosen by the ErrorKind: ECONNREFUSED on Linux and
+    // macOS, WSAECONNRESET (10054) on Windows; both name the ICMP error.
     assert_error_and_hint(&out, "ICMP port unreachable came back");
-    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("failed to receive a reply"),
+        "{}",
+        out.stderr
+    );
 }
 
+/// The pinger counts each ICMP port unreachable as an error reply and goes
+/// on, as ping does, on every OS: Linux and macOS report it on the connected
+/// socket as ECONNREFUSED, Windows as WSAECONNRESET (10054), which used to
+/// end the run at the first ping.
+#[test]
+fn pinger_before_server_counts_every_port_unreachable_and_finishes_the_run() {
+    let port = free_udp_port().to_string();
+    let args = [
+        "--port",
+        &port,
+        "--connect",
+        "--count",
+        "3",
+        "--interval",
+        "0s",
+        "--timeout",
+        "30s",
+    ];
+    let out = run(CLIENT, &args, b"");
+    let unreachable = out
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("Destination Port Unreachable"))
+        .count();
+    assert_eq!(unreachable, 3, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("3 packets transmitted, 0 received, +3 errors, 100% packet loss"),
+        "{}",
+        out.stdout
+    );
+    assert_error_and_hint(&out, "ICMP port unreachable");
+}
+
+// Linux and macOS: silence. Windows hands an unconnected UDP socket the
+// ICMP port unreachable too, as WSAECONNRESET (10054), at once.
+#[cfg_attr(windows, ignore = "Windows reports the port unreachable as 10054")]
 #[test]
 fn wrong_port_is_silence_for_unconnected_udp_and_the_server_sees_nothing() {
     let server = udp_server(&[]);
@@ -320,9 +366,29 @@ fn the_classic_buffer_truncates_long_datagrams_and_says_so() {
     let reply = round_trip(&server, &[b'a'; 3000]);
     assert_eq!(reply, vec![b'A'; 2048]);
     server.expect_line(
-        "sent a datagram longer than --buffer 2048: only the first 2048 bytes were read",
+        "sent a datagram of 3000 bytes, longer than --buffer 2048: only the first 2048 bytes were kept",
     );
     assert_eq!(round_trip(&server, b"next"), b"NEXT");
+}
+
+/// The same answer on every OS for a datagram longer than --buffer: Linux
+/// and macOS truncate it in recvfrom(), Windows fails recvfrom() with
+/// WSAEMSGSIZE (10040) and the server used to log an error and not reply.
+#[test]
+fn a_datagram_longer_than_a_tiny_buffer_is_truncated_and_answered_on_every_os() {
+    let server = udp_server(&["--buffer", "10"]);
+    assert_eq!(round_trip(&server, b"hello world, long"), b"HELLO WORL");
+    server.expect_line("sent a datagram of 17 bytes, longer than --buffer 10");
+    // Exactly --buffer bytes is not truncated.
+    assert_eq!(round_trip(&server, b"0123456789"), b"0123456789");
+    server.expect_line("0123456789");
+    assert!(
+        !server
+            .lines_so_far()
+            .iter()
+            .any(|l| l.contains("of 10 bytes")),
+        "a datagram of exactly --buffer bytes was reported as cut"
+    );
 }
 
 #[test]

@@ -5,14 +5,13 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, WAIT};
+use common::{OwnGroup, Server, WAIT};
 
 const UDP_SEND: &str = env!("CARGO_BIN_EXE_udp_send");
 
@@ -56,7 +55,7 @@ fn start_ncat() -> Ncat {
                 "cat",
             ])
             // A process group of its own, so that Drop can end its children too.
-            .process_group(0)
+            .own_group()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -214,6 +213,9 @@ fn every_reply_is_printed_with_the_address_it_came_from() {
     );
 }
 
+// Linux and macOS: silence. Windows hands an unconnected UDP socket the
+// ICMP port unreachable too, as WSAECONNRESET (10054), at once.
+#[cfg_attr(windows, ignore = "Windows reports the port unreachable as 10054")]
 #[test]
 fn nothing_listening_is_silence_then_the_udp_explanation() {
     let port = common::free_udp_port().to_string();

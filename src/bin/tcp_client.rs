@@ -3,7 +3,9 @@
 //! The K&R TCPClient lab. Before any data moves, `connect()` runs TCP's
 //! three-way handshake (SYN, SYN-ACK, ACK); if no program listens on the
 //! port, the server's host answers the SYN with a RST and `connect()` fails
-//! at once with "connection refused". Once connected, the client sends its
+//! at once with "connection refused" (ECONNREFUSED; Windows sends the SYN
+//! twice more first and says WSAECONNREFUSED, 10061, about 2 s later, so
+//! there the connect() bound is at least 3 s). Once connected, the client sends its
 //! line, then `shutdown(Write)`: a FIN that tells the server the message is
 //! complete. It reads the reply until the server's own FIN.
 //!

@@ -171,7 +171,7 @@ enum Outcome {
         rtt: Duration,
     },
     TimedOut,
-    /// An ICMP port unreachable, reported on a connected socket.
+    /// An ICMP port unreachable: on a connected socket, or any on Windows.
     Refused,
 }
 
@@ -246,8 +246,8 @@ fn wait_for_reply(
         let (len, from) = match udp::recv_until(socket, &mut buf, sent_at + timeout) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(Outcome::TimedOut),
-            // ECONNREFUSED on a connected socket: the ICMP port unreachable.
-            Err(err) if err.kind() == ErrorKind::ConnectionRefused => return Ok(Outcome::Refused),
+            // The ICMP port unreachable for this or an earlier ping.
+            Err(err) if is_unreachable(&err) => return Ok(Outcome::Refused),
             Err(err) => {
                 return Err(err).context(Step::Receive {
                     proto: Proto::Udp,
@@ -264,11 +264,22 @@ fn wait_for_reply(
     }
 }
 
-/// True if the OS error under `err` is ECONNREFUSED.
+/// True if the OS error under `err` is an ICMP port unreachable.
 fn is_refused(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == ErrorKind::ConnectionRefused)
+        .any(is_unreachable)
+}
+
+/// True if `err` is how this OS reports an ICMP port unreachable on a UDP
+/// socket: ECONNREFUSED on a connected socket (Linux, macOS), or on Windows
+/// WSAECONNRESET (10054), connected or not. The pinger counts it as an
+/// error reply and goes on, as ping does; it does not end the run.
+fn is_unreachable(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
+    )
 }
 
 /// The wall-clock time the K&R pinger puts in each message, `time.time()`.
@@ -277,4 +288,23 @@ fn unix_seconds() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Windows' 10054 (WSAECONNRESET) and Linux's ECONNREFUSED both mean an
+    /// ICMP port unreachable; a read timeout (EAGAIN, WSAETIMEDOUT) does not.
+    #[test]
+    fn refused_and_reset_count_as_unreachable_and_a_timeout_does_not() {
+        for kind in [ErrorKind::ConnectionRefused, ErrorKind::ConnectionReset] {
+            assert!(is_unreachable(&io::Error::from(kind)), "{kind:?}");
+            let err = anyhow::Error::new(io::Error::from(kind)).context("failed to send");
+            assert!(is_refused(&err), "{kind:?} under a context");
+        }
+        for kind in [ErrorKind::WouldBlock, ErrorKind::TimedOut] {
+            assert!(!is_unreachable(&io::Error::from(kind)), "{kind:?}");
+        }
+    }
 }

@@ -4,7 +4,12 @@
 //! port, receives datagrams from any client with `recvfrom()`, which also
 //! says who sent each one, and answers with `sendto()` to that address.
 //! Every datagram arrives whole or not at all, so one `recvfrom()` is one
-//! message; a datagram longer than the buffer is cut short by the kernel.
+//! message. The classic lab's `recvfrom(2048)` lets the kernel cut a longer
+//! datagram short, and the OSes disagree on how: Linux and macOS drop the
+//! rest silently, Windows fails the call with WSAEMSGSIZE (10040). So this
+//! server always receives the whole datagram (up to 64 KiB, the most UDP
+//! carries), then keeps the first `--buffer` bytes and says what it cut:
+//! the same log line and the same reply on every OS.
 //! With `--drop` the server ignores a chosen fraction of datagrams, which
 //! makes it the server of the UDP pinger lab.
 //!
@@ -76,9 +81,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn serve(socket: &UdpSocket, cli: &Cli, log: Log) -> anyhow::Result<()> {
     let mut rng = Rng::seeded(cli.seed);
     let max_len = cli.buffer as usize;
-    // One byte more than --buffer: if the kernel fills it, the datagram was
-    // longer than --buffer, which a plain recvfrom(buffer) would hide.
-    let mut buf = vec![0u8; max_len + 1];
+    // Room for any datagram (the largest UDP payload is 65507 bytes over
+    // IPv4): a smaller buffer would make recvfrom() fail on Windows
+    // (WSAEMSGSIZE) where Linux truncates, so --buffer is applied below.
+    let mut buf = vec![0u8; 65_536];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf) {
             Ok(received) => received,
@@ -97,7 +103,7 @@ fn serve(socket: &UdpSocket, cli: &Cli, log: Log) -> anyhow::Result<()> {
             log.peer(
                 peer,
                 format_args!(
-                    "sent a datagram longer than --buffer {max_len}: only the first {max_len} bytes were read, the rest was discarded"
+                    "sent a datagram of {len} bytes, longer than --buffer {max_len}: only the first {max_len} bytes were kept, the rest was discarded"
                 ),
             );
         }

@@ -23,9 +23,10 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+
+use super::OwnGroup;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -135,7 +136,7 @@ fn run_bounded(args: &[String]) -> Load {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
+        .own_group()
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start chromium: {e}"));
     let group = child.id();

@@ -9,7 +9,6 @@ pub mod browser;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -40,7 +39,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+            .unwrap_or_else(|e| cannot_start(exe, e));
         let (tx, lines) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -181,6 +180,26 @@ impl Output {
     }
 }
 
+/// Starting a child in a process group of its own, so that a test can end
+/// everything it started (`kill -KILL -- -PGID`), grandchildren included.
+pub trait OwnGroup {
+    /// setpgid(0, 0) in the child on Unix. Windows has no process groups to
+    /// ask for here: there the child alone is killed, and the `kill`
+    /// commands the tests run fail quietly.
+    fn own_group(&mut self) -> &mut Self;
+}
+
+impl OwnGroup for Command {
+    #[cfg(unix)]
+    fn own_group(&mut self) -> &mut Self {
+        std::os::unix::process::CommandExt::process_group(self, 0)
+    }
+    #[cfg(not(unix))]
+    fn own_group(&mut self) -> &mut Self {
+        self
+    }
+}
+
 /// Runs `exe` with `args`, feeds it `stdin`, and waits up to [`WAIT`] for it to exit.
 pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Output {
     run_with_env(exe, args, stdin, &[])
@@ -193,12 +212,12 @@ pub fn run_with_env(exe: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]
     let mut child = Command::new(exe)
         .args(args)
         .envs(env.iter().copied())
-        .process_group(0)
+        .own_group()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        .unwrap_or_else(|e| cannot_start(exe, e));
     let mut input = child.stdin.take().expect("stdin is piped");
     let stdin = stdin.to_vec();
     thread::spawn(move || {
@@ -321,11 +340,24 @@ pub fn have_tool_for(tool: &str, part: &str) -> bool {
     }
 }
 
+/// A program that did not start. A peer started by its name (python3,
+/// ncat) that is not installed fails the test with the words require! uses,
+/// for a test that did not ask for it first; anything else as the OS said.
+pub fn cannot_start(exe: &str, err: std::io::Error) -> ! {
+    let bare = !exe.contains(['/', '\\']);
+    if let Some(why) = unmet(exe).filter(|_| bare && err.kind() == std::io::ErrorKind::NotFound) {
+        panic!("{} {why}", test_name());
+    }
+    panic!("cannot start {exe}: {err}");
+}
+
 /// What is missing for `need`, or None if it is met.
 fn unmet(need: &str) -> Option<String> {
     if need == "root" {
-        let uid = Command::new("id").arg("-u").output().ok()?;
-        return (String::from_utf8_lossy(&uid.stdout).trim() != "0")
+        // No `id` (Windows) reads as not root: the tests that need root
+        // are Linux-only anyway.
+        let uid = Command::new("id").arg("-u").output();
+        return (!uid.is_ok_and(|id| String::from_utf8_lossy(&id.stdout).trim() == "0"))
             .then(|| "needs root (tcpdump, namespaces, nftables): run cargo test as root".into());
     }
     if let Some(module) = need.strip_prefix("python3:") {
@@ -444,10 +476,7 @@ fn report(what: &str) {
 /// binary's parent) of the run its lines belong to.
 fn skipped_file() -> Option<std::fs::File> {
     static CHECKED: std::sync::Once = std::sync::Once::new();
-    let run = format!(
-        "# cargo test, process {}\n",
-        std::os::unix::process::parent_id()
-    );
+    let run = format!("# cargo test, process {}\n", cargo_pid());
     // Once per test binary; cargo runs the binaries one after another.
     CHECKED.call_once(|| {
         let old = std::fs::read_to_string(SKIPPED_FILE).unwrap_or_default();
@@ -459,6 +488,50 @@ fn skipped_file() -> Option<std::fs::File> {
         .append(true)
         .open(SKIPPED_FILE)
         .ok()
+}
+
+/// The process that ran this test binary (cargo). Windows has no getppid:
+/// there the file is never emptied, and keeps the skips of earlier runs.
+#[cfg(unix)]
+fn cargo_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+#[cfg(not(unix))]
+fn cargo_pid() -> u32 {
+    0
+}
+
+/// What this OS's error for `kind` reads like in a program's `error:` line
+/// (Rust's `{err}` of the OS error): "Connection refused (os error 111)" on
+/// Linux, "(os error 61)" on macOS, "... (os error 10061)" on Windows. A
+/// receive timeout is `WouldBlock` (EAGAIN) on Unix, WSAETIMEDOUT on Windows.
+pub fn os_error(kind: std::io::ErrorKind) -> String {
+    std::io::Error::from_raw_os_error(os_code(kind)).to_string()
+}
+
+#[cfg(unix)]
+fn os_code(kind: std::io::ErrorKind) -> i32 {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => libc::ECONNREFUSED,
+        ConnectionReset => libc::ECONNRESET,
+        WouldBlock | TimedOut => libc::EAGAIN,
+        AddrInUse => libc::EADDRINUSE,
+        other => panic!("no OS error code for {other:?} in tests/common"),
+    }
+}
+
+/// The Windows Sockets codes (WSAECONNREFUSED, WSAECONNRESET, ...).
+#[cfg(windows)]
+fn os_code(kind: std::io::ErrorKind) -> i32 {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused => 10061,
+        ConnectionReset => 10054,
+        WouldBlock | TimedOut => 10060,
+        AddrInUse => 10048,
+        other => panic!("no OS error code for {other:?} in tests/common"),
+    }
 }
 
 /// The `error:` and `hint:` lines a failed program must print.

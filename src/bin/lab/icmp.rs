@@ -109,6 +109,13 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)], wait: Duration) -> an
 
 /// Why the topology cannot be built here, if it cannot.
 fn cannot_build() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        let os = std::env::consts::OS;
+        return Some(format!(
+            "network namespaces are Linux's, and this is {os}: use WSL2 or a Linux VM"
+        ));
+    }
+    #[cfg(unix)]
     // SAFETY: geteuid() cannot fail and touches no memory of ours.
     if unsafe { libc::geteuid() } != 0 {
         return Some("network namespaces need root: run `sudo target/debug/lab ...`".into());

@@ -264,7 +264,9 @@ fn bound_client_port(r: &mut Report) -> anyhow::Result<()> {
         Ok(probe) => drop(probe),
         Err(err) => bail!(
             "UDP port {FIXED} is not free on this machine ({err}), and the worksheet's \
-             question needs it: `ss -ulnp | grep :{FIXED}` names the program holding it; \
+             question needs it: `ss -ulnp | grep :{FIXED}` (Linux; `netstat -ano -p UDP | \
+             findstr :{FIXED}` on Windows, `lsof -nP -i UDP:{FIXED}` on macOS) names the \
+             program holding it; \
              stop that program and run this experiment again"
         ),
     }
