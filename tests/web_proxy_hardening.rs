@@ -441,6 +441,7 @@ fn a_put_after_the_origin_closed_the_idle_connection_goes_on_a_new_one() {
 // ---------------------------------------------------------------------------
 
 /// Threads of the proxy process now (Linux: /proc/PID/task).
+#[cfg(target_os = "linux")]
 fn threads_of(proxy: &Server) -> usize {
     std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
         .map(|tasks| tasks.count())
