@@ -41,8 +41,14 @@ command -v node >/dev/null && command -v npm >/dev/null ||
 command -v ip >/dev/null || die "ip (iproute2) is not installed" "apt-get install iproute2"
 
 # The debug build: what `cargo test` already built, and fast enough here.
-cargo build --quiet --bin web_proxy --manifest-path "$ROOT/Cargo.toml"
+# sudo resets PATH, so cargo may be missing: then use the build as it is.
 PROXY=$ROOT/target/debug/web_proxy
+if command -v cargo >/dev/null; then
+	cargo build --quiet --bin web_proxy --manifest-path "$ROOT/Cargo.toml"
+elif [[ ! -x $PROXY ]]; then
+	die "cargo is not on PATH (sudo resets it) and $PROXY is not built" \
+		"run 'cargo build --bin web_proxy' first, as yourself, then 'sudo $0' again"
+fi
 
 mkdir -p "$WORK"
 if [[ ! -f $WORK/node_modules/http-cache-tests/package.json ]] ||

@@ -13,8 +13,10 @@
 //! One thread serves each client connection, for as many requests as the
 //! client sends on it (keep-alive).
 //!
-//! The files, in the order a request meets them (each imports only those
-//! below it, so each can be read without the ones above):
+//! The files, in the order a request meets them. Imports flow down the
+//! table, with two exceptions: `disk.rs` builds an `entry.rs` entry, and
+//! `proxy.rs`, the types every file shares, names the cache and the port
+//! list. There is no cycle.
 //!
 //! | file | what it does |
 //! |---|---|
