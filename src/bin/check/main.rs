@@ -131,7 +131,7 @@ struct Cli {
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "exec")]
     server: Option<String>,
 
-    /// Start the program with this shell command ({port}, {host}, {dir}, {url}, {dead_after},
+    /// Start the program with this shell command ({port}, {host}, {dir}, {url}, {path}, {dead_after},
     /// {interval} are filled in)
     #[arg(long, value_name = "COMMAND")]
     exec: Option<String>,
