@@ -7,12 +7,12 @@
 //! thread's stack while it waits. Here one thread serves every client. The
 //! sockets are non-blocking: a call that would have to wait returns
 //! `WouldBlock` at once instead. The loop asks the OS which sockets are
-//! ready (`epoll_wait()` on Linux, `kevent()` on macOS, through the mio
-//! crate), serves exactly those, and asks again, so it never waits on one
-//! client while another has bytes for it. With 64 busy clients one wait
-//! returns many ready sockets, and the thread serves them all without
-//! sleeping: no thread switch per request, and a thousand idle clients cost
-//! a thousand small structs, not a thousand threads.
+//! ready (`epoll_wait()` on Linux, `kevent()` on macOS, IOCP-based polling
+//! on Windows, through the mio crate), serves exactly those, and asks again,
+//! so it never waits on one client while another has bytes for it. With 64
+//! busy clients one wait returns many ready sockets, and the thread serves
+//! them all without sleeping: no thread switch per request, and a thousand
+//! idle clients cost a thousand small structs, not a thousand threads.
 //!
 //! The protocol and the options are tcp_server's: each chunk a connection
 //! sends comes back with its ASCII letters uppercased, until the client's
