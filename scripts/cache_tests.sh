@@ -167,8 +167,10 @@ for (const r of results) {
   // Not run: the suite grades a test whose setup step failed, or that
   // depends on a test that did not pass, as neither pass nor fail.
   const unrun = r.grade === 'setup_fail' || r.grade === 'dependency_fail'
-    ? `not run: ${r.grade === 'setup_fail' ? 'setup failed' : 'depends on'} ` +
-      r.depends_on.filter(d => !['pass', 'yes'].includes(byId[d]?.grade))
+    ? r.grade === 'setup_fail'
+      ? 'not run: a step that only sets the test up failed'
+      : 'not run: depends on ' + r.depends_on
+        .filter(d => !['pass', 'yes'].includes(byId[d]?.grade))
         .map(d => `${byId[d]?.kind || ''} ${d}`.trim()).join(', ')
     : ''
   if (r.grade === 'pass' || r.grade === 'yes') k.pass++
