@@ -22,7 +22,7 @@
 # Exit status: 0 if no required test fails, not counting the
 # CDN-Cache-Control group (for reverse proxies and CDNs, which a forward
 # proxy is not); 1 otherwise; 2 if it cannot run (no node or npm, not root
-# for the namespace). Needs root (ip netns), node >= 20.18 and npm:
+# for the namespace). Needs root (ip netns), node >= 20.18.1 and npm:
 # `apt-get install nodejs npm`.
 set -euo pipefail
 
@@ -39,7 +39,13 @@ die() {
 }
 
 command -v node >/dev/null && command -v npm >/dev/null ||
-	die "node and npm are not installed" "apt-get install nodejs npm (node 20.18 or later)"
+	die "node and npm are not installed" "apt-get install nodejs npm (node 20.18.1 or later)"
+# undici 7, which the suite's client is written for (its interim tests use
+# undici 7's handler API), needs node 20.18.1 or later; Debian 12 has 18.
+node -e 'const [a, b, c] = process.versions.node.split(".").map(Number)
+process.exit(a > 20 || (a === 20 && (b > 18 || (b === 18 && c >= 1))) ? 0 : 1)' ||
+	die "node $(node --version) is older than 20.18.1, which the suite's client (undici 7) needs" \
+		"install node 20 or later (Debian 13's nodejs, or the NodeSource packages)"
 [[ $(id -u) == 0 ]] || die "the network namespace needs root" "run it with sudo"
 command -v ip >/dev/null || die "ip (iproute2) is not installed" "apt-get install iproute2"
 
