@@ -19,10 +19,14 @@
 # proxyTunnel: false, and the same rewrite for the interim tests, which
 # bring a dispatcher of their own to collect the 1xx responses.
 #
+# Tests are graded by the suite's own rules (test-engine/lib/results.mjs),
+# as on cache-tests.fyi: one whose setup step failed, or that depends on a
+# test that did not pass, is "not run", neither passed nor failed.
+#
 # Exit status: 0 if no required test fails, not counting the
 # CDN-Cache-Control group (for reverse proxies and CDNs, which a forward
-# proxy is not); 1 otherwise; 2 if it cannot run (no node or npm, not root
-# for the namespace). Needs root (ip netns), node >= 20.18.1 and npm:
+# proxy is not); 1 otherwise; 2 if it cannot run (no node or npm, node too
+# old, not root for the namespace). Needs root (ip netns), node >= 20.18.1 and npm:
 # `apt-get install nodejs npm`.
 set -euo pipefail
 
