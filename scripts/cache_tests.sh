@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# Runs the public HTTP caching test suite (http-cache-tests, the suite behind
-# cache-tests.fyi) against web_proxy as a forward proxy, and prints the pass
-# counts by kind of test.
+# Runs the public HTTP caching test suite (http-tests/cache-tests, the suite
+# behind cache-tests.fyi) against web_proxy as a forward proxy, and prints
+# the pass counts by kind of test.
 #
 #   scripts/cache_tests.sh            # build, install, run, summarise
 #   scripts/cache_tests.sh --verbose  # also list every failing test
 #
+# The suite is vendored in scripts/cache-tests/ (its repository at a pinned
+# commit, see the README there); only its one npm dependency, undici, is
+# installed from the npm registry, into target/cache-tests/.
+#
 # How: the suite's origin server (node, port 8000) and web_proxy (port 8888)
 # run inside a network namespace of their own, created here and removed on
 # exit, so the fixed ports meet nothing else on this machine. The suite's
-# client sends every request through the proxy: the suite's node-fetch with
-# an http.Agent that hands each request to the proxy
-# in absolute form (GET http://localhost:8000/...), never inside a CONNECT
-# tunnel.
+# client sends every request through the proxy in absolute form
+# (GET http://localhost:8000/test/... HTTP/1.1), the way a browser talks to
+# its proxy, never inside a CONNECT tunnel: undici's ProxyAgent with
+# proxyTunnel: false, and the same rewrite for the interim tests, which
+# bring a dispatcher of their own to collect the 1xx responses.
 #
-# Exit status: 0 if no required test fails, not counting the Surrogate-Control
-# and CDN-Cache-Control groups (for reverse proxies and CDNs, which a forward
-# proxy is not), the Age tests whose expectation the suite reversed after the
-# version on npm, and the tests whose origin hangs up (no proxy can carry the
-# origin's request count in its 502); 1 otherwise; 2 if it cannot run (no node or npm,
-# not root for the namespace). Needs root (ip netns), node >= 18 and npm:
+# Tests are graded by the suite's own rules (test-engine/lib/results.mjs),
+# as on cache-tests.fyi: one whose setup step failed, or that depends on a
+# test that did not pass, is "not run", neither passed nor failed.
+#
+# Exit status: 0 if no required test fails, not counting the
+# CDN-Cache-Control group (for reverse proxies and CDNs, which a forward
+# proxy is not); 1 otherwise; 2 if it cannot run (no node or npm, node too
+# old, not root for the namespace). Needs root (ip netns), node >= 20.18.1 and npm:
 # `apt-get install nodejs npm`.
 set -euo pipefail
 
-SUITE_VERSION=0.4.5 # http-cache-tests on npm, pinned
+UNDICI_VERSION=7.30.2 # the suite's only run-time dependency (^7.4.0), pinned
 VERBOSE=${1:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$ROOT/target/cache-tests
@@ -36,7 +43,13 @@ die() {
 }
 
 command -v node >/dev/null && command -v npm >/dev/null ||
-	die "node and npm are not installed" "apt-get install nodejs npm (node 18 or later)"
+	die "node and npm are not installed" "apt-get install nodejs npm (node 20.18.1 or later)"
+# undici 7, which the suite's client is written for (its interim tests use
+# undici 7's handler API), needs node 20.18.1 or later; Debian 12 has 18.
+node -e 'const [a, b, c] = process.versions.node.split(".").map(Number)
+process.exit(a > 20 || (a === 20 && (b > 18 || (b === 18 && c >= 1))) ? 0 : 1)' ||
+	die "node $(node --version) is older than 20.18.1, which the suite's client (undici 7) needs" \
+		"install node 20 or later (Debian 13's nodejs, or the NodeSource packages)"
 [[ $(id -u) == 0 ]] || die "the network namespace needs root" "run it with sudo"
 command -v ip >/dev/null || die "ip (iproute2) is not installed" "apt-get install iproute2"
 
@@ -50,41 +63,54 @@ elif [[ ! -x $PROXY ]]; then
 		"run 'cargo build --bin web_proxy' first, as yourself, then 'sudo $0' again"
 fi
 
+# A fresh copy of the vendored suite under target/, so that node finds
+# undici in target/cache-tests/node_modules (ES modules resolve packages
+# from the importing file's folder upwards, and NODE_PATH does not apply).
 mkdir -p "$WORK"
-if [[ ! -f $WORK/node_modules/http-cache-tests/package.json ]] ||
-	! grep -q "\"version\": \"$SUITE_VERSION\"" "$WORK/node_modules/http-cache-tests/package.json"; then
+if [[ ! -f $WORK/node_modules/undici/package.json ]] ||
+	! grep -q "\"version\": \"$UNDICI_VERSION\"" "$WORK/node_modules/undici/package.json"; then
+	rm -rf "$WORK/node_modules" "$WORK/package.json" "$WORK/package-lock.json"
 	(cd "$WORK" && npm install --silent --no-audit --no-fund \
-		"http-cache-tests@$SUITE_VERSION" >/dev/null)
+		"undici@$UNDICI_VERSION" >/dev/null) ||
+		die "npm could not install undici@$UNDICI_VERSION" "is the npm registry reachable? (npm ping)"
 fi
-SUITE=$WORK/node_modules/http-cache-tests
+SUITE=$WORK/suite
+rm -rf "$SUITE"
+cp -R "$ROOT/scripts/cache-tests" "$SUITE"
 
-# The client: the suite's own runner and its own fetch (node-fetch), given
-# an http.Agent that sends every request to the proxy in absolute form
-# (`GET http://localhost:8000/test/... HTTP/1.1`), the way a browser talks to
-# its proxy. (Node's built-in fetch would need an undici ProxyAgent with
-# proxyTunnel: false, and adds Cache-Control: no-cache to every conditional
-# request, as the Fetch standard says a browser must: that would hide the
-# cache's answers to the suite's conditional requests.)
+# The client: the suite's own runner, and undici's fetch routed through the
+# proxy. fetching.mjs already sends Pragma and Cache-Control of its own on
+# every request, so fetch adds no Cache-Control: no-cache to the
+# conditional ones (the Fetch standard's rule for a browser) that would
+# hide the cache's answers.
 cat >"$SUITE/run-through-proxy.mjs" <<'EOF'
-import http from 'http'
-import fetch from 'node-fetch'
-import { runTests, getResults } from './client/runner.mjs'
+import * as undici from 'undici'
+import { runTests, getResults } from './test-engine/client/runner.mjs'
+import { determineTestResult, resultTypes } from './test-engine/lib/results.mjs'
 import tests from './tests/index.mjs'
-import surrogate from './tests/surrogate-control.mjs'
 
-const [proxyHost, proxyPort] = process.env.PROXY.split(':')
-class ToProxy extends http.Agent {
-  addRequest (request, options) {
-    // The request line is written later, from request.path: make it the
-    // absolute form, and connect to the proxy instead of the origin.
-    request.path = `http://${options.host}:${options.port}${request.path}`
-    super.addRequest(request, { ...options, host: proxyHost, port: proxyPort })
+const proxy = `http://${process.env.PROXY}`
+const toProxy = new undici.ProxyAgent({ uri: proxy, proxyTunnel: false })
+// The interim tests pass a dispatcher of their own (an undici Agent with an
+// interceptor that collects the 1xx responses): rewrite each request to
+// the absolute form and send it to the proxy through that dispatcher.
+const routed = dispatcher => ({
+  dispatch (opts, handler) {
+    const headers = { host: new URL(opts.origin).host, ...opts.headers }
+    return dispatcher.dispatch({ ...opts, origin: proxy, path: opts.origin + opts.path, headers }, handler)
   }
-}
-const agent = new ToProxy({ keepAlive: true })
-tests.push(surrogate)
-await runTests(tests, (url, init = {}) => fetch(url, { ...init, agent }), false, process.env.BASE_URL)
+})
+globalThis.fetch = (url, init = {}) =>
+  undici.fetch(url, { ...init, dispatcher: init.dispatcher ? routed(init.dispatcher) : toProxy })
+
+await runTests(tests, false, process.env.BASE_URL)
 const results = getResults()
+// Graded as cache-tests.fyi grades: the suite's own determineTestResult
+// (pass, fail, optional_fail, yes, no; setup_fail when a step the test only
+// sets up went wrong; dependency_fail when a test it depends on did not
+// pass; harness_fail for a timeout; retry when a request reached the
+// origin twice).
+const grade = Object.fromEntries(Object.entries(resultTypes).map(([name, type]) => [type, name]))
 const summary = []
 for (const suite of tests) {
   for (const test of suite.tests) {
@@ -92,19 +118,17 @@ for (const suite of tests) {
     const result = results[test.id]
     summary.push({
       id: test.id,
-      suite: suite.id || suite.name,
+      suite: suite.id,
       kind: test.kind || 'required',
-      pass: result === true,
-      // The origin hangs up instead of answering: through a proxy the
-      // client sees the proxy's 502/504, which cannot carry the origin's
-      // request count the check looks for.
-      disconnect: test.requests.some(r => r.disconnect),
-      detail: result === true ? '' : String(result[1] || result[0])
+      grade: grade[determineTestResult(tests, test.id, results)],
+      depends_on: test.depends_on || [],
+      detail: result === true ? '' : `${result[0]}: ${result[1]}`
     })
   }
 }
-agent.destroy()
+await toProxy.close()
 console.log(JSON.stringify(summary))
+process.exit(0)
 EOF
 
 cleanup() {
@@ -120,7 +144,7 @@ LOG=$WORK/web_proxy.log
 ip netns exec "$NS" bash -c '
 	cd "$1"
 	npm_config_protocol=http npm_config_port=8000 npm_config_pidfile=/dev/null \
-		node server/server.mjs >"$2.origin" 2>&1 &
+		node test-engine/server/server.mjs >"$2.origin" 2>&1 &
 	"$3" --port 8888 --quiet >"$2" 2>&1 &
 	# Both listen within a second; wait for the ports, not a fixed time.
 	up() { (exec 3<>/dev/tcp/127.0.0.1/8000 && exec 4<>/dev/tcp/127.0.0.1/8888) 2>/dev/null; }
@@ -132,39 +156,49 @@ ip netns exec "$NS" bash -c '
 
 node --no-warnings - "$RESULTS" "$VERBOSE" <<'EOF'
 const fs = require('fs')
-const results = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
+// The last line: the suite's engine may log a line of its own before it.
+const text = fs.readFileSync(process.argv[2], 'utf8').trim().split('\n')
+const results = JSON.parse(text[text.length - 1])
 const verbose = process.argv[3] === '--verbose'
-// Groups that apply to reverse proxies and CDNs only.
-const exempt = r => /surrogate|cdn/i.test(r.suite)
-// Tests whose expectation the suite reversed after 0.4.5, following RFC
-// 9111 §5.1 (the first member of the first Age line counts; an invalid
-// value is ignored, i.e. Age 0): the published suite expects what
-// web_proxy does. 0.4.5 is the last version on npm.
-const superseded = new Set([
-  'age-parse-nonnumeric', 'age-parse-negative', 'age-parse-float',
-  'age-parse-prefix-twoline', 'age-parse-dup-0', 'age-parse-dup-0-twoline',
-  'age-parse-dup-old', 'age-parse-parameter', 'age-parse-numeric-parameter'
-])
+// Tests that cannot apply to a forward proxy, with the reason. Only the
+// CDN-Cache-Control group: the header is addressed to a CDN or reverse
+// proxy the origin runs (RFC 9213 §2), and a forward proxy must ignore it.
+// (The suite at this commit has no Surrogate-Control tests; the npm 0.4.5
+// copy had them, and they are the same family.)
+const notApplicable = r => r.suite === 'cdn-cache-control'
+  ? 'CDN-Cache-Control is for CDNs and reverse proxies (RFC 9213)'
+  : ''
 const count = {}
 const lines = []
+const byId = Object.fromEntries(results.map(r => [r.id, r]))
 for (const r of results) {
-  const k = count[r.kind] ||= { pass: 0, fail: 0, aside: 0 }
-  const why = exempt(r) ? 'CDN/Surrogate group'
-    : superseded.has(r.id) ? 'expectation reversed after 0.4.5 (RFC 9111 §5.1)'
-      : r.disconnect ? 'the origin hangs up: a proxy can only answer 502/504'
-        : ''
-  if (r.pass) k.pass++
+  const k = count[r.kind] ||= { pass: 0, fail: 0, aside: 0, unrun: 0 }
+  const why = notApplicable(r)
+  // Not run: the suite grades a test whose setup step failed, or that
+  // depends on a test that did not pass, as neither pass nor fail.
+  const unrun = r.grade === 'setup_fail' || r.grade === 'dependency_fail'
+    ? r.grade === 'setup_fail'
+      ? 'not run: a step that only sets the test up failed'
+      : 'not run: depends on ' + r.depends_on
+        .filter(d => !['pass', 'yes'].includes(byId[d]?.grade))
+        .map(d => `${byId[d]?.kind || ''} ${d}`.trim()).join(', ')
+    : ''
+  if (r.grade === 'pass' || r.grade === 'yes') k.pass++
   else if (why) k.aside++
+  else if (unrun) k.unrun++
   else k.fail++
-  if (!r.pass && (verbose || r.kind === 'required')) {
-    lines.push(`  ${r.kind} ${r.suite}/${r.id}: ${r.detail}${why ? `  [not counted: ${why}]` : ''}`)
+  const pass = r.grade === 'pass' || r.grade === 'yes'
+  if (!pass && (verbose || (r.kind === 'required' && !why))) {
+    const note = why ? `  [not counted: ${why}]` : unrun ? `  [${unrun}]` : ''
+    lines.push(`  ${r.kind} ${r.suite}/${r.id}: ${r.detail}${note}`)
   }
 }
 for (const kind of ['required', 'optimal', 'check']) {
-  const k = count[kind] || { pass: 0, fail: 0, aside: 0 }
+  const k = count[kind] || { pass: 0, fail: 0, aside: 0, unrun: 0 }
   const [yes, no] = kind === 'check' ? ['yes', 'no'] : ['passed', 'failed']
   console.log(`${kind}: ${k.pass} ${yes}, ${k.fail} ${no}` +
-    (k.aside ? `, ${k.aside} not counted (see below)` : ''))
+    (k.unrun ? `, ${k.unrun} not run (setup or dependency failed)` : '') +
+    (k.aside ? `, ${k.aside} not counted (CDN-Cache-Control)` : ''))
 }
 if (lines.length) console.log(lines.join('\n'))
 process.exit((count.required || { fail: 0 }).fail === 0 ? 0 : 1)

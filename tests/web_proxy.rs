@@ -844,6 +844,88 @@ fn stale_entries_are_revalidated_with_etag_and_last_modified() {
 }
 
 #[test]
+fn a_stale_response_is_served_when_the_origin_hangs_up_unless_forbidden() {
+    // RFC 9111 §4.2.4: cut off from the origin, a cache may serve a stale
+    // stored response, unless must-revalidate, proxy-revalidate, s-maxage
+    // or no-cache forbid it. Each response is stale on arrival (max-age=1,
+    // Age: 100) so it is stored but may not be used without the origin; on
+    // the next request the origin reads the request and hangs up.
+    common::require!("curl");
+    let proxy = proxy(&[]);
+    for (what, stored, served) in [
+        (
+            "plain max-age",
+            &b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nAge: 100\r\nContent-Length: 6\r\n\r\nstored"[..],
+            true,
+        ),
+        (
+            "must-revalidate",
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1, must-revalidate\r\nAge: 100\r\nContent-Length: 6\r\n\r\nstored",
+            false,
+        ),
+        (
+            "proxy-revalidate",
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1, proxy-revalidate\r\nAge: 100\r\nContent-Length: 6\r\n\r\nstored",
+            false,
+        ),
+        (
+            "s-maxage",
+            b"HTTP/1.1 200 OK\r\nCache-Control: s-maxage=1\r\nAge: 100\r\nContent-Length: 6\r\n\r\nstored",
+            false,
+        ),
+    ] {
+        let origin = raw_origin_sequence(vec![stored, b""]);
+        let target = format!("http://{origin}/stale");
+        assert!(cache_status(&proxy, &target, &[]).contains("stored"), "{what}");
+        let out = curl(&proxy, &["-D", "-", &target]);
+        let head = head_of(&out);
+        if served {
+            assert!(head.starts_with("HTTP/1.1 200"), "{what}: {head}");
+            assert!(out.stdout.ends_with("\r\n\r\nstored"), "{what}: {}", out.stdout);
+            let status = header(&head, "Cache-Status").unwrap_or_default();
+            assert!(status.contains("fwd=stale; fwd-status=502"), "{what}: {status}");
+        } else {
+            assert!(head.starts_with("HTTP/1.1 502"), "{what}: {head}");
+        }
+    }
+    proxy.expect_line("STALE/200 6 GET");
+}
+
+#[test]
+fn within_stale_while_revalidate_the_stale_response_answers_then_is_replaced() {
+    // RFC 5861 §3. The first response is stale on arrival (max-age=1,
+    // Age: 2) but within its stale-while-revalidate=600; the next request
+    // gets it at once, then the proxy fetches the new one from the origin
+    // (its second connection), and the request after that is a fresh hit.
+    // Before stale-while-revalidate, the second request waited for "new".
+    common::require!("curl");
+    let proxy = proxy(&[]);
+    let origin = raw_origin_sequence(vec![
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=600\r\nAge: 2\r\nContent-Length: 3\r\n\r\nold",
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 3\r\n\r\nnew",
+    ]);
+    let target = format!("http://{origin}/swr");
+    assert!(cache_status(&proxy, &target, &[]).contains("stored"));
+    let out = curl(&proxy, &["-D", "-", &target]);
+    let status = header(&head_of(&out), "Cache-Status")
+        .unwrap_or_default()
+        .to_string();
+    assert!(out.stdout.ends_with("\r\n\r\nold"), "{}", out.stdout);
+    assert!(
+        status.contains("hit; ttl=-") && status.contains("stale-while-revalidate"),
+        "{status}"
+    );
+    // The access log line comes once the revalidation is done and stored.
+    proxy.expect_line("STALE/200 3 GET");
+    let out = curl(&proxy, &["-D", "-", &target]);
+    assert!(out.stdout.ends_with("\r\n\r\nnew"), "{}", out.stdout);
+    let status = header(&head_of(&out), "Cache-Status")
+        .unwrap_or_default()
+        .to_string();
+    assert!(status.contains("hit; ttl="), "{status}");
+}
+
+#[test]
 fn a_clients_no_cache_or_max_age_0_forces_revalidation() {
     common::require!("curl");
     let origin = common::origin();

@@ -20,6 +20,7 @@ use crate::fields::{CollectHeaders, end_to_end, forwarded_fields};
 use crate::http::{BodyLength, HttpUrl, RequestHead, ResponseHead, UrlError, Version};
 use crate::policy::{self, Reuse};
 use crate::proxy::{Client, Outcome, Proxy, Refusal, refuse, send_error};
+use crate::stale::{self, Revalidation};
 use crate::{hit, origin, relay};
 
 /// Serves one request whose head has been read; the body, if any, is
@@ -58,27 +59,30 @@ fn try_exchange(
             let status = format!("{}; hit; ttl={ttl}", proxy.name);
             return Ok(hit::serve(client, request, &entry, "HIT", &status, proxy));
         }
+        Found::WhileRevalidating(entry) => {
+            return Ok(while_revalidating(
+                client, request, entry, &url, body, cache, proxy,
+            ));
+        }
         Found::Other(lookup) => lookup,
     };
     // §5.2.1.7: the client wants no traffic to the origin at all.
     if request_cache_control(&request.headers).only_if_cached {
         return Err(refuse(504, "only-if-cached, and no fresh stored response"));
     }
-    let revalidating = lookup.revalidating.as_deref();
-    let outgoing = origin_request(request, &url, body, revalidating, proxy);
+    let outgoing = origin_request(request, &url, body, lookup.revalidating.as_deref(), proxy);
     continue_if_expected(client, request, body);
     let request_time = SystemTime::now();
     let forward_interim = request.version == Version::Http11;
     let mut response =
-        origin::send_to_origin(client, &url, &outgoing, body, forward_interim, proxy)?;
+        match origin::send_to_origin(client, &url, &outgoing, body, forward_interim, proxy) {
+            Ok(response) => response,
+            Err(refusal) => {
+                return stale::if_disconnected(client, request, lookup.stale, refusal, proxy);
+            }
+        };
     let times = (request_time, SystemTime::now());
-    // RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
-    // before it is cached or passed on; the freshness rules count from it.
-    if !response.headers.contains("Date") {
-        response
-            .headers
-            .append("Date", httpdate::fmt_http_date(times.1));
-    }
+    relay::date_if_missing(&mut response, times.1);
     if let (Some(entry), 304) = (&lookup.revalidating, response.status) {
         let refreshed = Refreshed { entry, times, key };
         return Ok(revalidated(
@@ -97,6 +101,29 @@ fn try_exchange(
     Ok(relay::relay(
         client, request, response, plan, key, times, proxy,
     ))
+}
+
+/// Answers with a stale response within its `stale-while-revalidate`, then
+/// revalidates it: with its validators if it has any, else a plain GET.
+fn while_revalidating(
+    client: &mut Client,
+    request: &RequestHead,
+    entry: Arc<Entry>,
+    url: &HttpUrl,
+    body: BodyLength,
+    cache: Option<&Cache>,
+    proxy: &Proxy,
+) -> Outcome {
+    let validators = Some(&*entry).filter(|e| e.facts.has_validator());
+    let outgoing = origin_request(request, url, body, validators, proxy);
+    let key = cache_key(url);
+    let revalidation = Revalidation {
+        url,
+        outgoing,
+        key,
+        cache,
+    };
+    stale::while_revalidating(client, request, entry, revalidation, proxy)
 }
 
 /// Reads what the request asks for: the URL (absolute form), how its body
@@ -136,11 +163,16 @@ struct Lookup {
     revalidating: Option<Arc<Entry>>,
     /// A stored response for the URL, but for other values of its Vary fields.
     vary_miss: bool,
+    /// The stored response that may not be used as it is, kept in case the
+    /// origin cannot be reached (RFC 9111 §4.2.4).
+    stale: Option<Arc<Entry>>,
 }
 
 enum Found {
     /// Fresh enough to answer with, and for how many more seconds.
     Fresh(Arc<Entry>, u64),
+    /// Stale, but within its `stale-while-revalidate` (RFC 5861 §3).
+    WhileRevalidating(Arc<Entry>),
     Other(Lookup),
 }
 
@@ -155,6 +187,7 @@ fn look_up(cache: Option<&Cache>, key: &str, request: &RequestHead) -> Found {
     let mut lookup = Lookup {
         revalidating: None,
         vary_miss,
+        stale: None,
     };
     let Some(entry) = found.filter(|_| !vary_miss) else {
         return Found::Other(lookup);
@@ -167,13 +200,24 @@ fn look_up(cache: Option<&Cache>, key: &str, request: &RequestHead) -> Found {
             let lifetime = policy::freshness_lifetime(&entry.facts);
             Found::Fresh(entry, lifetime.saturating_sub(age).as_secs())
         }
-        // A range of a stale response is not worth a conditional request
-        // of our own: it goes to the origin as the client sent it.
-        Reuse::Revalidate if entry.facts.has_validator() && !request.headers.contains("Range") => {
-            lookup.revalidating = Some(entry);
+        Reuse::Revalidate
+            if request.method == "GET"
+                && !request.headers.contains("Range")
+                && policy::serve_while_revalidating(&request_cc, pragma, &entry.facts, age) =>
+        {
+            Found::WhileRevalidating(entry)
+        }
+        Reuse::Revalidate => {
+            if policy::may_serve_stale(&request_cc, pragma, &entry.facts, age) {
+                lookup.stale = Some(entry.clone());
+            }
+            // A range of a stale response is not worth a conditional request
+            // of our own: it goes to the origin as the client sent it.
+            if entry.facts.has_validator() && !request.headers.contains("Range") {
+                lookup.revalidating = Some(entry);
+            }
             Found::Other(lookup)
         }
-        Reuse::Revalidate => Found::Other(lookup),
     }
 }
 

@@ -27,6 +27,7 @@
 //! | `origin.rs` | talking to the origin: connect or reuse, send the request, read the response head, pass 1xx on |
 //! | `relay.rs` | the response to the client, re-framed and streamed, with a copy for the cache |
 //! | `hit.rs` | answering from the cache: the stored response with `Age`, a 304, a byte range |
+//! | `stale.rs` | serving stale: when the origin is unreachable (RFC 9111 §4.2.4), and within `stale-while-revalidate` (RFC 5861) |
 //! | `fields.rs` | hop-by-hop fields (RFC 9110 §7.6.1): what is never forwarded |
 //! | `cache_status.rs` | `Cache-Status` (RFC 9211): why the cache did what it did |
 //! | `cache.rs` | the store in memory: bounded by `--cache-size`, least recently used evicted |
@@ -62,6 +63,7 @@ mod origin;
 mod policy;
 mod proxy;
 mod relay;
+mod stale;
 mod tunnel;
 mod vary;
 

@@ -38,6 +38,9 @@ pub struct CacheControl {
     /// A request's `max-stale`: `Some(INFINITE)` when given without a value.
     pub max_stale: Option<Duration>,
     pub min_fresh: Option<Duration>,
+    /// A response's `stale-while-revalidate` (RFC 5861 §3): how long past
+    /// its lifetime it may still answer while the cache revalidates it.
+    pub stale_while_revalidate: Option<Duration>,
     /// A request's `only-if-cached`: answer from the cache or with 504.
     pub only_if_cached: bool,
     /// `must-understand` (§5.2.2.3): store only a status code we know the
@@ -69,6 +72,7 @@ impl CacheControl {
                     cc.max_stale = Some(value.map_or(INFINITE, |v| delta_seconds(Some(v))))
                 }
                 "min-fresh" => cc.min_fresh = Some(delta_seconds(value)),
+                "stale-while-revalidate" => cc.stale_while_revalidate = Some(delta_seconds(value)),
                 "only-if-cached" => cc.only_if_cached = true,
                 "must-understand" => cc.must_understand = true,
                 _ => {}
@@ -307,6 +311,46 @@ pub fn reuse(
         Some(max_stale) if staleness <= max_stale && !never_stale => Reuse::Fresh,
         _ => Reuse::Revalidate,
     }
+}
+
+/// True if a stored response that may not be used as it is may still
+/// answer when the origin cannot be reached (RFC 9111 §4.2.4: a cache that
+/// is disconnected may serve stale, unless a directive forbids it). The
+/// response's `must-revalidate`, `proxy-revalidate` (§5.2.2.2, §5.2.2.8),
+/// `s-maxage` (§5.2.2.10) and `no-cache` (§5.2.2.4) forbid it; so do the
+/// client's `no-cache`, `Pragma: no-cache` and a `max-age` it is older
+/// than (§5.2.1).
+pub fn may_serve_stale(
+    request: &CacheControl,
+    pragma_no_cache: bool,
+    response: &Facts,
+    age: Duration,
+) -> bool {
+    let rcc = &response.cache_control;
+    let forbidden = rcc.must_revalidate || rcc.s_maxage.is_some() || rcc.no_cache;
+    let client_refuses =
+        request.no_cache || pragma_no_cache || request.max_age.is_some_and(|max| age > max);
+    !forbidden && !client_refuses
+}
+
+/// True if a stale stored response may answer now and be revalidated
+/// after (RFC 5861 §3): it is stale by no more than its
+/// `stale-while-revalidate`, no directive forbids serving it stale (see
+/// `may_serve_stale`), and the client did not ask for `min-fresh`.
+pub fn serve_while_revalidating(
+    request: &CacheControl,
+    pragma_no_cache: bool,
+    response: &Facts,
+    age: Duration,
+) -> bool {
+    let Some(window) = response.cache_control.stale_while_revalidate else {
+        return false;
+    };
+    let lifetime = freshness_lifetime(response);
+    age >= lifetime
+        && age - lifetime <= window
+        && request.min_fresh.is_none()
+        && may_serve_stale(request, pragma_no_cache, response, age)
 }
 
 /// True if a client's own conditional request (`If-None-Match`, else
@@ -663,6 +707,87 @@ mod tests {
         assert_eq!(
             reuse(&lenient, false, &private_lifetime, secs(80)),
             Reuse::Fresh
+        );
+    }
+
+    #[test]
+    fn stale_on_a_disconnected_origin_only_when_no_directive_forbids_it() {
+        let none = CacheControl::default();
+        let at = secs(100);
+        assert!(may_serve_stale(
+            &none,
+            false,
+            &response(&[("Cache-Control", "max-age=2")]),
+            at
+        ));
+        for forbids in [
+            "max-age=2, must-revalidate",
+            "max-age=2, proxy-revalidate",
+            "s-maxage=2",
+            "no-cache",
+        ] {
+            let stored = response(&[("Cache-Control", forbids)]);
+            assert!(!may_serve_stale(&none, false, &stored, at), "{forbids}");
+        }
+        let stored = response(&[("Cache-Control", "max-age=2")]);
+        assert!(!may_serve_stale(
+            &CacheControl::parse(["no-cache"]),
+            false,
+            &stored,
+            at
+        ));
+        assert!(
+            !may_serve_stale(&none, true, &stored, at),
+            "Pragma: no-cache"
+        );
+        assert!(!may_serve_stale(
+            &CacheControl::parse(["max-age=10"]),
+            false,
+            &stored,
+            at
+        ));
+        assert!(may_serve_stale(
+            &CacheControl::parse(["max-age=1000"]),
+            false,
+            &stored,
+            at
+        ));
+    }
+
+    #[test]
+    fn stale_while_revalidate_only_within_its_window() {
+        let none = CacheControl::default();
+        let stored = response(&[("Cache-Control", "max-age=1, stale-while-revalidate=4")]);
+        assert!(
+            !serve_while_revalidating(&none, false, &stored, secs(0)),
+            "fresh"
+        );
+        assert!(serve_while_revalidating(&none, false, &stored, secs(3)));
+        assert!(
+            serve_while_revalidating(&none, false, &stored, secs(5)),
+            "at the edge"
+        );
+        assert!(
+            !serve_while_revalidating(&none, false, &stored, secs(6)),
+            "past the window"
+        );
+        let plain = response(&[("Cache-Control", "max-age=1")]);
+        assert!(!serve_while_revalidating(&none, false, &plain, secs(3)));
+        let strict = response(&[(
+            "Cache-Control",
+            "max-age=1, stale-while-revalidate=4, must-revalidate",
+        )]);
+        assert!(!serve_while_revalidating(&none, false, &strict, secs(3)));
+        let min_fresh = CacheControl::parse(["min-fresh=1"]);
+        assert!(!serve_while_revalidating(
+            &min_fresh,
+            false,
+            &stored,
+            secs(3)
+        ));
+        assert!(
+            !serve_while_revalidating(&none, true, &stored, secs(3)),
+            "Pragma: no-cache"
         );
     }
 

@@ -74,6 +74,15 @@ pub fn relay(
     }
 }
 
+/// RFC 9110 §6.6.1: a response without `Date` gets the time it arrived,
+/// before it is cached or passed on; the freshness rules count from it.
+pub fn date_if_missing(response: &mut ResponseHead, arrived: SystemTime) {
+    if !response.headers.contains("Date") {
+        let date = httpdate::fmt_http_date(arrived);
+        response.headers.append("Date", date);
+    }
+}
+
 /// Where the body is copied to for the cache: nowhere if it is not to be
 /// stored or is announced larger than the largest object kept.
 fn cache_copy(store: bool, length: BodyLength, max_object: usize) -> Option<Vec<u8>> {
@@ -112,7 +121,7 @@ fn client_framing(origin: BodyLength, client: Version) -> BodyLength {
 /// The entry to store: the response without hop-by-hop and framing
 /// fields (a hit gets its own Content-Length), and the request's varying
 /// fields as the origin saw them.
-fn stored_entry(
+pub fn stored_entry(
     request: &RequestHead,
     response: &ResponseHead,
     body: Vec<u8>,
