@@ -49,13 +49,25 @@ fn banner(stream: &mut TcpStream) -> String {
     reply
 }
 
-/// The position of the first line so far containing every one of `needles`.
+/// The position of the first line containing every one of `needles`,
+/// waiting (up to [`WAIT`]) for it: a client can see the server's FIN before
+/// the server's log line about it has reached this test.
 fn position(server: &Server, needles: &[&str]) -> usize {
-    let lines = server.lines_so_far();
-    lines
-        .iter()
-        .position(|l| needles.iter().all(|n| l.contains(n)))
-        .unwrap_or_else(|| panic!("no line with {needles:?} in {lines:#?}"))
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lines = server.lines_so_far();
+        if let Some(at) = lines
+            .iter()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needles:?} in {lines:#?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[cfg(target_os = "linux")]
