@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod connect;
+pub mod deadline;
 pub mod explain;
 pub mod limit;
 pub mod listen;

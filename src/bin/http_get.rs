@@ -100,10 +100,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         last,
     };
     let how = response.read(request.starts_with("HEAD "))?;
-    if response.last != b'\n' {
-        println!();
-    }
-    print!("body: {} bytes ({how})", response.size);
+    let newline = if response.last == b'\n' { "" } else { "\n" };
+    print!("{newline}body: {} bytes ({how})", response.size);
     if let Some(path) = &cli.output {
         print!("; saved to '{}'", path.display());
     }

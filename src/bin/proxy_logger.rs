@@ -20,16 +20,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use socket2::{Domain, Socket, Type};
 use socketlab::cli::{self, ServerArgs};
+use socketlab::deadline::Timed;
 use socketlab::explain::{self, Proto, Step};
 use socketlab::limit::ConnectionLimit;
 use socketlab::listen::{close_gracefully, pause_after_accept_error};
-use socketlab::log::{self, Log};
+use socketlab::log::Log;
 use socketlab::printable;
 
 /// Print every HTTP request a browser sends to its proxy, and answer it with a short note (K&R P12).
@@ -116,7 +117,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
     let mut reader = BufReader::new(Timed { stream, deadline });
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
-        reader.get_mut().deadline = Instant::now() + idle_timeout;
+        reader.get_mut().allow(idle_timeout);
         let after = requests(served);
         match reader.fill_buf() {
             Ok([]) => return format!("the client closed the connection after {after}"),
@@ -127,7 +128,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             Err(err) => return format!("the connection failed after {after}: {err}"),
         }
         // From its first byte on, one deadline for the whole request: no trickling for ever.
-        reader.get_mut().deadline = Instant::now() + request_timeout;
+        reader.get_mut().allow(request_timeout);
         let (number, on) = (REQUESTS.fetch_add(1, SeqCst) + 1, served + 1);
         let first = format!("request {number} (number {on} on this connection):");
         log.peer(peer, first);
@@ -260,29 +261,11 @@ fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> 
     w.write_all(response.as_bytes())
 }
 
-/// The socket, read against a deadline: each `read()` gets what is left as SO_RCVTIMEO.
-struct Timed {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Read for Timed {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
-    }
-}
-
-/// Ctrl-C: the counts, even with --quiet; a closed stdout is no error here.
+/// Ctrl-C: the counts, even with --quiet.
 fn print_counts_and_exit() {
     let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
     let counts = format!("stopped: {total}, {conditional} of them conditional");
-    let line = log::line(SystemTime::now(), None, &counts);
-    let _ = writeln!(io::stdout(), "{line}");
+    Log::new(false).note(counts);
     std::process::exit(0);
 }
 

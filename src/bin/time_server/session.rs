@@ -5,13 +5,14 @@
 //! others: the handshake line by `--handshake-timeout`, each request frame
 //! by `--request-timeout` once it has begun, and the pause before the next
 //! request by `--idle-timeout`. The first two are deadlines for the whole
-//! line or frame, not for each `read()`: see [`Deadline`].
+//! line or frame, not for each `read()`: see `socketlab::deadline`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
+use socketlab::deadline::Timed;
 use socketlab::explain::is_timeout;
 use socketlab::listen::close_gracefully;
 use socketlab::printable;
@@ -49,11 +50,11 @@ fn converse(stream: &TcpStream, peer: SocketAddr, service: &Service) -> anyhow::
     writer
         .set_write_timeout(Some(service.request_timeout))
         .context("failed to set a send timeout")?;
-    let mut reader = BufReader::new(
-        stream
-            .try_clone()
-            .context("failed to duplicate the socket")?,
-    );
+    let stream = stream
+        .try_clone()
+        .context("failed to duplicate the socket")?;
+    let deadline = Instant::now();
+    let mut reader = BufReader::new(Timed { stream, deadline });
     let Some(key) = handshake(&mut reader, &mut writer, peer, service)? else {
         bail!("the client left before the key exchange");
     };
@@ -72,15 +73,15 @@ fn converse(stream: &TcpStream, peer: SocketAddr, service: &Service) -> anyhow::
 /// `--plain` mode), or None if the client closed without a word. The whole
 /// exchange, repeats on key 0 included, must be over by one deadline.
 fn handshake(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<Timed>,
     writer: &mut TcpStream,
     peer: SocketAddr,
     service: &Service,
 ) -> anyhow::Result<Option<u8>> {
     let mut rng = Rng::from_entropy();
-    let deadline = Instant::now() + service.handshake_timeout;
+    reader.get_mut().allow(service.handshake_timeout);
     loop {
-        let line = match read_hello_line(&mut Deadline { reader, deadline }) {
+        let line = match read_hello_line(reader) {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(None),
             Err(err) if is_timeout(&err) => bail!(
@@ -147,7 +148,7 @@ enum HelloLine {
 
 /// Reads one handshake line of at most [`MAX_LINE`] bytes. `Ok(None)`: the
 /// client closed without a word.
-fn read_hello_line(reader: &mut Deadline) -> io::Result<Option<HelloLine>> {
+fn read_hello_line(reader: &mut BufReader<Timed>) -> io::Result<Option<HelloLine>> {
     let mut line = Vec::new();
     // take() bounds the read: a client that never sends '\n' cannot make
     // the server buffer without limit.
@@ -187,7 +188,7 @@ fn refuse(writer: &mut TcpStream, why: &str) -> anyhow::Result<Option<u8>> {
 /// Request frames and their answers, until the client closes, goes quiet
 /// for `--idle-timeout`, or breaks the protocol.
 fn requests(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<Timed>,
     writer: &mut TcpStream,
     key: u8,
     peer: SocketAddr,
@@ -198,8 +199,8 @@ fn requests(
             // read() returned 0 between frames: the client's FIN, a normal end.
             return Ok(());
         }
-        let deadline = Instant::now() + service.request_timeout;
-        let request = match read_frame(&mut Deadline { reader, deadline }, key) {
+        reader.get_mut().allow(service.request_timeout);
+        let request = match read_frame(reader, key) {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(FrameError::Io(err)) if is_timeout(&err) => {
@@ -233,16 +234,13 @@ fn requests(
 /// `Ok(false)`: the client closed. A client that stays quiet is told why
 /// it is closed, in an ERROR frame, and the worker is freed.
 fn next_request_begins(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<Timed>,
     writer: &mut TcpStream,
     key: u8,
     service: &Service,
 ) -> anyhow::Result<bool> {
     let idle = service.idle_timeout;
-    reader
-        .get_ref()
-        .set_read_timeout(Some(idle))
-        .context("failed to set the idle timeout")?;
+    reader.get_mut().allow(idle);
     // fill_buf() waits for bytes without consuming them: the frame reader
     // reads them next. (Bytes already buffered return at once.)
     match reader.fill_buf() {
@@ -258,47 +256,5 @@ fn next_request_begins(
             )
         }
         Err(err) => Err(err).context("failed to read the next request"),
-    }
-}
-
-/// A reader whose reads must all be done by `deadline`. A socket's read
-/// timeout (SO_RCVTIMEO) bounds one `read()` and restarts with the next, so
-/// a client sending a byte at a time could stretch a plain timeout for
-/// ever; here it is set before each read to the time left.
-struct Deadline<'a> {
-    reader: &'a mut BufReader<TcpStream>,
-    deadline: Instant,
-}
-
-impl Deadline<'_> {
-    /// Sets the read timeout to the time left; past the deadline, `TimedOut`.
-    fn arm(&self) -> io::Result<()> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left == Duration::ZERO {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.reader.get_ref().set_read_timeout(Some(left))
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.reader.buffer().is_empty() {
-            self.arm()?;
-        }
-        self.reader.read(buf)
-    }
-}
-
-impl BufRead for Deadline<'_> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.reader.buffer().is_empty() {
-            self.arm()?;
-        }
-        self.reader.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.reader.consume(amount);
     }
 }
