@@ -24,10 +24,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn new() -> Stats {
-        Stats::default()
-    }
-
     pub fn sent(&mut self) {
         self.transmitted += 1;
     }
@@ -59,9 +55,7 @@ impl Stats {
         (lost as f64 * 100.0 / self.transmitted as f64) as f32
     }
 
-    /// ping's min, avg, max and mdev in whole microseconds, or None without
-    /// a reply. The mean is truncated like ping's `tsum / n`; mdev is the
-    /// integer square root of the variance.
+    /// ping's min, avg (`tsum / n`, truncated), max and mdev in whole µs; None without replies.
     fn min_avg_max_mdev(&self) -> Option<[u128; 4]> {
         let rtts = || self.rtts_us.iter().map(|&us| u128::from(us));
         let (min, max) = (rtts().min()?, rtts().max()?);
@@ -112,11 +106,10 @@ fn format_g(x: f64) -> String {
     let exponent = x.abs().log10().floor() as i32;
     let decimals = (5 - exponent).max(0) as usize;
     let text = format!("{x:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
+    if !text.contains('.') {
+        return text;
     }
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Newton's method on integers, step for step as ping's `llsqrt` (so it
@@ -138,7 +131,7 @@ mod tests {
     use super::*;
 
     fn stats(sent: u64, rtts_us: &[u64]) -> Stats {
-        let mut s = Stats::new();
+        let mut s = Stats::default();
         (0..sent).for_each(|_| s.sent());
         rtts_us
             .iter()
