@@ -44,18 +44,15 @@ pub struct KeyPair {
 
 impl KeyPair {
     pub fn from_private(private: u32) -> KeyPair {
-        KeyPair {
-            private,
-            public: power_mod(G, private, P),
-        }
+        let public = power_mod(G, private, P);
+        KeyPair { private, public }
     }
 
-    /// A fresh key pair with a private key from 2 to 255.
-    ///
-    /// 64, 128 and 192 are kept on purpose (labs/time-protocol.md, "weak
-    /// private keys"): 11 has order 64 mod 257, so they give the public key
-    /// 1 and the shared secret 1 whatever the peer picks. Real
-    /// Diffie-Hellman refuses such keys (RFC 8446 §4.2.8.1: 1 < Y < p-1).
+    /// A fresh key pair with a private key from 2 to 255. 64, 128 and 192 are
+    /// kept on purpose (labs/time-protocol.md, "weak private keys"): 11 has
+    /// order 64 mod 257, so they give the public key 1 and the shared secret
+    /// 1 whatever the peer picks. Real Diffie-Hellman refuses such keys
+    /// (RFC 8446 §4.2.8.1: 1 < Y < p-1).
     pub fn generate(rng: &mut Rng) -> KeyPair {
         let private = u32::try_from(rng.in_range(2, 255)).expect("2..=255 fits a u32");
         KeyPair::from_private(private)
@@ -135,10 +132,7 @@ pub fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
     // take() bounds the read: a peer that never sends '\n' cannot make us
     // buffer without limit.
     let read = reader.take(MAX_LINE).read_until(b'\n', &mut line)?;
-    if read == 0 {
-        return Ok(None);
-    }
-    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    Ok((read > 0).then(|| String::from_utf8_lossy(&line).into_owned()))
 }
 
 /// A request the service answers.
@@ -161,12 +155,9 @@ impl Request {
 
     /// The request a payload names, if any (exact, upper case).
     pub fn parse(payload: &[u8]) -> Option<Request> {
-        match payload {
-            b"TIME" => Some(Request::Time),
-            b"DATE" => Some(Request::Date),
-            b"TEMP" => Some(Request::Temp),
-            _ => None,
-        }
+        [Request::Time, Request::Date, Request::Temp]
+            .into_iter()
+            .find(|request| request.as_str().as_bytes() == payload)
     }
 }
 
@@ -230,7 +221,6 @@ impl std::error::Error for FrameError {
 /// one stuck to it): this keeps reading until the whole header, then the
 /// whole payload, is in, and never reads past the frame.
 pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, FrameError> {
-    // read() until `n` bytes or the peer's FIN, however they arrive.
     let mut read = |n: usize, buf: &mut Vec<u8>| {
         let got = reader.take(n as u64).read_to_end(buf);
         got.map_err(FrameError::Io)
