@@ -21,10 +21,7 @@ pub enum Proto {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        })
+        f.write_str(if *self == Proto::Tcp { "TCP" } else { "UDP" })
     }
 }
 
@@ -49,36 +46,31 @@ pub enum Step {
     Receive { proto: Proto, peer: SocketAddr },
 }
 
-impl Step {
-    /// The system call behind this step, for `man 2 <call>`.
-    pub fn syscall(&self) -> &'static str {
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failed to ")?;
         match self {
-            Step::Resolve { .. } => "getaddrinfo",
-            Step::Bind { .. } | Step::BindClient { .. } => "bind",
-            Step::Connect { .. } => "connect",
-            Step::Accept => "accept",
-            Step::Send { .. } => "send",
-            Step::Receive { .. } => "recv",
+            Step::Resolve { host } => write!(f, "resolve host '{host}'"),
+            Step::Bind { proto, addr } | Step::BindClient { proto, addr } => {
+                write!(f, "bind {proto} socket to {addr}")
+            }
+            Step::Connect { proto, addr } => write!(f, "connect {proto} socket to {addr}"),
+            Step::Accept => write!(f, "accept a connection"),
+            Step::Send { proto, peer } => write!(f, "send to {peer} over {proto}"),
+            Step::Receive { proto, peer } => write!(f, "receive a reply from {peer} over {proto}"),
         }
     }
 }
 
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Step::Resolve { host } => write!(f, "failed to resolve host '{host}'"),
-            Step::Bind { proto, addr } | Step::BindClient { proto, addr } => {
-                write!(f, "failed to bind {proto} socket to {addr}")
-            }
-            Step::Connect { proto, addr } => {
-                write!(f, "failed to connect {proto} socket to {addr}")
-            }
-            Step::Accept => write!(f, "failed to accept a connection"),
-            Step::Send { proto, peer } => write!(f, "failed to send to {peer} over {proto}"),
-            Step::Receive { proto, peer } => {
-                write!(f, "failed to receive a reply from {peer} over {proto}")
-            }
-        }
+/// The system call behind a step, for `man 2 <call>`.
+fn syscall(step: &Step) -> &'static str {
+    match step {
+        Step::Resolve { .. } => "getaddrinfo",
+        Step::Bind { .. } | Step::BindClient { .. } => "bind",
+        Step::Connect { .. } => "connect",
+        Step::Accept => "accept",
+        Step::Send { .. } => "send",
+        Step::Receive { .. } => "recv",
     }
 }
 
@@ -265,7 +257,7 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
         _ => format!(
             "the OS said '{err}' at {call}(); `man 2 {call}` lists what that error means there \
              (on Windows, Microsoft's list of Windows Sockets error codes)",
-            call = step.syscall()
+            call = syscall(step)
         ),
     }
 }
