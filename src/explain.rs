@@ -200,6 +200,7 @@ fn who_holds(proto: Proto, port: u16) -> String {
 /// The hint for `EADDRINUSE` at `bind()`: who may hold the port, how to see
 /// it, and the option that chooses another one.
 fn in_use(step: &Step, proto: Proto, port: u16) -> String {
+    let who = who_holds(proto, port);
     let holder = match proto {
         // `ss -l` lists listening sockets only; after a server stops, its
         // connections linger in TIME_WAIT (twice the maximum segment
@@ -209,20 +210,17 @@ fn in_use(step: &Step, proto: Proto, port: u16) -> String {
              ({who}) or, if that lists nothing, the connections of a server that just \
              stopped, waiting out TIME_WAIT (60 s on Linux, where `ss -tan state time-wait | \
              grep :{port}` lists them; 30 s on macOS, up to 2 min on Windows). Stop that \
-             program or wait",
-            who = who_holds(proto, port)
+             program or wait"
         ),
-        Proto::Udp => format!(
-            "another socket already holds UDP port {port} ({who}). Stop that program",
-            who = who_holds(proto, port)
-        ),
+        Proto::Udp => {
+            format!("another socket already holds UDP port {port} ({who}). Stop that program")
+        }
     };
-    match step {
-        Step::BindClient { .. } => format!(
-            "{holder}, or choose another --bind-port (without --bind-port the OS picks a free one)"
-        ),
-        _ => format!("{holder}, or choose another --port (0 lets the OS pick a free one)"),
-    }
+    let choose = match step {
+        Step::BindClient { .. } => "--bind-port (without --bind-port the OS picks a free one)",
+        _ => "--port (0 lets the OS pick a free one)",
+    };
+    format!("{holder}, or choose another {choose}")
 }
 
 /// Hints that depend only on what the OS said, whatever the step.
@@ -280,10 +278,8 @@ impl std::error::Error for Hinted {}
 
 /// An error whose `error:` line is `message` and whose `hint:` line is `hint`.
 pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Hinted {
-        message: message.into(),
-        hint: hint.into(),
-    })
+    let (message, hint) = (message.into(), hint.into());
+    anyhow::Error::new(Hinted { message, hint })
 }
 
 /// The largest UDP payload over IPv4: 65535 bytes minus the 20-byte IP and
