@@ -19,11 +19,9 @@ pub struct ConnectionLimit {
     freed: Condvar,
 }
 
-/// The right to serve one connection; gives it back when dropped.
+/// The right to serve one connection under its limit; gives it back when dropped.
 #[derive(Debug)]
-pub struct Slot {
-    limit: Arc<ConnectionLimit>,
-}
+pub struct Slot(Arc<ConnectionLimit>);
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
@@ -37,28 +35,22 @@ impl ConnectionLimit {
 
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut active = self.lock();
-        if *active < self.max {
-            *active += 1;
-            Some(Slot {
-                limit: Arc::clone(self),
-            })
-        } else {
-            None
+        if *active >= self.max {
+            return None;
         }
+        *active += 1;
+        Some(Slot(Arc::clone(self)))
     }
 
     pub fn acquire(self: &Arc<Self>) -> Slot {
         let full = |active: &mut usize| *active >= self.max;
         let wait = self.freed.wait_while(self.lock(), full);
         *wait.unwrap_or_else(PoisonError::into_inner) += 1;
-        Slot {
-            limit: Arc::clone(self),
-        }
+        Slot(Arc::clone(self))
     }
 
-    /// Takes a slot for the next connection: at once if one is free,
-    /// otherwise after logging that the server is at its cap (so new clients
-    /// wait in the listen backlog) and waiting until a connection finishes.
+    /// A slot for the next connection: at once if one is free, otherwise after
+    /// logging that the server is at its cap and waiting for a connection to end.
     pub fn acquire_logged(self: &Arc<Self>, log: Log) -> Slot {
         if let Some(slot) = self.try_acquire() {
             return slot;
@@ -92,8 +84,8 @@ pub fn log_accepting_again(log: Log) {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        *self.limit.lock() -= 1;
-        self.limit.freed.notify_one();
+        *self.0.lock() -= 1;
+        self.0.freed.notify_one();
     }
 }
 
