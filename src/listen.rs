@@ -1,8 +1,8 @@
 //! A TCP listening socket with the two choices `TcpListener::bind` hides
 //! (`SO_REUSEADDR`, the `listen(2)` backlog): event_server, web_proxy and
 //! web_server listen with [`tcp`]; the lesson servers call socket(), bind()
-//! and listen() in their own files. threaded_server, time_server, web_proxy
-//! and web_server share the accept and close helpers below.
+//! and listen() in their own files. threaded_server, proxy_logger,
+//! time_server, web_proxy and web_server share the accept and close helpers.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -64,10 +64,9 @@ pub fn close_gracefully(stream: &TcpStream) {
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        match (&*stream).read(&mut discard) {
-            // The client's FIN, a reset, or the timeout: done.
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        // The client's FIN, a reset, or the timeout: done.
+        if let Ok(0) | Err(_) = (&*stream).read(&mut discard) {
+            return;
         }
     }
 }
