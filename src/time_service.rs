@@ -2,13 +2,14 @@
 //! exchange in clear text lines, then length-prefixed frames whose payload
 //! bytes are Caesar-shifted by the agreed key.
 //!
-//! Used by time_server, time_client, crack_caesar and loadgen. It is a toy
+//! Used by time_server, time_client, crack_caesar, loadgen and check. A toy
 //! on purpose: with p = 257 there are at most 256 keys, and g = 11 reaches
 //! only 64 of them, so a capture gives everything away.
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
+use crate::printable::quoted;
 use crate::random::Rng;
 
 /// The Diffie-Hellman prime, `p`.
@@ -95,21 +96,18 @@ impl Hello {
         if line == "PLAIN" {
             return Ok(Hello::Plain);
         }
-        match line.strip_prefix("KEY ") {
-            // Digits only: Rust's parse would also take "+5", which the
-            // protocol (decimal text) does not allow.
-            Some(number) => match number.parse::<u32>() {
-                Ok(key @ 1..=256) if number.bytes().all(|b| b.is_ascii_digit()) => {
-                    Ok(Hello::Key(key))
-                }
-                _ => Err(format!(
-                    "public key '{}' is not a number from 1 to 256",
-                    crate::printable::quoted(number.as_bytes(), 20).trim_matches('"')
-                )),
-            },
-            None => Err(format!(
-                "expected 'KEY <public key>' or 'PLAIN', got {}",
-                crate::printable::quoted(line.as_bytes(), 40)
+        let Some(number) = line.strip_prefix("KEY ") else {
+            let got = quoted(line.as_bytes(), 40);
+            return Err(format!("expected 'KEY <public key>' or 'PLAIN', got {got}"));
+        };
+        // Digits only: Rust's parse would also take "+5", which the
+        // protocol (decimal text) does not allow.
+        let digits = number.bytes().all(|b| b.is_ascii_digit());
+        match number.parse::<u32>() {
+            Ok(key @ 1..=256) if digits => Ok(Hello::Key(key)),
+            _ => Err(format!(
+                "public key '{}' is not a number from 1 to 256",
+                quoted(number.as_bytes(), 20).trim_matches('"')
             )),
         }
     }
@@ -166,9 +164,7 @@ impl Request {
 /// answer is (they are at most [`MAX_FRAME`]).
 pub fn encode_frame(key: u8, payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("frames are built from short payloads");
-    let mut frame = len.to_be_bytes().to_vec();
-    frame.extend(encrypt(key, payload));
-    frame
+    [&len.to_be_bytes()[..], &encrypt(key, payload)].concat()
 }
 
 /// Sends one frame in one `write_all()`, so header and payload leave in the
@@ -192,27 +188,19 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooLong(len) => {
-                write!(f, "frame of {len} bytes is longer than {MAX_FRAME}")
-            }
-            FrameError::Truncated { expected, got } => write!(
+            Self::TooLong(len) => write!(f, "frame of {len} bytes is longer than {MAX_FRAME}"),
+            Self::Truncated { expected, got } => write!(
                 f,
                 "the peer closed the connection in the middle of a frame \
                  ({got} of {expected} bytes received)"
             ),
-            FrameError::Io(err) => write!(f, "{err}"),
+            Self::Io(err) => write!(f, "{err}"),
         }
     }
 }
 
-impl std::error::Error for FrameError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            FrameError::Io(err) => Some(err),
-            _ => None,
-        }
-    }
-}
+// No source(): the Io variant already shows the OS error, and `{:#}` would repeat it.
+impl std::error::Error for FrameError {}
 
 /// Reads one frame and undoes the shift. `Ok(None)`: the peer closed the
 /// connection between frames (the normal end of a session).
