@@ -177,12 +177,8 @@ const TIMEOUT_NAMES: &str = "EAGAIN on Linux and macOS, WSAETIMEDOUT 10060 on Wi
 
 /// EMSGSIZE (Linux 90, macOS 40) or WSAEMSGSIZE (10040): a datagram too long.
 fn is_too_long(err: &io::Error) -> bool {
-    let code = err.raw_os_error();
-    if cfg!(windows) {
-        code == Some(10040)
-    } else {
-        code == Some(if cfg!(target_os = "linux") { 90 } else { 40 })
-    }
+    let emsgsize = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
+    err.raw_os_error() == Some(emsgsize)
 }
 
 /// The command that names the program holding `port`, on this OS.
@@ -317,16 +313,14 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
 /// Ends a program: exit status 0 on success; otherwise prints `error:` with
 /// the whole cause chain on one line, then `hint:`, and exits with status 1.
 pub fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            if let Some(hint) = hint_for(&err) {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::FAILURE
-        }
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {err:#}");
+    if let Some(hint) = hint_for(&err) {
+        eprintln!("hint: {hint}");
     }
+    ExitCode::FAILURE
 }
 
 #[cfg(test)]
