@@ -1,4 +1,4 @@
-//! Command-line options shared by every server and client, and by loadgen.
+//! Command-line options shared by every server and client, loadgen and check.
 //!
 //! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and
 //! overrides a default in one visible line, so `--help` shows the real one:
