@@ -69,10 +69,8 @@ impl ClientArgs {
 pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     let step = || Step::Resolve { host: host.into() };
     // `[::1]` is how an IPv6 address is written next to a port; accept it alone too.
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let inside = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let bare = inside.unwrap_or(host);
     let mut addrs: Vec<SocketAddr> = (bare, port).to_socket_addrs().with_context(step)?.collect();
     if addrs.is_empty() {
         let none = io::Error::other("the name has no IPv4 or IPv6 address");
