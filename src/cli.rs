@@ -95,9 +95,8 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Joins the message words given on the command line, or, with none, prompts
-/// like the classic lab (`Input lowercase sentence:`) and reads one line.
-/// The line is bytes, not text: the servers transform bytes, so a line that
-/// is not UTF-8 is sent as it is.
+/// like the classic lab (`Input lowercase sentence:`) and reads one line as
+/// bytes: the servers transform bytes, so a line that is not UTF-8 goes as it is.
 pub fn message_or_prompt(words: &[String]) -> anyhow::Result<Vec<u8>> {
     if !words.is_empty() {
         return Ok(words.join(" ").into_bytes());

@@ -202,12 +202,11 @@ impl fmt::Display for FrameError {
 // No source(): the Io variant already shows the OS error, and `{:#}` would repeat it.
 impl std::error::Error for FrameError {}
 
-/// Reads one frame and undoes the shift. `Ok(None)`: the peer closed the
-/// connection between frames (the normal end of a session).
-///
-/// TCP is a byte stream, so a frame can arrive in pieces (or with the next
-/// one stuck to it): this keeps reading until the whole header, then the
-/// whole payload, is in, and never reads past the frame.
+/// Reads one frame and undoes the shift; `Ok(None)` if the peer closed the
+/// connection between frames (the normal end of a session). TCP is a byte
+/// stream, so a frame can arrive in pieces (or with the next one stuck to
+/// it): this reads until the whole header, then the whole payload, is in,
+/// and never reads past the frame.
 pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, FrameError> {
     let mut read = |n: usize, buf: &mut Vec<u8>| {
         let got = reader.take(n as u64).read_to_end(buf);
