@@ -26,11 +26,8 @@ pub struct Slot(Arc<ConnectionLimit>);
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
         assert!(max > 0, "a limit of 0 connections would serve no one");
-        Arc::new(ConnectionLimit {
-            max,
-            active: Mutex::new(0),
-            freed: Condvar::new(),
-        })
+        let (active, freed) = (Mutex::new(0), Condvar::new());
+        Arc::new(ConnectionLimit { max, active, freed })
     }
 
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {

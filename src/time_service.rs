@@ -208,10 +208,7 @@ impl std::error::Error for FrameError {}
 /// it): this reads until the whole header, then the whole payload, is in,
 /// and never reads past the frame.
 pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut read = |n: usize, buf: &mut Vec<u8>| {
-        let got = reader.take(n as u64).read_to_end(buf);
-        got.map_err(FrameError::Io)
-    };
+    let mut read = |n, buf: &mut Vec<u8>| reader.take(n).read_to_end(buf).map_err(FrameError::Io);
     let mut header = Vec::new();
     match read(2, &mut header)? {
         0 => return Ok(None),
@@ -223,7 +220,7 @@ pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, Fr
         return Err(FrameError::TooLong(len));
     }
     let mut payload = Vec::with_capacity(len);
-    match read(len, &mut payload)? {
+    match read(len as u64, &mut payload)? {
         got if got == len => Ok(Some(decrypt(key, &payload))),
         got => Err(FrameError::Truncated {
             expected: 2 + len,
