@@ -25,8 +25,7 @@ impl fmt::Display for Proto {
     }
 }
 
-/// The socket call that failed and its address: an `anyhow` context, the
-/// first part of the `error:` line, found again by [`report`] for the hint.
+/// The socket call that failed, and its address: the context [`report`] explains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).

@@ -49,13 +49,12 @@ impl ConnectionLimit {
     /// A slot for the next connection: at once if one is free, otherwise after
     /// logging that the server is at its cap and waiting for a connection to end.
     pub fn acquire_logged(self: &Arc<Self>, log: Log) -> Slot {
-        if let Some(slot) = self.try_acquire() {
-            return slot;
-        }
-        log_at_cap(log, self.max);
-        let slot = self.acquire();
-        log_accepting_again(log);
-        slot
+        self.try_acquire().unwrap_or_else(|| {
+            log_at_cap(log, self.max);
+            let slot = self.acquire();
+            log_accepting_again(log);
+            slot
+        })
     }
 
     // A thread that panicked while holding the lock leaves a count that is
