@@ -82,6 +82,7 @@ pub fn is_timeout(err: &io::Error) -> bool {
 /// The one-line hint for `err`, which the OS returned at `step`.
 pub fn hint(step: &Step, err: &io::Error) -> String {
     use ErrorKind::*;
+    use Proto::{Tcp, Udp};
     let kind = err.kind();
     match step {
         Step::Resolve { host } => format!(
@@ -109,23 +110,20 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Connect { proto, addr } if *proto == Proto::Tcp => match kind {
-            ConnectionRefused => format!(
-                "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
-                 (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
-                 about 2 s). Start the server first, and check that both sides use the same port",
-                ip = addr.ip(),
-                port = addr.port()
-            ),
-            TimedOut | WouldBlock => format!(
-                "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
-                 the packets (a firewall that rejects them would have made this 'refused'), \
-                 or --timeout is too short for this path",
-                ip = addr.ip()
-            ),
-            _ => by_kind(step, err),
-        },
-        Step::Receive { proto, peer } if *proto == Proto::Udp => match kind {
+        Step::Connect { proto: Tcp, addr } if kind == ConnectionRefused => format!(
+            "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
+             (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
+             about 2 s). Start the server first, and check that both sides use the same port",
+            ip = addr.ip(),
+            port = addr.port()
+        ),
+        Step::Connect { proto: Tcp, addr } if is_timeout(err) => format!(
+            "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
+             the packets (a firewall that rejects them would have made this 'refused'), \
+             or --timeout is too short for this path",
+            ip = addr.ip()
+        ),
+        Step::Receive { proto: Udp, peer } => match kind {
             WouldBlock | TimedOut => format!(
                 "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
                  server on {peer}, the wrong host or port, a firewall that drops, or a lost \
@@ -147,19 +145,16 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Receive { proto, peer } if *proto == Proto::Tcp => match kind {
-            WouldBlock | TimedOut => format!(
-                "connected to {peer}, but nothing came back before the timeout \
-                 ({TIMEOUT_NAMES}): the server may still be waiting for the rest \
-                 of the message, or it is busy; try a longer --timeout"
-            ),
-            _ => by_kind(step, err),
-        },
-        Step::Send { proto, peer } if *proto == Proto::Udp && kind == ConnectionRefused => format!(
+        Step::Receive { proto: Tcp, peer } if is_timeout(err) => format!(
+            "connected to {peer}, but nothing came back before the timeout ({TIMEOUT_NAMES}): \
+             the server may still be waiting for the rest of the message, or it is busy; try a \
+             longer --timeout"
+        ),
+        Step::Send { proto: Udp, peer } if kind == ConnectionRefused => format!(
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),
-        Step::Send { .. } | Step::Receive { .. } if is_too_long(err) => "the datagram did not \
+        Step::Send { .. } if is_too_long(err) => "the datagram did not \
              fit: sendto() refuses one longer than the OS sends (65507 bytes over IPv4; macOS \
              caps UDP at 9216 unless `sudo sysctl -w net.inet.udp.maxdgram=65535`), and on \
              Windows recvfrom() refuses one longer than its buffer (10040, WSAEMSGSIZE)"
