@@ -123,28 +123,25 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
              or --timeout is too short for this path",
             ip = addr.ip()
         ),
-        Step::Receive { proto: Udp, peer } => match kind {
-            WouldBlock | TimedOut => format!(
-                "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
-                 server on {peer}, the wrong host or port, a firewall that drops, or a lost \
-                 datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
-                 unreachable that a missing server causes (a connected one does; Windows reports \
-                 it to both, as 10054)"
-            ),
-            ConnectionRefused => format!(
-                "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
-                 A connected UDP socket reports it as 'connection refused'; start the server first, \
-                 or check the port",
-                ip = peer.ip(),
-                port = peer.port()
-            ),
-            ConnectionReset => format!(
-                "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
-                 socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
-                 check the port"
-            ),
-            _ => by_kind(step, err),
-        },
+        Step::Receive { proto: Udp, peer } if is_timeout(err) => format!(
+            "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
+             server on {peer}, the wrong host or port, a firewall that drops, or a lost \
+             datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
+             unreachable that a missing server causes (a connected one does; Windows reports \
+             it to both, as 10054)"
+        ),
+        Step::Receive { proto: Udp, peer } if kind == ConnectionRefused => format!(
+            "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
+             A connected UDP socket reports it as 'connection refused'; start the server first, \
+             or check the port",
+            ip = peer.ip(),
+            port = peer.port()
+        ),
+        Step::Receive { proto: Udp, peer } if kind == ConnectionReset => format!(
+            "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
+             socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
+             check the port"
+        ),
         Step::Receive { proto: Tcp, peer } if is_timeout(err) => format!(
             "connected to {peer}, but nothing came back before the timeout ({TIMEOUT_NAMES}): \
              the server may still be waiting for the rest of the message, or it is busy; try a \
