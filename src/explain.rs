@@ -12,6 +12,8 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use Proto::{Tcp, Udp};
+
 /// The transport protocol a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -21,7 +23,7 @@ pub enum Proto {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if *self == Proto::Tcp { "TCP" } else { "UDP" })
+        f.write_str(if *self == Tcp { "TCP" } else { "UDP" })
     }
 }
 
@@ -82,7 +84,6 @@ pub fn is_timeout(err: &io::Error) -> bool {
 /// The one-line hint for `err`, which the OS returned at `step`.
 pub fn hint(step: &Step, err: &io::Error) -> String {
     use ErrorKind::*;
-    use Proto::{Tcp, Udp};
     let kind = err.kind();
     match step {
         Step::Resolve { host } => format!(
@@ -174,7 +175,7 @@ fn is_too_long(err: &io::Error) -> bool {
 
 /// The command that names the program holding `port`, on this OS.
 fn who_holds(proto: Proto, port: u16) -> String {
-    let p = if proto == Proto::Tcp { 't' } else { 'u' };
+    let p = if proto == Tcp { 't' } else { 'u' };
     if cfg!(windows) {
         format!("`netstat -ano -p {proto} | findstr :{port}` names its PID")
     } else if cfg!(target_os = "macos") {
@@ -192,16 +193,14 @@ fn in_use(step: &Step, proto: Proto, port: u16) -> String {
         // `ss -l` lists listening sockets only; after a server stops, its
         // connections linger in TIME_WAIT (twice the maximum segment
         // lifetime, 60 s on Linux) and block a bind() without SO_REUSEADDR.
-        Proto::Tcp => format!(
+        Tcp => format!(
             "another socket already holds TCP port {port}: a program listening on it \
              ({who}) or, if that lists nothing, the connections of a server that just \
              stopped, waiting out TIME_WAIT (60 s on Linux, where `ss -tan state time-wait | \
              grep :{port}` lists them; 30 s on macOS, up to 2 min on Windows). Stop that \
              program or wait"
         ),
-        Proto::Udp => {
-            format!("another socket already holds UDP port {port} ({who}). Stop that program")
-        }
+        Udp => format!("another socket already holds UDP port {port} ({who}). Stop that program"),
     };
     let choose = match step {
         Step::BindClient { .. } => "--bind-port (without --bind-port the OS picks a free one)",
