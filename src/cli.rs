@@ -104,11 +104,8 @@ pub fn message_or_prompt(words: &[String]) -> anyhow::Result<Vec<u8>> {
     print!("Input lowercase sentence:");
     io::stdout().flush().context("failed to write the prompt")?;
     let mut line = Vec::new();
-    let read = io::stdin()
-        .lock()
-        .read_until(b'\n', &mut line)
-        .context("failed to read a line from stdin")?;
-    if read == 0 {
+    let read = io::stdin().lock().read_until(b'\n', &mut line);
+    if read.context("failed to read a line from stdin")? == 0 {
         println!(); // end the prompt's line, so the error starts on its own
         return Err(crate::explain::hinted(
             "no message: stdin ended before a line was typed",

@@ -75,8 +75,7 @@ fn syscall(step: &Step) -> &'static str {
     }
 }
 
-/// True when a read gave up because its timeout expired. The OS says so
-/// with `EAGAIN` ("would block") on Unix and `WSAETIMEDOUT` on Windows.
+/// True when a read's timeout expired: `EAGAIN` ("would block") on Unix, `WSAETIMEDOUT` on Windows.
 pub fn is_timeout(err: &io::Error) -> bool {
     matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
