@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::explain::{Proto::Tcp, Step};
 
-/// The shortest connect() bound: 3 s on Windows, where a refusal takes ~2 s.
 const MIN_CONNECT: Duration = Duration::from_secs(if cfg!(windows) { 3 } else { 0 });
 
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
