@@ -55,8 +55,7 @@ impl KeyPair {
     /// 1 whatever the peer picks. Real Diffie-Hellman refuses such keys
     /// (RFC 8446 §4.2.8.1: 1 < Y < p-1).
     pub fn generate(rng: &mut Rng) -> KeyPair {
-        let private = u32::try_from(rng.in_range(2, 255)).expect("2..=255 fits a u32");
-        KeyPair::from_private(private)
+        KeyPair::from_private(rng.in_range(2, 255) as u32)
     }
 
     /// The shared secret: the peer's public key to the power of our private
