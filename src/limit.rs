@@ -32,11 +32,10 @@ impl ConnectionLimit {
 
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut active = self.lock();
-        if *active >= self.max {
-            return None;
-        }
-        *active += 1;
-        Some(Slot(Arc::clone(self)))
+        (*active < self.max).then(|| {
+            *active += 1;
+            Slot(Arc::clone(self))
+        })
     }
 
     pub fn acquire(self: &Arc<Self>) -> Slot {
