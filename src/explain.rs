@@ -151,7 +151,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),
-        Step::Send { .. } if is_too_long(err) => "the datagram did not \
+        Step::Send { .. } if err.raw_os_error() == Some(EMSGSIZE) => "the datagram did not \
              fit: sendto() refuses one longer than the OS sends (65507 bytes over IPv4; macOS \
              caps UDP at 9216 unless `sudo sysctl -w net.inet.udp.maxdgram=65535`), and on \
              Windows recvfrom() refuses one longer than its buffer (10040, WSAEMSGSIZE)"
@@ -167,10 +167,7 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
 const TIMEOUT_NAMES: &str = "EAGAIN on Linux and macOS, WSAETIMEDOUT 10060 on Windows";
 
 /// EMSGSIZE (Linux 90, macOS 40) or WSAEMSGSIZE (10040): a datagram too long.
-fn is_too_long(err: &io::Error) -> bool {
-    let emsgsize = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
-    err.raw_os_error() == Some(emsgsize)
-}
+const EMSGSIZE: i32 = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
 
 /// The command that names the program holding `port`, on this OS.
 fn who_holds(proto: Proto, port: u16) -> String {
