@@ -49,11 +49,10 @@ impl KeyPair {
         KeyPair { private, public }
     }
 
-    /// A fresh key pair with a private key from 2 to 255. 64, 128 and 192 are
-    /// kept on purpose (labs/time-protocol.md, "weak private keys"): 11 has
-    /// order 64 mod 257, so they give the public key 1 and the shared secret
-    /// 1 whatever the peer picks. Real Diffie-Hellman refuses such keys
-    /// (RFC 8446 §4.2.8.1: 1 < Y < p-1).
+    /// A fresh key pair with a private key from 2 to 255. 64, 128 and 192 are kept on purpose
+    /// (labs/time-protocol.md, "weak private keys"): 11 has order 64 mod 257, so they give the
+    /// public key 1 and the shared secret 1 whatever the peer picks. Real Diffie-Hellman refuses
+    /// such keys (RFC 8446 §4.2.8.1: 1 < Y < p-1).
     pub fn generate(rng: &mut Rng) -> KeyPair {
         KeyPair::from_private(rng.in_range(2, 255) as u32)
     }
@@ -122,8 +121,7 @@ impl fmt::Display for Hello {
     }
 }
 
-/// Reads one handshake line of at most [`MAX_LINE`] bytes. `Ok(None)` means
-/// the peer closed the connection first.
+/// Reads one handshake line of at most [`MAX_LINE`] bytes; `Ok(None)` if the peer closed first.
 pub fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
     let mut line = Vec::new();
     // take() bounds the read: a peer that never sends '\n' cannot make us
