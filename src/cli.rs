@@ -1,10 +1,10 @@
-//! Command-line options shared by the servers and the clients. Used by
-//! every server and every client, and by loadgen.
+//! Command-line options shared by every server and client, loadgen and check.
 //!
 //! A program flattens [`ServerArgs`] or [`ClientArgs`] into its own `Cli` and
 //! overrides a default in one visible line, so `--help` shows the real one:
 //! `mut_arg("port", |a| a.default_value("7777"))`.
 
+use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -57,8 +57,7 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// Resolves `--host` (a name such as `localhost`, or an IP address) to the
-    /// server's socket addresses, IPv4 first.
+    /// [`resolve`] for `--host` (a name such as `localhost`, or an IP) and `--port`.
     pub fn resolve(&self) -> anyhow::Result<Vec<SocketAddr>> {
         resolve(&self.host, self.port)
     }
@@ -68,17 +67,13 @@ impl ClientArgs {
 /// `localhost` often lists `::1` before `127.0.0.1`, but the lab servers bind
 /// `0.0.0.0`, which takes IPv4 only.
 pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
-    let step = || Step::Resolve {
-        host: host.to_string(),
-    };
+    let step = || Step::Resolve { host: host.into() };
     // `[::1]` is how an IPv6 address is written next to a port; accept it alone too.
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let inside = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let bare = inside.unwrap_or(host);
     let mut addrs: Vec<SocketAddr> = (bare, port).to_socket_addrs().with_context(step)?.collect();
     if addrs.is_empty() {
-        let none = std::io::Error::other("the name has no IPv4 or IPv6 address");
+        let none = io::Error::other("the name has no IPv4 or IPv6 address");
         return Err(none).with_context(step);
     }
     addrs.sort_by_key(|addr| !addr.is_ipv4());
@@ -94,33 +89,23 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 /// Parses a humantime duration that must be longer than zero (a socket
 /// timeout of zero would mean "wait forever" to the OS).
 pub fn positive_duration(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
-        d if d.is_zero() => Err(format!(
-            "invalid duration '{text}': must be longer than zero"
-        )),
-        d => Ok(d),
-    }
+    let d = duration(text)?;
+    let zero = format!("invalid duration '{text}': must be longer than zero");
+    if d.is_zero() { Err(zero) } else { Ok(d) }
 }
 
 /// Joins the message words given on the command line, or, with none, prompts
-/// like the classic lab (`Input lowercase sentence:`) and reads one line.
-/// The line is bytes, not text: the servers transform bytes, so a line that
-/// is not UTF-8 is sent as it is.
+/// like the classic lab (`Input lowercase sentence:`) and reads one line as
+/// bytes: the servers transform bytes, so a line that is not UTF-8 goes as it is.
 pub fn message_or_prompt(words: &[String]) -> anyhow::Result<Vec<u8>> {
-    use std::io::{BufRead, Write};
     if !words.is_empty() {
         return Ok(words.join(" ").into_bytes());
     }
     print!("Input lowercase sentence:");
-    std::io::stdout()
-        .flush()
-        .context("failed to write the prompt")?;
+    io::stdout().flush().context("failed to write the prompt")?;
     let mut line = Vec::new();
-    let read = std::io::stdin()
-        .lock()
-        .read_until(b'\n', &mut line)
-        .context("failed to read a line from stdin")?;
-    if read == 0 {
+    let read = io::stdin().lock().read_until(b'\n', &mut line);
+    if read.context("failed to read a line from stdin")? == 0 {
         println!(); // end the prompt's line, so the error starts on its own
         return Err(crate::explain::hinted(
             "no message: stdin ended before a line was typed",

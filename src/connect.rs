@@ -4,9 +4,8 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::explain::{Proto, Step};
+use crate::explain::{Proto::Tcp, Step};
 
-/// The shortest connect() bound: 3 s on Windows, where a refusal takes ~2 s.
 const MIN_CONNECT: Duration = Duration::from_secs(if cfg!(windows) { 3 } else { 0 });
 
 /// Connects to the first of `addrs` that accepts, each attempt bounded by
@@ -25,10 +24,7 @@ pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream>
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
-                let err = anyhow::Error::new(err).context(Step::Connect {
-                    proto: Proto::Tcp,
-                    addr,
-                });
+                let err = anyhow::Error::new(err).context(Step::Connect { proto: Tcp, addr });
                 first_error.get_or_insert(err);
             }
         }

@@ -12,6 +12,8 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use Proto::{Tcp, Udp};
+
 /// The transport protocol a socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -21,15 +23,11 @@ pub enum Proto {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        })
+        f.write_str(if *self == Tcp { "TCP" } else { "UDP" })
     }
 }
 
-/// The socket call that failed and its address: an `anyhow` context, the
-/// first part of the `error:` line, found again by [`report`] for the hint.
+/// The socket call that failed, and its address: the context [`report`] explains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
@@ -49,41 +47,35 @@ pub enum Step {
     Receive { proto: Proto, peer: SocketAddr },
 }
 
-impl Step {
-    /// The system call behind this step, for `man 2 <call>`.
-    pub fn syscall(&self) -> &'static str {
-        match self {
-            Step::Resolve { .. } => "getaddrinfo",
-            Step::Bind { .. } | Step::BindClient { .. } => "bind",
-            Step::Connect { .. } => "connect",
-            Step::Accept => "accept",
-            Step::Send { .. } => "send",
-            Step::Receive { .. } => "recv",
-        }
-    }
-}
-
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failed to ")?;
         match self {
-            Step::Resolve { host } => write!(f, "failed to resolve host '{host}'"),
+            Step::Resolve { host } => write!(f, "resolve host '{host}'"),
             Step::Bind { proto, addr } | Step::BindClient { proto, addr } => {
-                write!(f, "failed to bind {proto} socket to {addr}")
+                write!(f, "bind {proto} socket to {addr}")
             }
-            Step::Connect { proto, addr } => {
-                write!(f, "failed to connect {proto} socket to {addr}")
-            }
-            Step::Accept => write!(f, "failed to accept a connection"),
-            Step::Send { proto, peer } => write!(f, "failed to send to {peer} over {proto}"),
-            Step::Receive { proto, peer } => {
-                write!(f, "failed to receive a reply from {peer} over {proto}")
-            }
+            Step::Connect { proto, addr } => write!(f, "connect {proto} socket to {addr}"),
+            Step::Accept => write!(f, "accept a connection"),
+            Step::Send { proto, peer } => write!(f, "send to {peer} over {proto}"),
+            Step::Receive { proto, peer } => write!(f, "receive a reply from {peer} over {proto}"),
         }
     }
 }
 
-/// True when a read gave up because its timeout expired. The OS says so
-/// with `EAGAIN` ("would block") on Unix and `WSAETIMEDOUT` on Windows.
+/// The system call behind a step, for `man 2 <call>`.
+fn syscall(step: &Step) -> &'static str {
+    match step {
+        Step::Resolve { .. } => "getaddrinfo",
+        Step::Bind { .. } | Step::BindClient { .. } => "bind",
+        Step::Connect { .. } => "connect",
+        Step::Accept => "accept",
+        Step::Send { .. } => "send",
+        Step::Receive { .. } => "recv",
+    }
+}
+
+/// True when a read's timeout expired: `EAGAIN` ("would block") on Unix, `WSAETIMEDOUT` on Windows.
 pub fn is_timeout(err: &io::Error) -> bool {
     matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
@@ -118,57 +110,48 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Connect { proto, addr } if *proto == Proto::Tcp => match kind {
-            ConnectionRefused => format!(
-                "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
-                 (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
-                 about 2 s). Start the server first, and check that both sides use the same port",
-                ip = addr.ip(),
-                port = addr.port()
-            ),
-            TimedOut | WouldBlock => format!(
-                "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
-                 the packets (a firewall that rejects them would have made this 'refused'), \
-                 or --timeout is too short for this path",
-                ip = addr.ip()
-            ),
-            _ => by_kind(step, err),
-        },
-        Step::Receive { proto, peer } if *proto == Proto::Udp => match kind {
-            WouldBlock | TimedOut => format!(
-                "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
-                 server on {peer}, the wrong host or port, a firewall that drops, or a lost \
-                 datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
-                 unreachable that a missing server causes (a connected one does; Windows reports \
-                 it to both, as 10054)"
-            ),
-            ConnectionRefused => format!(
-                "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
-                 A connected UDP socket reports it as 'connection refused'; start the server first, \
-                 or check the port",
-                ip = peer.ip(),
-                port = peer.port()
-            ),
-            ConnectionReset => format!(
-                "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
-                 socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
-                 check the port"
-            ),
-            _ => by_kind(step, err),
-        },
-        Step::Receive { proto, peer } if *proto == Proto::Tcp => match kind {
-            WouldBlock | TimedOut => format!(
-                "connected to {peer}, but nothing came back before the timeout \
-                 ({TIMEOUT_NAMES}): the server may still be waiting for the rest \
-                 of the message, or it is busy; try a longer --timeout"
-            ),
-            _ => by_kind(step, err),
-        },
-        Step::Send { proto, peer } if *proto == Proto::Udp && kind == ConnectionRefused => format!(
+        Step::Connect { proto: Tcp, addr } if kind == ConnectionRefused => format!(
+            "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
+             (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
+             about 2 s). Start the server first, and check that both sides use the same port",
+            ip = addr.ip(),
+            port = addr.port()
+        ),
+        Step::Connect { proto: Tcp, addr } if is_timeout(err) => format!(
+            "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
+             the packets (a firewall that rejects them would have made this 'refused'), \
+             or --timeout is too short for this path",
+            ip = addr.ip()
+        ),
+        Step::Receive { proto: Udp, peer } if is_timeout(err) => format!(
+            "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
+             server on {peer}, the wrong host or port, a firewall that drops, or a lost \
+             datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
+             unreachable that a missing server causes (a connected one does; Windows reports \
+             it to both, as 10054)"
+        ),
+        Step::Receive { proto: Udp, peer } if kind == ConnectionRefused => format!(
+            "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
+             A connected UDP socket reports it as 'connection refused'; start the server first, \
+             or check the port",
+            ip = peer.ip(),
+            port = peer.port()
+        ),
+        Step::Receive { proto: Udp, peer } if kind == ConnectionReset => format!(
+            "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
+             socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
+             check the port"
+        ),
+        Step::Receive { proto: Tcp, peer } if is_timeout(err) => format!(
+            "connected to {peer}, but nothing came back before the timeout ({TIMEOUT_NAMES}): \
+             the server may still be waiting for the rest of the message, or it is busy; try a \
+             longer --timeout"
+        ),
+        Step::Send { proto: Udp, peer } if kind == ConnectionRefused => format!(
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),
-        Step::Send { .. } | Step::Receive { .. } if is_too_long(err) => "the datagram did not \
+        Step::Send { .. } if err.raw_os_error() == Some(EMSGSIZE) => "the datagram did not \
              fit: sendto() refuses one longer than the OS sends (65507 bytes over IPv4; macOS \
              caps UDP at 9216 unless `sudo sysctl -w net.inet.udp.maxdgram=65535`), and on \
              Windows recvfrom() refuses one longer than its buffer (10040, WSAEMSGSIZE)"
@@ -184,18 +167,11 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
 const TIMEOUT_NAMES: &str = "EAGAIN on Linux and macOS, WSAETIMEDOUT 10060 on Windows";
 
 /// EMSGSIZE (Linux 90, macOS 40) or WSAEMSGSIZE (10040): a datagram too long.
-fn is_too_long(err: &io::Error) -> bool {
-    let code = err.raw_os_error();
-    if cfg!(windows) {
-        code == Some(10040)
-    } else {
-        code == Some(if cfg!(target_os = "linux") { 90 } else { 40 })
-    }
-}
+const EMSGSIZE: i32 = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
 
 /// The command that names the program holding `port`, on this OS.
 fn who_holds(proto: Proto, port: u16) -> String {
-    let p = if proto == Proto::Tcp { 't' } else { 'u' };
+    let p = if proto == Tcp { 't' } else { 'u' };
     if cfg!(windows) {
         format!("`netstat -ano -p {proto} | findstr :{port}` names its PID")
     } else if cfg!(target_os = "macos") {
@@ -208,29 +184,25 @@ fn who_holds(proto: Proto, port: u16) -> String {
 /// The hint for `EADDRINUSE` at `bind()`: who may hold the port, how to see
 /// it, and the option that chooses another one.
 fn in_use(step: &Step, proto: Proto, port: u16) -> String {
+    let who = who_holds(proto, port);
     let holder = match proto {
         // `ss -l` lists listening sockets only; after a server stops, its
         // connections linger in TIME_WAIT (twice the maximum segment
         // lifetime, 60 s on Linux) and block a bind() without SO_REUSEADDR.
-        Proto::Tcp => format!(
+        Tcp => format!(
             "another socket already holds TCP port {port}: a program listening on it \
              ({who}) or, if that lists nothing, the connections of a server that just \
              stopped, waiting out TIME_WAIT (60 s on Linux, where `ss -tan state time-wait | \
              grep :{port}` lists them; 30 s on macOS, up to 2 min on Windows). Stop that \
-             program or wait",
-            who = who_holds(proto, port)
+             program or wait"
         ),
-        Proto::Udp => format!(
-            "another socket already holds UDP port {port} ({who}). Stop that program",
-            who = who_holds(proto, port)
-        ),
+        Udp => format!("another socket already holds UDP port {port} ({who}). Stop that program"),
     };
-    match step {
-        Step::BindClient { .. } => format!(
-            "{holder}, or choose another --bind-port (without --bind-port the OS picks a free one)"
-        ),
-        _ => format!("{holder}, or choose another --port (0 lets the OS pick a free one)"),
-    }
+    let choose = match step {
+        Step::BindClient { .. } => "--bind-port (without --bind-port the OS picks a free one)",
+        _ => "--port (0 lets the OS pick a free one)",
+    };
+    format!("{holder}, or choose another {choose}")
 }
 
 /// Hints that depend only on what the OS said, whatever the step.
@@ -265,7 +237,7 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
         _ => format!(
             "the OS said '{err}' at {call}(); `man 2 {call}` lists what that error means there \
              (on Windows, Microsoft's list of Windows Sockets error codes)",
-            call = step.syscall()
+            call = syscall(step)
         ),
     }
 }
@@ -288,10 +260,8 @@ impl std::error::Error for Hinted {}
 
 /// An error whose `error:` line is `message` and whose `hint:` line is `hint`.
 pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Hinted {
-        message: message.into(),
-        hint: hint.into(),
-    })
+    let (message, hint) = (message.into(), hint.into());
+    anyhow::Error::new(Hinted { message, hint })
 }
 
 /// The largest UDP payload over IPv4: 65535 bytes minus the 20-byte IP and
@@ -329,16 +299,14 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
 /// Ends a program: exit status 0 on success; otherwise prints `error:` with
 /// the whole cause chain on one line, then `hint:`, and exits with status 1.
 pub fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            if let Some(hint) = hint_for(&err) {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::FAILURE
-        }
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {err:#}");
+    if let Some(hint) = hint_for(&err) {
+        eprintln!("hint: {hint}");
     }
+    ExitCode::FAILURE
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! socketlab's small shared library: only what two or more programs use.
-//! Each module's own header names the programs that use it; a module only
-//! one program needs lives next to that program (`src/bin/<program>/`).
+//! socketlab's small shared library: only what two or more programs use, each
+//! module's header naming them. What one program needs lives in `src/bin/<program>/`.
 
 pub mod cli;
 pub mod connect;

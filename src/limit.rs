@@ -19,54 +19,41 @@ pub struct ConnectionLimit {
     freed: Condvar,
 }
 
-/// The right to serve one connection; gives it back when dropped.
+/// The right to serve one connection under its limit; gives it back when dropped.
 #[derive(Debug)]
-pub struct Slot {
-    limit: Arc<ConnectionLimit>,
-}
+pub struct Slot(Arc<ConnectionLimit>);
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
         assert!(max > 0, "a limit of 0 connections would serve no one");
-        Arc::new(ConnectionLimit {
-            max,
-            active: Mutex::new(0),
-            freed: Condvar::new(),
-        })
+        let (active, freed) = (Mutex::new(0), Condvar::new());
+        Arc::new(ConnectionLimit { max, active, freed })
     }
 
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut active = self.lock();
-        if *active < self.max {
+        (*active < self.max).then(|| {
             *active += 1;
-            Some(Slot {
-                limit: Arc::clone(self),
-            })
-        } else {
-            None
-        }
+            Slot(Arc::clone(self))
+        })
     }
 
     pub fn acquire(self: &Arc<Self>) -> Slot {
         let full = |active: &mut usize| *active >= self.max;
         let wait = self.freed.wait_while(self.lock(), full);
         *wait.unwrap_or_else(PoisonError::into_inner) += 1;
-        Slot {
-            limit: Arc::clone(self),
-        }
+        Slot(Arc::clone(self))
     }
 
-    /// Takes a slot for the next connection: at once if one is free,
-    /// otherwise after logging that the server is at its cap (so new clients
-    /// wait in the listen backlog) and waiting until a connection finishes.
+    /// A slot for the next connection: at once if one is free, otherwise after
+    /// logging that the server is at its cap and waiting for a connection to end.
     pub fn acquire_logged(self: &Arc<Self>, log: Log) -> Slot {
-        if let Some(slot) = self.try_acquire() {
-            return slot;
-        }
-        log_at_cap(log, self.max);
-        let slot = self.acquire();
-        log_accepting_again(log);
-        slot
+        self.try_acquire().unwrap_or_else(|| {
+            log_at_cap(log, self.max);
+            let slot = self.acquire();
+            log_accepting_again(log);
+            slot
+        })
     }
 
     // A thread that panicked while holding the lock leaves a count that is
@@ -92,8 +79,8 @@ pub fn log_accepting_again(log: Log) {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        *self.limit.lock() -= 1;
-        self.limit.freed.notify_one();
+        *self.0.lock() -= 1;
+        self.0.freed.notify_one();
     }
 }
 

@@ -1,8 +1,8 @@
 //! A TCP listening socket with the two choices `TcpListener::bind` hides
 //! (`SO_REUSEADDR`, the `listen(2)` backlog): event_server, web_proxy and
 //! web_server listen with [`tcp`]; the lesson servers call socket(), bind()
-//! and listen() in their own files. threaded_server, time_server, web_proxy
-//! and web_server share the accept and close helpers below.
+//! and listen() in their own files. threaded_server, proxy_logger,
+//! time_server, web_proxy and web_server share the accept and close helpers.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::explain::{Proto, Step};
+use crate::explain::{Proto::Tcp, Step};
 
 /// How many completed handshakes the kernel queues for `accept()`. The
 /// classic lab's `listen(1)` makes the kernel drop SYNs as soon as one
@@ -22,10 +22,7 @@ pub const BACKLOG: i32 = 1024;
 
 /// Creates, binds and listens on a TCP socket at `addr`.
 pub fn tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let step = || Step::Bind {
-        proto: Proto::Tcp,
-        addr,
-    };
+    let step = || Step::Bind { proto: Tcp, addr };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .with_context(step)?;
     // SO_REUSEADDR lets a restarted server bind its port while connections
@@ -64,10 +61,9 @@ pub fn close_gracefully(stream: &TcpStream) {
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        match (&*stream).read(&mut discard) {
-            // The client's FIN, a reset, or the timeout: done.
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        // The client's FIN, a reset, or the timeout: done.
+        if let Ok(0) | Err(_) = (&*stream).read(&mut discard) {
+            return;
         }
     }
 }

@@ -12,22 +12,21 @@
 /// The bytes as one quoted, escaped line of at most `max` characters, with
 /// `...` after the quote when it was cut short.
 pub fn quoted(bytes: &[u8], max: usize) -> String {
-    let mut out = String::from("\"");
-    let mut shown = 0;
-    for chunk in bytes.utf8_chunks() {
+    let pieces = bytes.utf8_chunks().flat_map(|chunk| {
         let escaped_invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02x}"));
         let escaped_valid = chunk.valid().chars().map(|c| match c {
             '"' => "\\\"".to_string(),
             c if is_invisible(c) => c.escape_default().to_string(),
             c => c.to_string(),
         });
-        for piece in escaped_valid.chain(escaped_invalid) {
-            if shown == max {
-                return out + "\"...";
-            }
-            out.push_str(&piece);
-            shown += 1;
+        escaped_valid.chain(escaped_invalid)
+    });
+    let mut out = String::from("\"");
+    for (shown, piece) in pieces.enumerate() {
+        if shown == max {
+            return out + "\"...";
         }
+        out.push_str(&piece);
     }
     out + "\""
 }

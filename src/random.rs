@@ -1,6 +1,6 @@
-//! A tiny seedable random number generator (SplitMix64). Used by
-//! udp_server, time_server, time_client, heartbeat_server, loadgen and lab,
-//! and by [`crate::time_service`] for its keys.
+//! A tiny seedable random number generator (SplitMix64). Used by udp_server,
+//! time_server, time_client, heartbeat_server, loadgen, lab and check, and
+//! by [`crate::time_service`] for its keys.
 //!
 //! The labs need randomness that a student can replay: `udp_server --drop 0.3
 //! --seed 7` must lose the same datagrams every run. SplitMix64 is ten lines,

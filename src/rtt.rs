@@ -20,21 +20,16 @@ use std::time::Duration;
 pub struct Stats {
     transmitted: u64,
     errors: u64,
-    rtts_us: Vec<u64>,
+    rtts_us: Vec<u128>,
 }
 
 impl Stats {
-    pub fn new() -> Stats {
-        Stats::default()
-    }
-
     pub fn sent(&mut self) {
         self.transmitted += 1;
     }
 
     pub fn received(&mut self, rtt: Duration) {
-        self.rtts_us
-            .push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
+        self.rtts_us.push(rtt.as_micros());
     }
 
     /// Counts a request answered by an error (such as an ICMP port unreachable).
@@ -52,18 +47,14 @@ impl Stats {
 
     /// The percentage of requests without a reply, as ping computes it.
     pub fn loss_percent(&self) -> f32 {
-        if self.transmitted == 0 {
-            return 0.0;
-        }
         let lost = self.transmitted.saturating_sub(self.received_count());
-        (lost as f64 * 100.0 / self.transmitted as f64) as f32
+        // max(1): nothing sent, nothing lost, and no division by zero.
+        (lost as f64 * 100.0 / self.transmitted.max(1) as f64) as f32
     }
 
-    /// ping's min, avg, max and mdev in whole microseconds, or None without
-    /// a reply. The mean is truncated like ping's `tsum / n`; mdev is the
-    /// integer square root of the variance.
+    /// ping's min, avg (`tsum / n`, truncated), max and mdev in whole µs; None without replies.
     fn min_avg_max_mdev(&self) -> Option<[u128; 4]> {
-        let rtts = || self.rtts_us.iter().map(|&us| u128::from(us));
+        let rtts = || self.rtts_us.iter().copied();
         let (min, max) = (rtts().min()?, rtts().max()?);
         let n = rtts().len() as u128;
         let (sum, sum_sq) = (rtts().sum::<u128>(), rtts().map(|us| us * us).sum::<u128>());
@@ -112,11 +103,10 @@ fn format_g(x: f64) -> String {
     let exponent = x.abs().log10().floor() as i32;
     let decimals = (5 - exponent).max(0) as usize;
     let text = format!("{x:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
+    if !text.contains('.') {
+        return text;
     }
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Newton's method on integers, step for step as ping's `llsqrt` (so it
@@ -138,7 +128,7 @@ mod tests {
     use super::*;
 
     fn stats(sent: u64, rtts_us: &[u64]) -> Stats {
-        let mut s = Stats::new();
+        let mut s = Stats::default();
         (0..sent).for_each(|_| s.sent());
         rtts_us
             .iter()

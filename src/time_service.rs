@@ -2,13 +2,14 @@
 //! exchange in clear text lines, then length-prefixed frames whose payload
 //! bytes are Caesar-shifted by the agreed key.
 //!
-//! Used by time_server, time_client, crack_caesar and loadgen. It is a toy
+//! Used by time_server, time_client, crack_caesar, loadgen and check. A toy
 //! on purpose: with p = 257 there are at most 256 keys, and g = 11 reaches
 //! only 64 of them, so a capture gives everything away.
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
+use crate::printable::quoted;
 use crate::random::Rng;
 
 /// The Diffie-Hellman prime, `p`.
@@ -44,21 +45,16 @@ pub struct KeyPair {
 
 impl KeyPair {
     pub fn from_private(private: u32) -> KeyPair {
-        KeyPair {
-            private,
-            public: power_mod(G, private, P),
-        }
+        let public = power_mod(G, private, P);
+        KeyPair { private, public }
     }
 
-    /// A fresh key pair with a private key from 2 to 255.
-    ///
-    /// 64, 128 and 192 are kept on purpose (labs/time-protocol.md, "weak
-    /// private keys"): 11 has order 64 mod 257, so they give the public key
-    /// 1 and the shared secret 1 whatever the peer picks. Real
-    /// Diffie-Hellman refuses such keys (RFC 8446 §4.2.8.1: 1 < Y < p-1).
+    /// A fresh key pair with a private key from 2 to 255. 64, 128 and 192 are kept on purpose
+    /// (labs/time-protocol.md, "weak private keys"): 11 has order 64 mod 257, so they give the
+    /// public key 1 and the shared secret 1 whatever the peer picks. Real Diffie-Hellman refuses
+    /// such keys (RFC 8446 §4.2.8.1: 1 < Y < p-1).
     pub fn generate(rng: &mut Rng) -> KeyPair {
-        let private = u32::try_from(rng.in_range(2, 255)).expect("2..=255 fits a u32");
-        KeyPair::from_private(private)
+        KeyPair::from_private(rng.in_range(2, 255) as u32)
     }
 
     /// The shared secret: the peer's public key to the power of our private
@@ -98,21 +94,18 @@ impl Hello {
         if line == "PLAIN" {
             return Ok(Hello::Plain);
         }
-        match line.strip_prefix("KEY ") {
-            // Digits only: Rust's parse would also take "+5", which the
-            // protocol (decimal text) does not allow.
-            Some(number) => match number.parse::<u32>() {
-                Ok(key @ 1..=256) if number.bytes().all(|b| b.is_ascii_digit()) => {
-                    Ok(Hello::Key(key))
-                }
-                _ => Err(format!(
-                    "public key '{}' is not a number from 1 to 256",
-                    crate::printable::quoted(number.as_bytes(), 20).trim_matches('"')
-                )),
-            },
-            None => Err(format!(
-                "expected 'KEY <public key>' or 'PLAIN', got {}",
-                crate::printable::quoted(line.as_bytes(), 40)
+        let Some(number) = line.strip_prefix("KEY ") else {
+            let got = quoted(line.as_bytes(), 40);
+            return Err(format!("expected 'KEY <public key>' or 'PLAIN', got {got}"));
+        };
+        // Digits only: Rust's parse would also take "+5", which the
+        // protocol (decimal text) does not allow.
+        let digits = number.bytes().all(|b| b.is_ascii_digit());
+        match number.parse::<u32>() {
+            Ok(key @ 1..=256) if digits => Ok(Hello::Key(key)),
+            _ => Err(format!(
+                "public key '{}' is not a number from 1 to 256",
+                quoted(number.as_bytes(), 20).trim_matches('"')
             )),
         }
     }
@@ -128,17 +121,13 @@ impl fmt::Display for Hello {
     }
 }
 
-/// Reads one handshake line of at most [`MAX_LINE`] bytes. `Ok(None)` means
-/// the peer closed the connection first.
+/// Reads one handshake line of at most [`MAX_LINE`] bytes; `Ok(None)` if the peer closed first.
 pub fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
     let mut line = Vec::new();
     // take() bounds the read: a peer that never sends '\n' cannot make us
     // buffer without limit.
     let read = reader.take(MAX_LINE).read_until(b'\n', &mut line)?;
-    if read == 0 {
-        return Ok(None);
-    }
-    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    Ok((read > 0).then(|| String::from_utf8_lossy(&line).into_owned()))
 }
 
 /// A request the service answers.
@@ -161,12 +150,9 @@ impl Request {
 
     /// The request a payload names, if any (exact, upper case).
     pub fn parse(payload: &[u8]) -> Option<Request> {
-        match payload {
-            b"TIME" => Some(Request::Time),
-            b"DATE" => Some(Request::Date),
-            b"TEMP" => Some(Request::Temp),
-            _ => None,
-        }
+        [Request::Time, Request::Date, Request::Temp]
+            .into_iter()
+            .find(|request| request.as_str().as_bytes() == payload)
     }
 }
 
@@ -175,9 +161,7 @@ impl Request {
 /// answer is (they are at most [`MAX_FRAME`]).
 pub fn encode_frame(key: u8, payload: &[u8]) -> Vec<u8> {
     let len = u16::try_from(payload.len()).expect("frames are built from short payloads");
-    let mut frame = len.to_be_bytes().to_vec();
-    frame.extend(encrypt(key, payload));
-    frame
+    [&len.to_be_bytes()[..], &encrypt(key, payload)].concat()
 }
 
 /// Sends one frame in one `write_all()`, so header and payload leave in the
@@ -201,40 +185,27 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooLong(len) => {
-                write!(f, "frame of {len} bytes is longer than {MAX_FRAME}")
-            }
-            FrameError::Truncated { expected, got } => write!(
+            Self::TooLong(len) => write!(f, "frame of {len} bytes is longer than {MAX_FRAME}"),
+            Self::Truncated { expected, got } => write!(
                 f,
                 "the peer closed the connection in the middle of a frame \
                  ({got} of {expected} bytes received)"
             ),
-            FrameError::Io(err) => write!(f, "{err}"),
+            Self::Io(err) => write!(f, "{err}"),
         }
     }
 }
 
-impl std::error::Error for FrameError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            FrameError::Io(err) => Some(err),
-            _ => None,
-        }
-    }
-}
+// No source(): the Io variant already shows the OS error, and `{:#}` would repeat it.
+impl std::error::Error for FrameError {}
 
-/// Reads one frame and undoes the shift. `Ok(None)`: the peer closed the
-/// connection between frames (the normal end of a session).
-///
-/// TCP is a byte stream, so a frame can arrive in pieces (or with the next
-/// one stuck to it): this keeps reading until the whole header, then the
-/// whole payload, is in, and never reads past the frame.
+/// Reads one frame and undoes the shift; `Ok(None)` if the peer closed the
+/// connection between frames (the normal end of a session). TCP is a byte
+/// stream, so a frame can arrive in pieces (or with the next one stuck to
+/// it): this reads until the whole header, then the whole payload, is in,
+/// and never reads past the frame.
 pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, FrameError> {
-    // read() until `n` bytes or the peer's FIN, however they arrive.
-    let mut read = |n: usize, buf: &mut Vec<u8>| {
-        let got = reader.take(n as u64).read_to_end(buf);
-        got.map_err(FrameError::Io)
-    };
+    let mut read = |n, buf: &mut Vec<u8>| reader.take(n).read_to_end(buf).map_err(FrameError::Io);
     let mut header = Vec::new();
     match read(2, &mut header)? {
         0 => return Ok(None),
@@ -246,7 +217,7 @@ pub fn read_frame(reader: &mut impl Read, key: u8) -> Result<Option<Vec<u8>>, Fr
         return Err(FrameError::TooLong(len));
     }
     let mut payload = Vec::with_capacity(len);
-    match read(len, &mut payload)? {
+    match read(len as u64, &mut payload)? {
         got if got == len => Ok(Some(decrypt(key, &payload))),
         got => Err(FrameError::Truncated {
             expected: 2 + len,

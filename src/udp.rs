@@ -3,7 +3,7 @@
 //! udp_send (every reply until --timeout). A loop that skips datagrams must
 //! not give each `recvfrom()` the whole timeout again, or a peer that keeps
 //! sending would keep it waiting forever: before each call, the receive
-//! timeout is set to what is left until one deadline.
+//! timeout (`SO_RCVTIMEO`) is set to what is left until one deadline.
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
@@ -25,7 +25,6 @@ pub fn recv_until(
         if left.is_zero() {
             return Ok(None);
         }
-        // SO_RCVTIMEO: recvfrom() gives up after what is left of the wait.
         socket.set_read_timeout(Some(left))?;
         match socket.recv_from(buf) {
             Ok(got) => return Ok(Some(got)),

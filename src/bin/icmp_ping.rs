@@ -310,7 +310,7 @@ mod linux {
             size + 8 + 20,
             if cli.raw { "raw" } else { "ping" }
         );
-        let mut stats = Stats::new();
+        let mut stats = Stats::default();
         let started = Instant::now();
         for sequence in 1..=cli.count {
             let sent_at = Instant::now();

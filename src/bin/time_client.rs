@@ -306,7 +306,7 @@ fn menu(mut session: Session) -> anyhow::Result<()> {
 
 /// `--request`: asks `--count` times, then prints ping-style statistics.
 fn ask_repeatedly(mut session: Session, request: Request, cli: &Cli) -> anyhow::Result<()> {
-    let mut stats = Stats::new();
+    let mut stats = Stats::default();
     let started = Instant::now();
     for _ in 0..cli.count {
         stats.sent();

@@ -183,7 +183,7 @@ fn ping(socket: &UdpSocket, server: SocketAddr, cli: &Cli, count: u32) -> anyhow
         cli.server.host
     );
     let interval = cli.interval.unwrap_or(Duration::from_secs(1));
-    let mut stats = Stats::new();
+    let mut stats = Stats::default();
     let started = Instant::now();
     for seq in 1..=count {
         let sent_at = Instant::now();
