@@ -12,4 +12,3 @@ pub mod printable;
 pub mod random;
 pub mod rtt;
 pub mod time_service;
-pub mod udp;

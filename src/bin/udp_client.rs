@@ -23,9 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::{self, ClientArgs};
+use socketlab::deadline::recv_until;
 use socketlab::explain::{self, Proto, Step};
 use socketlab::rtt::{self, Stats};
-use socketlab::udp;
 
 /// Send a line over UDP and print the reply (K&R UDPClient); --count pings like the UDP pinger lab
 #[derive(Parser, Debug)]
@@ -243,7 +243,7 @@ fn wait_for_reply(
     let mut buf = [0u8; 2048];
     let expected = format!("PING {seq} ");
     loop {
-        let (len, from) = match udp::recv_until(socket, &mut buf, sent_at + timeout) {
+        let (len, from) = match recv_until(socket, &mut buf, sent_at + timeout) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(Outcome::TimedOut),
             // The ICMP port unreachable for this or an earlier ping.

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::{self, ClientArgs};
+use socketlab::deadline::recv_until;
 use socketlab::explain::{self, Proto, Step};
-use socketlab::{printable, udp};
+use socketlab::printable;
 
 /// Send one UDP datagram to HOST:PORT and print each reply with its sender (seed 003)
 #[derive(Parser, Debug)]
@@ -114,9 +115,7 @@ fn print_replies(socket: &UdpSocket, peer: SocketAddr, listen: Duration) -> anyh
         peer,
     };
     // recvfrom() also says who sent each datagram.
-    while let Some((len, from)) =
-        udp::recv_until(socket, &mut buf, deadline).context(receive.clone())?
-    {
+    while let Some((len, from)) = recv_until(socket, &mut buf, deadline).context(receive.clone())? {
         replies += 1;
         let text = printable::quoted(&buf[..len], usize::MAX);
         println!("reply from {from}, {len} bytes: {text}");

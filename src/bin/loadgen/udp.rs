@@ -90,7 +90,7 @@ fn round_trip(
     let expected = request::expected_reply(message);
     let deadline = started + timeout;
     loop {
-        let reply = match socketlab::udp::recv_until(socket, buf, deadline) {
+        let reply = match socketlab::deadline::recv_until(socket, buf, deadline) {
             Ok(Some((len, _))) => &buf[..len],
             Ok(None) => return Outcome::Lost,
             Err(err) => return Outcome::Failed(format!("request {seq}: receive failed: {err}")),
