@@ -67,7 +67,7 @@ impl ClientArgs {
 /// `localhost` often lists `::1` before `127.0.0.1`, but the lab servers bind
 /// `0.0.0.0`, which takes IPv4 only.
 pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
-    let step = || Step::Resolve { host: host.into() };
+    let step = || Step::Resolve(host.into());
     // `[::1]` is how an IPv6 address is written next to a port; accept it alone too.
     let inside = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
     let bare = inside.unwrap_or(host);

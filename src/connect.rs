@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::explain::{Proto::Tcp, Step};
+use crate::explain::{Proto, Step};
 
 const MIN_CONNECT: Duration = Duration::from_secs(if cfg!(windows) { 3 } else { 0 });
 
@@ -24,7 +24,7 @@ pub fn tcp(addrs: &[SocketAddr], timeout: Duration) -> anyhow::Result<TcpStream>
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
-                let err = anyhow::Error::new(err).context(Step::Connect { proto: Tcp, addr });
+                let err = anyhow::Error::new(err).context(Step::Connect(Proto::Tcp, addr));
                 first_error.get_or_insert(err);
             }
         }

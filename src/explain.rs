@@ -2,7 +2,7 @@
 //! Used by every program.
 //!
 //! Every socket call a user can make fail gets a [`Step`] as its `anyhow`
-//! context (`.context(Step::Bind { proto: Proto::Udp, addr })`), naming the
+//! context (`.context(Step::Bind(Proto::Udp, addr))`), naming the
 //! call and its address. [`report`] prints one `error:` line with the whole
 //! cause chain (the step, then the OS's own words) and one `hint:` line that
 //! says what happened on the wire and what to try next.
@@ -28,37 +28,39 @@ impl fmt::Display for Proto {
 }
 
 /// The socket call that failed, and its address: the context [`report`] explains.
+/// `Step::Connect(Proto::Tcp, addr)`: the protocol, then the local address
+/// (`Bind`), the server's (`Connect`) or the peer's (`Send`, `Receive`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
-    Resolve { host: String },
+    Resolve(String),
     /// `bind()`: claiming a local address and port (a server's `--port`).
-    Bind { proto: Proto, addr: SocketAddr },
+    Bind(Proto, SocketAddr),
     /// `bind()` of a client socket to the fixed source port given with
     /// `--bind-port` (K&R P29), instead of letting the OS pick one.
-    BindClient { proto: Proto, addr: SocketAddr },
+    BindClient(Proto, SocketAddr),
     /// `connect()`: TCP's three-way handshake, or fixing a UDP socket's peer.
-    Connect { proto: Proto, addr: SocketAddr },
+    Connect(Proto, SocketAddr),
     /// `accept()`: taking the next connection from the listen queue.
     Accept,
     /// `send()`, `sendto()` or `write()`.
-    Send { proto: Proto, peer: SocketAddr },
+    Send(Proto, SocketAddr),
     /// `recv()`, `recvfrom()` or `read()`: waiting for the peer's reply.
-    Receive { proto: Proto, peer: SocketAddr },
+    Receive(Proto, SocketAddr),
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("failed to ")?;
         match self {
-            Step::Resolve { host } => write!(f, "resolve host '{host}'"),
-            Step::Bind { proto, addr } | Step::BindClient { proto, addr } => {
+            Step::Resolve(host) => write!(f, "resolve host '{host}'"),
+            Step::Bind(proto, addr) | Step::BindClient(proto, addr) => {
                 write!(f, "bind {proto} socket to {addr}")
             }
-            Step::Connect { proto, addr } => write!(f, "connect {proto} socket to {addr}"),
+            Step::Connect(proto, addr) => write!(f, "connect {proto} socket to {addr}"),
             Step::Accept => write!(f, "accept a connection"),
-            Step::Send { proto, peer } => write!(f, "send to {peer} over {proto}"),
-            Step::Receive { proto, peer } => write!(f, "receive a reply from {peer} over {proto}"),
+            Step::Send(proto, peer) => write!(f, "send to {peer} over {proto}"),
+            Step::Receive(proto, peer) => write!(f, "receive a reply from {peer} over {proto}"),
         }
     }
 }
@@ -66,12 +68,12 @@ impl fmt::Display for Step {
 /// The system call behind a step, for `man 2 <call>`.
 fn syscall(step: &Step) -> &'static str {
     match step {
-        Step::Resolve { .. } => "getaddrinfo",
-        Step::Bind { .. } | Step::BindClient { .. } => "bind",
-        Step::Connect { .. } => "connect",
+        Step::Resolve(..) => "getaddrinfo",
+        Step::Bind(..) | Step::BindClient(..) => "bind",
+        Step::Connect(..) => "connect",
         Step::Accept => "accept",
-        Step::Send { .. } => "send",
-        Step::Receive { .. } => "recv",
+        Step::Send(..) => "send",
+        Step::Receive(..) => "recv",
     }
 }
 
@@ -85,11 +87,11 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
     use ErrorKind::*;
     let kind = err.kind();
     match step {
-        Step::Resolve { host } => format!(
+        Step::Resolve(host) => format!(
             "the name '{host}' could not be turned into an IP address (DNS or /etc/hosts): \
              check the spelling, or give an address such as 127.0.0.1"
         ),
-        Step::Bind { proto, addr } | Step::BindClient { proto, addr } => match kind {
+        Step::Bind(proto, addr) | Step::BindClient(proto, addr) => match kind {
             AddrInUse => in_use(step, *proto, addr.port()),
             AddrNotAvailable => format!(
                 "{ip} is not an address of this machine: bind to 0.0.0.0 (every interface) \
@@ -110,53 +112,53 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
             ),
             _ => by_kind(step, err),
         },
-        Step::Connect { proto: Tcp, addr } if kind == ConnectionRefused => format!(
+        Step::Connect(Tcp, addr) if kind == ConnectionRefused => format!(
             "{ip} answered the SYN with a RST: no program is listening on TCP port {port} there \
              (Linux and macOS say so at once, Windows as 10061 after retrying the SYN for \
              about 2 s). Start the server first, and check that both sides use the same port",
             ip = addr.ip(),
             port = addr.port()
         ),
-        Step::Connect { proto: Tcp, addr } if is_timeout(err) => format!(
+        Step::Connect(Tcp, addr) if is_timeout(err) => format!(
             "no answer to the SYN at all: {ip} is down or unreachable, or a firewall drops \
              the packets (a firewall that rejects them would have made this 'refused'), \
              or --timeout is too short for this path",
             ip = addr.ip()
         ),
-        Step::Receive { proto: Udp, peer } if is_timeout(err) => format!(
+        Step::Receive(Udp, peer) if is_timeout(err) => format!(
             "no reply at all before the timeout ({TIMEOUT_NAMES}). Over UDP that means no \
              server on {peer}, the wrong host or port, a firewall that drops, or a lost \
              datagram; on Linux and macOS an unconnected UDP socket never hears the ICMP port \
              unreachable that a missing server causes (a connected one does; Windows reports \
              it to both, as 10054)"
         ),
-        Step::Receive { proto: Udp, peer } if kind == ConnectionRefused => format!(
+        Step::Receive(Udp, peer) if kind == ConnectionRefused => format!(
             "an ICMP port unreachable came back: no program has UDP port {port} open on {ip}. \
              A connected UDP socket reports it as 'connection refused'; start the server first, \
              or check the port",
             ip = peer.ip(),
             port = peer.port()
         ),
-        Step::Receive { proto: Udp, peer } if kind == ConnectionReset => format!(
+        Step::Receive(Udp, peer) if kind == ConnectionReset => format!(
             "an ICMP port unreachable came back from {peer}: Windows reports it on a UDP \
              socket as WSAECONNRESET (10054), 'connection reset'; start the server first, or \
              check the port"
         ),
-        Step::Receive { proto: Tcp, peer } if is_timeout(err) => format!(
+        Step::Receive(Tcp, peer) if is_timeout(err) => format!(
             "connected to {peer}, but nothing came back before the timeout ({TIMEOUT_NAMES}): \
              the server may still be waiting for the rest of the message, or it is busy; try a \
              longer --timeout"
         ),
-        Step::Send { proto: Udp, peer } if kind == ConnectionRefused => format!(
+        Step::Send(Udp, peer) if kind == ConnectionRefused => format!(
             "an earlier datagram to {peer} was answered by an ICMP port unreachable, and a \
              connected UDP socket reports it on its next call: no program has that port open"
         ),
-        Step::Send { .. } if err.raw_os_error() == Some(EMSGSIZE) => "the datagram did not \
+        Step::Send(..) if err.raw_os_error() == Some(EMSGSIZE) => "the datagram did not \
              fit: sendto() refuses one longer than the OS sends (65507 bytes over IPv4; macOS \
              caps UDP at 9216 unless `sudo sysctl -w net.inet.udp.maxdgram=65535`), and on \
              Windows recvfrom() refuses one longer than its buffer (10040, WSAEMSGSIZE)"
             .to_string(),
-        Step::Send { .. } if kind == PermissionDenied => "the OS refused to send the packet: \
+        Step::Send(..) if kind == PermissionDenied => "the OS refused to send the packet: \
              a local firewall rule rejects it, or the address is a broadcast address"
             .to_string(),
         _ => by_kind(step, err),
@@ -199,7 +201,7 @@ fn in_use(step: &Step, proto: Proto, port: u16) -> String {
         Udp => format!("another socket already holds UDP port {port} ({who}). Stop that program"),
     };
     let choose = match step {
-        Step::BindClient { .. } => "--bind-port (without --bind-port the OS picks a free one)",
+        Step::BindClient(..) => "--bind-port (without --bind-port the OS picks a free one)",
         _ => "--port (0 lets the OS pick a free one)",
     };
     format!("{holder}, or choose another {choose}")
@@ -320,10 +322,7 @@ mod tests {
 
     #[test]
     fn tcp_refused_names_the_rst() {
-        let step = Step::Connect {
-            proto: Proto::Tcp,
-            addr: addr("127.0.0.1:12000"),
-        };
+        let step = Step::Connect(Proto::Tcp, addr("127.0.0.1:12000"));
         let h = hint(&step, &io::Error::from(ErrorKind::ConnectionRefused));
         assert!(h.contains("answered the SYN with a RST"), "{h}");
         assert!(h.contains("port 12000"), "{h}");
@@ -331,10 +330,7 @@ mod tests {
 
     #[test]
     fn udp_refused_names_the_icmp_port_unreachable() {
-        let step = Step::Receive {
-            proto: Proto::Udp,
-            peer: addr("127.0.0.1:9"),
-        };
+        let step = Step::Receive(Proto::Udp, addr("127.0.0.1:9"));
         let h = hint(&step, &io::Error::from(ErrorKind::ConnectionRefused));
         assert!(h.contains("ICMP port unreachable"), "{h}");
         assert!(h.contains("connected UDP socket"), "{h}");
@@ -342,10 +338,7 @@ mod tests {
 
     #[test]
     fn udp_timeout_lists_the_causes_for_both_timeout_kinds() {
-        let step = Step::Receive {
-            proto: Proto::Udp,
-            peer: addr("127.0.0.1:9"),
-        };
+        let step = Step::Receive(Proto::Udp, addr("127.0.0.1:9"));
         for kind in [ErrorKind::WouldBlock, ErrorKind::TimedOut] {
             let h = hint(&step, &io::Error::from(kind));
             for cause in [
@@ -361,10 +354,7 @@ mod tests {
 
     #[test]
     fn windows_udp_reset_is_explained_as_port_unreachable() {
-        let step = Step::Receive {
-            proto: Proto::Udp,
-            peer: addr("127.0.0.1:9"),
-        };
+        let step = Step::Receive(Proto::Udp, addr("127.0.0.1:9"));
         let h = hint(&step, &io::Error::from(ErrorKind::ConnectionReset));
         assert!(
             h.contains("10054") && h.contains("ICMP port unreachable"),
@@ -376,18 +366,12 @@ mod tests {
     fn tcp_timeouts_differ_between_connect_and_receive() {
         let peer = addr("10.0.0.1:80");
         let connect = hint(
-            &Step::Connect {
-                proto: Proto::Tcp,
-                addr: peer,
-            },
+            &Step::Connect(Proto::Tcp, peer),
             &io::Error::from(ErrorKind::TimedOut),
         );
         assert!(connect.contains("no answer to the SYN"), "{connect}");
         let receive = hint(
-            &Step::Receive {
-                proto: Proto::Tcp,
-                peer,
-            },
+            &Step::Receive(Proto::Tcp, peer),
             &io::Error::from(ErrorKind::WouldBlock),
         );
         assert!(receive.contains("connected to 10.0.0.1:80"), "{receive}");
@@ -402,20 +386,14 @@ mod tests {
             "linux" => 90,
             _ => 40,
         };
-        let step = Step::Send {
-            proto: Proto::Udp,
-            peer: addr("127.0.0.1:9"),
-        };
+        let step = Step::Send(Proto::Udp, addr("127.0.0.1:9"));
         let h = hint(&step, &io::Error::from_raw_os_error(code));
         assert!(h.contains("9216") && h.contains("WSAEMSGSIZE"), "{h}");
     }
 
     #[test]
     fn bind_errors() {
-        let step = |a: &str| Step::Bind {
-            proto: Proto::Udp,
-            addr: addr(a),
-        };
+        let step = |a: &str| Step::Bind(Proto::Udp, addr(a));
         let in_use = hint(
             &step("0.0.0.0:12000"),
             &io::Error::from(ErrorKind::AddrInUse),
@@ -456,10 +434,7 @@ mod tests {
     fn tcp_port_in_use_names_time_wait_too() {
         // `ss -tlnp` lists only listeners: after the classic TCPServer.py
         // stops, its TIME_WAIT connections hold the port for about 60 s.
-        let step = Step::Bind {
-            proto: Proto::Tcp,
-            addr: addr("0.0.0.0:12000"),
-        };
+        let step = Step::Bind(Proto::Tcp, addr("0.0.0.0:12000"));
         let h = hint(&step, &io::Error::from(ErrorKind::AddrInUse));
         for part in [
             &who_holds(Proto::Tcp, 12000),
@@ -475,10 +450,7 @@ mod tests {
     fn a_client_bound_port_in_use_names_bind_port_not_port() {
         // udp_client --bind-port 5432 while another socket holds 5432:
         // --port is the server's port there, changing it would not help.
-        let step = Step::BindClient {
-            proto: Proto::Udp,
-            addr: addr("0.0.0.0:5432"),
-        };
+        let step = Step::BindClient(Proto::Udp, addr("0.0.0.0:5432"));
         let err = Err::<(), _>(io::Error::from(ErrorKind::AddrInUse))
             .context(step)
             .expect_err("an error");
@@ -495,17 +467,12 @@ mod tests {
     #[test]
     fn reset_unreachable_and_resolution() {
         let peer = addr("127.0.0.1:12000");
-        let step = Step::Send {
-            proto: Proto::Tcp,
-            peer,
-        };
+        let step = Step::Send(Proto::Tcp, peer);
         let reset = hint(&step, &io::Error::from(ErrorKind::ConnectionReset));
         assert!(reset.contains("TCP RST"), "{reset}");
         let unreachable = hint(&step, &io::Error::from(ErrorKind::HostUnreachable));
         assert!(unreachable.contains("no route"), "{unreachable}");
-        let resolve = Step::Resolve {
-            host: "no-such-host.invalid".into(),
-        };
+        let resolve = Step::Resolve("no-such-host.invalid".into());
         let h = hint(&resolve, &io::Error::other("Name or service not known"));
         assert!(
             h.contains("'no-such-host.invalid' could not be turned into an IP address"),
@@ -523,10 +490,7 @@ mod tests {
     #[test]
     fn hint_for_finds_step_and_os_error_under_more_context() {
         let err = Err::<(), _>(io::Error::from(ErrorKind::ConnectionRefused))
-            .context(Step::Connect {
-                proto: Proto::Tcp,
-                addr: addr("127.0.0.1:12000"),
-            })
+            .context(Step::Connect(Proto::Tcp, addr("127.0.0.1:12000")))
             .context("tcp_client could not reach the server")
             .expect_err("an error");
         let h = hint_for(&err).expect("a hint");

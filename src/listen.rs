@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::explain::{Proto::Tcp, Step};
+use crate::explain::{Proto, Step};
 
 /// How many completed handshakes the kernel queues for `accept()`. The
 /// classic lab's `listen(1)` makes the kernel drop SYNs as soon as one
@@ -22,7 +22,7 @@ pub const BACKLOG: i32 = 1024;
 
 /// Creates, binds and listens on a TCP socket at `addr`.
 pub fn tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let step = || Step::Bind { proto: Tcp, addr };
+    let step = || Step::Bind(Proto::Tcp, addr);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .with_context(step)?;
     // SO_REUSEADDR lets a restarted server bind its port while connections

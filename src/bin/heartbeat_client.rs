@@ -67,10 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Ipv6Addr::UNSPECIFIED.into()
     };
     let local = SocketAddr::new(any, 0);
-    let socket = UdpSocket::bind(local).context(Step::Bind {
-        proto: Proto::Udp,
-        addr: local,
-    })?;
+    let socket = UdpSocket::bind(local).context(Step::Bind(Proto::Udp, local))?;
     let local = socket
         .local_addr()
         .context("failed to read the local address")?;
@@ -105,10 +102,7 @@ fn beat(socket: &UdpSocket, server: SocketAddr, cli: &Cli) -> anyhow::Result<()>
         // to it, so the client keeps beating whether or not a server listens.
         socket
             .send_to(message.as_bytes(), server)
-            .context(Step::Send {
-                proto: Proto::Udp,
-                peer: server,
-            })?;
+            .context(Step::Send(Proto::Udp, server))?;
         if !cli.quiet {
             println!("sent {message}");
         }

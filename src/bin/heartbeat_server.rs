@@ -70,10 +70,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
-    let socket = UdpSocket::bind(addr).context(Step::Bind {
-        proto: Proto::Udp,
-        addr,
-    })?;
+    let socket = UdpSocket::bind(addr).context(Step::Bind(Proto::Udp, addr))?;
     let local = socket
         .local_addr()
         .context("failed to read the bound address")?;

@@ -78,10 +78,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("--- response ---");
     }
     // write_all(): send() until the kernel has taken every byte of the request.
-    let send = Step::Send {
-        proto: Proto::Tcp,
-        peer,
-    };
+    let send = Step::Send(Proto::Tcp, peer);
     (&stream).write_all(request.as_bytes()).context(send)?;
     // SO_RCVTIMEO: every read() below gives up after --timeout.
     let timeout = stream.set_read_timeout(Some(cli.timeout));
@@ -350,10 +347,7 @@ impl Response<'_> {
 
 /// The step a failed read() names in the `error:` line.
 fn receive(peer: SocketAddr) -> Step {
-    Step::Receive {
-        proto: Proto::Tcp,
-        peer,
-    }
+    Step::Receive(Proto::Tcp, peer)
 }
 
 /// The status code of `HTTP/1.x NNN reason` (RFC 9112 §4), if the line is a status line.

@@ -78,10 +78,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Listens, then the accept() loop: a thread per connection, at most --max-clients at once.
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
-    let listener = listen(addr).context(Step::Bind {
-        proto: Proto::Tcp,
-        addr,
-    })?;
+    let listener = listen(addr).context(Step::Bind(Proto::Tcp, addr))?;
     let local = listener.local_addr();
     let local = local.context("failed to read the bound address")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");

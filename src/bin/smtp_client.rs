@@ -228,10 +228,9 @@ impl Dialogue<'_> {
                 println!("C: {line}");
             }
         }
-        self.stream.write_all(bytes).context(Step::Send {
-            proto: Proto::Tcp,
-            peer: self.peer,
-        })
+        self.stream
+            .write_all(bytes)
+            .context(Step::Send(Proto::Tcp, self.peer))
     }
 
     /// Reads one whole reply: `250-...` lines go on, `250 ...` ends it
@@ -264,10 +263,7 @@ impl Dialogue<'_> {
         let read = (&mut self.reader)
             .take(MAX_LINE as u64 * 8)
             .read_until(b'\n', &mut line)
-            .context(Step::Receive {
-                proto: Proto::Tcp,
-                peer: self.peer,
-            })?;
+            .context(Step::Receive(Proto::Tcp, self.peer))?;
         if read == 0 {
             return Err(hinted(
                 format!(

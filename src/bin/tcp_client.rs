@@ -62,10 +62,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("failed to set the receive timeout")?;
 
     let started = Instant::now();
-    let send_step = || Step::Send {
-        proto: Proto::Tcp,
-        peer,
-    };
+    let send_step = || Step::Send(Proto::Tcp, peer);
     stream.write_all(&message).with_context(send_step)?;
     // shutdown(Write) sends a FIN: "that was all", so the server's read
     // returns 0 and it can finish its reply.
@@ -141,18 +138,12 @@ fn read_reply(stream: &mut TcpStream, peer: SocketAddr) -> anyhow::Result<(Vec<u
     let end = match stream.read_to_end(&mut reply) {
         Ok(_) => End::Fin,
         Err(err) if reply.is_empty() => {
-            return Err(err).context(Step::Receive {
-                proto: Proto::Tcp,
-                peer,
-            });
+            return Err(err).context(Step::Receive(Proto::Tcp, peer));
         }
         Err(err) if err.kind() == ErrorKind::ConnectionReset => End::Reset,
         Err(err) if explain::is_timeout(&err) => End::Timeout,
         Err(err) => {
-            return Err(err).context(Step::Receive {
-                proto: Proto::Tcp,
-                peer,
-            });
+            return Err(err).context(Step::Receive(Proto::Tcp, peer));
         }
     };
     Ok((reply, end))

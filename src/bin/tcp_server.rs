@@ -48,10 +48,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Arc<Cli>) -> anyhow::Result<()> {
     let addr = cli.server.addr();
-    let listener = open_listener(addr).context(Step::Bind {
-        proto: Proto::Tcp,
-        addr,
-    })?;
+    let listener = open_listener(addr).context(Step::Bind(Proto::Tcp, addr))?;
     let local = listener
         .local_addr()
         .context("failed to read the bound address")?;

@@ -119,10 +119,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// `socket()`, `bind()`, `listen()`: the listening socket, one call each
 /// (socket2 shows what `TcpListener::bind` does in one go).
 fn listen(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let step = || Step::Bind {
-        proto: Proto::Tcp,
-        addr,
-    };
+    let step = || Step::Bind(Proto::Tcp, addr);
     // socket(AF_INET or AF_INET6, SOCK_STREAM, IPPROTO_TCP): no address yet.
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .with_context(step)?;
@@ -212,10 +209,7 @@ fn converse_and_log(mut stream: TcpStream, peer: SocketAddr, service: &Service) 
     let end = match read_message(&mut stream, &mut message, deadline, service.idle) {
         Ok(end) => end,
         Err(err) => {
-            let step = Step::Receive {
-                proto: Proto::Tcp,
-                peer,
-            };
+            let step = Step::Receive(Proto::Tcp, peer);
             return log_failure(log, peer, &step, &err, message.len());
         }
     };
@@ -229,10 +223,7 @@ fn converse_and_log(mut stream: TcpStream, peer: SocketAddr, service: &Service) 
         ),
     );
     if let Err(err) = reply(&mut stream, &service.banner) {
-        let step = Step::Send {
-            proto: Proto::Tcp,
-            peer,
-        };
+        let step = Step::Send(Proto::Tcp, peer);
         return log_failure(log, peer, &step, &err, message.len());
     }
     if end.more_may_come() {
@@ -246,7 +237,7 @@ fn converse_and_log(mut stream: TcpStream, peer: SocketAddr, service: &Service) 
 /// One log line for a connection that failed: what the OS said and what it means.
 fn log_failure(log: Log, peer: SocketAddr, step: &Step, err: &io::Error, received: usize) {
     let doing = match step {
-        Step::Send { .. } => "sending the banner",
+        Step::Send(..) => "sending the banner",
         _ => "reading",
     };
     log.peer(

@@ -181,10 +181,7 @@ fn send_hello(session: &mut Session, hello: Hello) -> anyhow::Result<()> {
     session
         .writer
         .write_all(format!("{hello}\n").as_bytes())
-        .context(Step::Send {
-            proto: Proto::Tcp,
-            peer: session.server,
-        })
+        .context(Step::Send(Proto::Tcp, session.server))
 }
 
 /// Waits for the server's handshake line; an `ERROR` line becomes the error.
@@ -193,10 +190,7 @@ fn server_line(
     server: SocketAddr,
     timeout: Duration,
 ) -> anyhow::Result<Hello> {
-    let step = || Step::Receive {
-        proto: Proto::Tcp,
-        peer: server,
-    };
+    let step = || Step::Receive(Proto::Tcp, server);
     // fill_buf() waits for data without consuming it, so nothing is lost
     // when the first, short wait times out.
     reader
@@ -335,10 +329,7 @@ fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Durat
         session.key,
         request.as_str().as_bytes(),
     )
-    .context(Step::Send {
-        proto: Proto::Tcp,
-        peer,
-    })?;
+    .context(Step::Send(Proto::Tcp, peer))?;
     let answer = match read_frame(&mut session.reader, session.key) {
         Ok(Some(answer)) => answer,
         Ok(None) => {
@@ -351,10 +342,7 @@ fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Durat
             ));
         }
         Err(FrameError::Io(err)) => {
-            return Err(err).context(Step::Receive {
-                proto: Proto::Tcp,
-                peer,
-            });
+            return Err(err).context(Step::Receive(Proto::Tcp, peer));
         }
         Err(err) => {
             return Err(explain::hinted(
@@ -373,10 +361,7 @@ fn ask(session: &mut Session, request: Request) -> anyhow::Result<(String, Durat
 /// rather than getting it as the answer to the request they chose.
 fn still_open(session: &mut Session) -> anyhow::Result<()> {
     let peer = session.server;
-    let step = || Step::Receive {
-        proto: Proto::Tcp,
-        peer,
-    };
+    let step = || Step::Receive(Proto::Tcp, peer);
     // A look without waiting (O_NONBLOCK): EWOULDBLOCK means nothing has
     // arrived, which is how an open session looks between requests.
     let socket = session.reader.get_ref();

@@ -234,10 +234,7 @@ mod linux {
             } else {
                 // A UDP socket on a port the OS picks (bind 0.0.0.0:0).
                 let local = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                let udp = UdpSocket::bind(local).context(Step::BindClient {
-                    proto: Proto::Udp,
-                    addr: local,
-                })?;
+                let udp = UdpSocket::bind(local).context(Step::BindClient(Proto::Udp, local))?;
                 Socket::from(udp)
             };
             // setsockopt(SOL_IP, IP_RECVERR, 1): keep each ICMP error about our

@@ -66,10 +66,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.connect {
         // connect() on UDP sends nothing: it fixes the peer, so the kernel
         // can hand this socket the ICMP errors that peer's host sends back.
-        socket.connect(server).context(Step::Connect {
-            proto: Proto::Udp,
-            addr: server,
-        })?;
+        socket
+            .connect(server)
+            .context(Step::Connect(Proto::Udp, server))?;
     }
     socket
         .set_read_timeout(Some(cli.server.timeout))
@@ -94,10 +93,7 @@ fn open_socket(server: SocketAddr, port: Option<u16>) -> anyhow::Result<UdpSocke
         Ipv6Addr::UNSPECIFIED.into()
     };
     let local = SocketAddr::new(any, port.unwrap_or(0));
-    let socket = UdpSocket::bind(local).context(Step::BindClient {
-        proto: Proto::Udp,
-        addr: local,
-    })?;
+    let socket = UdpSocket::bind(local).context(Step::BindClient(Proto::Udp, local))?;
     if port.is_some() {
         println!(
             "udp_client bound to local address {}",
@@ -120,10 +116,9 @@ fn send_and_print_reply(
     let started = Instant::now();
     send(socket, server, connected, message)?;
     let mut buf = vec![0u8; explain::MAX_UDP_PAYLOAD + 1];
-    let (len, from) = socket.recv_from(&mut buf).context(Step::Receive {
-        proto: Proto::Udp,
-        peer: server,
-    })?;
+    let (len, from) = socket
+        .recv_from(&mut buf)
+        .context(Step::Receive(Proto::Udp, server))?;
     let rtt = started.elapsed();
     let local = socket
         .local_addr()
@@ -156,10 +151,7 @@ fn send(
     } else {
         socket.send_to(message, server)
     };
-    sent.context(Step::Send {
-        proto: Proto::Udp,
-        peer: server,
-    })?;
+    sent.context(Step::Send(Proto::Udp, server))?;
     Ok(())
 }
 
@@ -224,10 +216,7 @@ fn ping(socket: &UdpSocket, server: SocketAddr, cli: &Cli, count: u32) -> anyhow
         ErrorKind::TimedOut
     };
     let why = io::Error::new(kind, format!("none of the {count} pings was answered"));
-    Err(why).context(Step::Receive {
-        proto: Proto::Udp,
-        peer: server,
-    })
+    Err(why).context(Step::Receive(Proto::Udp, server))
 }
 
 /// Waits up to `timeout` after `sent_at` for the reply to ping `seq`. A late
@@ -249,10 +238,7 @@ fn wait_for_reply(
             // The ICMP port unreachable for this or an earlier ping.
             Err(err) if is_unreachable(&err) => return Ok(Outcome::Refused),
             Err(err) => {
-                return Err(err).context(Step::Receive {
-                    proto: Proto::Udp,
-                    peer: server,
-                });
+                return Err(err).context(Step::Receive(Proto::Udp, server));
             }
         };
         // udp_server uppercases "Ping 3 ..." to "PING 3 ..."; a plain echo server does not.

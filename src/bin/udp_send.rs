@@ -67,10 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 humantime::format_duration(cli.client.timeout)
             ),
         );
-        return Err(silence).context(Step::Receive {
-            proto: Proto::Udp,
-            peer,
-        });
+        return Err(silence).context(Step::Receive(Proto::Udp, peer));
     }
     Ok(())
 }
@@ -82,18 +79,12 @@ fn unconnected_socket(peer: SocketAddr) -> anyhow::Result<UdpSocket> {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    UdpSocket::bind(any).context(Step::Bind {
-        proto: Proto::Udp,
-        addr: any,
-    })
+    UdpSocket::bind(any).context(Step::Bind(Proto::Udp, any))
 }
 
 /// `sendto()`: one datagram, sent whole or not at all.
 fn send(socket: &UdpSocket, peer: SocketAddr, message: &[u8]) -> anyhow::Result<()> {
-    let step = || Step::Send {
-        proto: Proto::Udp,
-        peer,
-    };
+    let step = || Step::Send(Proto::Udp, peer);
     let sent = socket.send_to(message, peer).with_context(step)?;
     // The kernel chose the source port at bind() to port 0, before this
     // sendto(); the peer sees it as the datagram's source port.
@@ -110,10 +101,7 @@ fn print_replies(socket: &UdpSocket, peer: SocketAddr, listen: Duration) -> anyh
     // 65535 bytes hold the largest datagram UDP can carry, so none is cut short.
     let mut buf = vec![0u8; 65535];
     let mut replies = 0;
-    let receive = Step::Receive {
-        proto: Proto::Udp,
-        peer,
-    };
+    let receive = Step::Receive(Proto::Udp, peer);
     // recvfrom() also says who sent each datagram.
     while let Some((len, from)) = recv_until(socket, &mut buf, deadline).context(receive.clone())? {
         replies += 1;

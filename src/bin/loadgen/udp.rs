@@ -23,18 +23,12 @@ pub fn probe(server: SocketAddr, timeout: Duration) -> anyhow::Result<SocketAddr
     socket
         .set_read_timeout(Some(timeout))
         .context("failed to set the receive timeout")?;
-    let step = || Step::Send {
-        proto: Proto::Udp,
-        peer: server,
-    };
+    let step = || Step::Send(Proto::Udp, server);
     socket.send(b"loadgen probe").with_context(step)?;
     match socket.recv(&mut [0u8; 64]) {
         Ok(_) => Ok(server),
         Err(err) if is_timeout(&err) => Ok(server),
-        Err(err) => Err(err).context(Step::Receive {
-            proto: Proto::Udp,
-            peer: server,
-        }),
+        Err(err) => Err(err).context(Step::Receive(Proto::Udp, server)),
     }
 }
 
@@ -45,14 +39,10 @@ fn connected_socket(server: SocketAddr) -> anyhow::Result<UdpSocket> {
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = UdpSocket::bind(any).context(Step::Bind {
-        proto: Proto::Udp,
-        addr: any,
-    })?;
-    socket.connect(server).context(Step::Connect {
-        proto: Proto::Udp,
-        addr: server,
-    })?;
+    let socket = UdpSocket::bind(any).context(Step::Bind(Proto::Udp, any))?;
+    socket
+        .connect(server)
+        .context(Step::Connect(Proto::Udp, server))?;
     Ok(socket)
 }
 

@@ -135,10 +135,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// `socket()`, `bind()`, `listen()`: the listening socket, one call each
 /// (socket2 shows what `TcpListener::bind` does in one go).
 fn listen(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let step = || Step::Bind {
-        proto: Proto::Tcp,
-        addr,
-    };
+    let step = || Step::Bind(Proto::Tcp, addr);
     // socket(AF_INET or AF_INET6, SOCK_STREAM, IPPROTO_TCP): no address yet.
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .with_context(step)?;
