@@ -246,19 +246,12 @@ fn by_kind(step: &Step, err: &io::Error) -> String {
 
 /// A failure that is not an OS error (a message too long for UDP, stdin
 /// that ended early, a peer speaking the wrong protocol), with its own hint.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Hinted {
     message: String,
     hint: String,
 }
-
-impl fmt::Display for Hinted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Hinted {}
 
 /// An error whose `error:` line is `message` and whose `hint:` line is `hint`.
 pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {

@@ -172,32 +172,20 @@ pub fn write_frame(writer: &mut impl Write, key: u8, payload: &[u8]) -> io::Resu
 }
 
 /// Why a frame could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    /// The header announced more than [`MAX_FRAME`] bytes.
+    #[error("frame of {0} bytes is longer than {MAX_FRAME}")]
     TooLong(usize),
-    /// The peer closed the connection part-way through a frame.
+    #[error(
+        "the peer closed the connection in the middle of a frame \
+         ({got} of {expected} bytes received)"
+    )]
     Truncated { expected: usize, got: usize },
-    /// The socket failed (reset, timeout, ...).
+    /// The socket failed (reset, timeout, ...). Not a source(): the message already is the OS
+    /// error, and `{:#}` would repeat it.
+    #[error("{0}")]
     Io(io::Error),
 }
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooLong(len) => write!(f, "frame of {len} bytes is longer than {MAX_FRAME}"),
-            Self::Truncated { expected, got } => write!(
-                f,
-                "the peer closed the connection in the middle of a frame \
-                 ({got} of {expected} bytes received)"
-            ),
-            Self::Io(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-// No source(): the Io variant already shows the OS error, and `{:#}` would repeat it.
-impl std::error::Error for FrameError {}
 
 /// Reads one frame and undoes the shift; `Ok(None)` if the peer closed the
 /// connection between frames (the normal end of a session). TCP is a byte
