@@ -12,6 +12,7 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use ErrorKind::*;
 use Proto::{Tcp, Udp};
 
 /// The transport protocol a socket speaks.
@@ -27,9 +28,8 @@ impl fmt::Display for Proto {
     }
 }
 
-/// The socket call that failed, and its address: the context [`report`] explains.
-/// `Step::Connect(Proto::Tcp, addr)`: the protocol, then the local address
-/// (`Bind`), the server's (`Connect`) or the peer's (`Send`, `Receive`).
+/// The socket call that failed (the context [`report`] explains), with its protocol and the local
+/// address (`Bind`), the server's (`Connect`) or the peer's (`Send`, `Receive`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `getaddrinfo()`: turning a host name into addresses (DNS, /etc/hosts).
@@ -79,12 +79,11 @@ fn syscall(step: &Step) -> &'static str {
 
 /// True when a read's timeout expired: `EAGAIN` ("would block") on Unix, `WSAETIMEDOUT` on Windows.
 pub fn is_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    matches!(err.kind(), WouldBlock | TimedOut)
 }
 
 /// The one-line hint for `err`, which the OS returned at `step`.
 pub fn hint(step: &Step, err: &io::Error) -> String {
-    use ErrorKind::*;
     let kind = err.kind();
     match step {
         Step::Resolve(host) => format!(
@@ -165,7 +164,6 @@ pub fn hint(step: &Step, err: &io::Error) -> String {
     }
 }
 
-/// How each OS names an expired receive timeout.
 const TIMEOUT_NAMES: &str = "EAGAIN on Linux and macOS, WSAETIMEDOUT 10060 on Windows";
 
 /// EMSGSIZE (Linux 90, macOS 40) or WSAEMSGSIZE (10040): a datagram too long.
@@ -183,8 +181,7 @@ fn who_holds(proto: Proto, port: u16) -> String {
     }
 }
 
-/// The hint for `EADDRINUSE` at `bind()`: who may hold the port, how to see
-/// it, and the option that chooses another one.
+/// The hint for `EADDRINUSE` at `bind()`: who may hold the port, how to see it, what to change.
 fn in_use(step: &Step, proto: Proto, port: u16) -> String {
     let who = who_holds(proto, port);
     let holder = match proto {
@@ -209,7 +206,6 @@ fn in_use(step: &Step, proto: Proto, port: u16) -> String {
 
 /// Hints that depend only on what the OS said, whatever the step.
 fn by_kind(step: &Step, err: &io::Error) -> String {
-    use ErrorKind::*;
     match err.kind() {
         ConnectionRefused => {
             "the peer refused: for TCP it answered with a RST, for a connected UDP socket an \
