@@ -63,8 +63,7 @@ impl ConnectionLimit {
     }
 }
 
-/// Logs that the server serves `max` connections and stops accepting. Also
-/// used by event_server, whose event loop counts its connections itself.
+/// Logs the cap; event_server, whose event loop counts its connections itself, calls it too.
 pub fn log_at_cap(log: Log, max: usize) {
     log.note(format_args!(
         "at the cap: {max} connections are being served (--max-clients {max}); \
@@ -72,7 +71,6 @@ pub fn log_at_cap(log: Log, max: usize) {
     ));
 }
 
-/// Logs that a connection ended and the server accepts again.
 pub fn log_accepting_again(log: Log) {
     log.note("a connection finished: accepting again");
 }

@@ -9,7 +9,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-/// A SplitMix64 generator: the same seed gives the same numbers.
 #[derive(Debug, Clone)]
 pub struct Rng {
     state: u64,

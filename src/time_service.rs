@@ -12,9 +12,8 @@ use std::io::{self, BufRead, Read, Write};
 use crate::printable::quoted;
 use crate::random::Rng;
 
-/// The Diffie-Hellman prime, `p`.
+/// The Diffie-Hellman prime `p` and generator `g`.
 pub const P: u32 = 257;
-/// The Diffie-Hellman generator, `g`.
 pub const G: u32 = 11;
 /// The longest frame payload either side accepts, in bytes.
 pub const MAX_FRAME: usize = 1024;
