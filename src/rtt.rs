@@ -45,13 +45,6 @@ impl Stats {
         self.rtts_us.len() as u64
     }
 
-    /// The percentage of requests without a reply, as ping computes it.
-    pub fn loss_percent(&self) -> f32 {
-        let lost = self.transmitted.saturating_sub(self.received_count());
-        // max(1): nothing sent, nothing lost, and no division by zero.
-        (lost as f64 * 100.0 / self.transmitted.max(1) as f64) as f32
-    }
-
     /// ping's min, avg (`tsum / n`, truncated), max and mdev in whole µs; None without replies.
     fn min_avg_max_mdev(&self) -> Option<[u128; 4]> {
         let rtts = || self.rtts_us.iter().copied();
@@ -69,12 +62,15 @@ impl Stats {
             0 => String::new(),
             n => format!(", +{n} errors"),
         };
+        // ping's loss, a C float (f32); max(1): nothing sent, nothing lost, no division by zero.
+        let lost = self.transmitted.saturating_sub(self.received_count());
+        let loss = (lost as f64 * 100.0 / self.transmitted.max(1) as f64) as f32;
         let mut out = format!(
             "--- {target} ping statistics ---\n\
              {} packets transmitted, {} received{errors}, {}% packet loss, time {}ms",
             self.transmitted,
             self.received_count(),
-            format_g(f64::from(self.loss_percent())),
+            format_g(f64::from(loss)),
             (elapsed.as_micros() + 500) / 1000
         );
         if let Some(rtts) = self.min_avg_max_mdev() {
@@ -152,19 +148,22 @@ mod tests {
 
     #[test]
     fn loss_is_printed_like_printf_g() {
-        assert_eq!(
-            format_g(f64::from(stats(3, &[1]).loss_percent())),
-            "66.6667"
-        );
-        assert_eq!(
-            format_g(f64::from(stats(3, &[1, 2, 3]).loss_percent())),
-            "0"
-        );
-        assert_eq!(format_g(f64::from(stats(4, &[]).loss_percent())), "100");
-        assert_eq!(
-            format_g(f64::from(stats(11, &[1; 7]).loss_percent())),
-            "36.3636"
-        );
+        // 23 of 31 lost: 74.1935 in f64, but ping computes in a C float and prints 74.1936.
+        let cases = [
+            (3, 1, "66.6667"),
+            (3, 3, "0"),
+            (4, 0, "100"),
+            (11, 7, "36.3636"),
+            (31, 8, "74.1936"),
+            (0, 0, "0"),
+        ];
+        for (sent, replies, loss) in cases {
+            let summary = stats(sent, &vec![1; replies]).ping_summary("h", Duration::ZERO);
+            assert!(
+                summary.contains(&format!(" received, {loss}% packet loss,")),
+                "{summary}"
+            );
+        }
         assert_eq!(format_g(12.5), "12.5");
     }
 
