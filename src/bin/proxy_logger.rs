@@ -1,13 +1,12 @@
 //! proxy_logger: a browser's "proxy" that prints every request line it is sent (K&R P12).
 //!
-//! A browser told to use a proxy sends it the whole request, the full URL in
-//! the request line (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The
-//! server is the classic one: `socket()`, `bind()`, `listen()`, `accept()` in a
-//! loop, a thread per connection that calls `read_line()` up to the empty line
-//! ending a request head (RFC 9112 §2.1), printing each line, escaped, as it
-//! arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`).
-//! It fetches nothing but answers at once, 304 to a conditional GET, 501 to
-//! CONNECT, a short note otherwise, then reads the next request (keep-alive).
+//! A browser told to use a proxy sends it the whole request, the full URL in the request line
+//! (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The server is the classic one:
+//! `socket()`, `bind()`, `listen()`, `accept()` in a loop, a thread per connection that calls
+//! `read_line()` up to the empty line ending a request head (RFC 9112 §2.1), printing each line,
+//! escaped, as it arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`). It
+//! fetches nothing but answers at once, 304 to a conditional GET, 501 to CONNECT, a short note
+//! otherwise, then reads the next request (keep-alive).
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
@@ -79,11 +78,16 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
     let listener = listen(addr).context(Step::Bind(Proto::Tcp, addr))?;
-    let local = listener.local_addr();
-    let local = local.context("failed to read the bound address")?;
+    let local = listener.local_addr().context("getsockname() failed")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");
-    // SIGINT (Ctrl-C) would end the process silently; ctrlc runs a handler instead.
-    ctrlc::set_handler(print_counts_and_exit).context("failed to set a Ctrl-C handler")?;
+    // SIGINT (Ctrl-C) would end the process silently; ctrlc runs this instead, even with --quiet.
+    ctrlc::set_handler(|| {
+        let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
+        let counts = format!("stopped: {total}, {conditional} of them conditional");
+        Log::new(false).note(counts);
+        std::process::exit(0);
+    })
+    .context("failed to set a Ctrl-C handler")?;
     let cap = ConnectionLimit::new(cli.max_clients as usize);
     let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     loop {
@@ -174,9 +178,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         if left == 0 {
             return Err(bad("a head over 64 KiB"));
         }
-        let Some(text) = line.strip_suffix('\n') else {
-            return Err(bad("a cut-off head"));
-        };
+        let text = line.strip_suffix('\n').ok_or(bad("a cut-off head"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.is_empty() {
             break;
@@ -201,7 +203,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
                 length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
             }
             "content-length" => return Err(bad("a bad or second Content-Length")),
-            "transfer-encoding" => chunked = true,
+            "transfer-encoding" => (chunked, request.keep_alive) = (true, false),
             "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
             "if-none-match" => request.validators.push("If-None-Match"),
             "if-modified-since" => request.validators.push("If-Modified-Since"),
@@ -209,7 +211,6 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         }
     }
     // The next request follows the body; a chunked one is not decoded: the connection closes.
-    request.keep_alive &= !chunked;
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
         return Err(ErrorKind::UnexpectedEof.into());
@@ -256,14 +257,6 @@ fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> 
          Cache-Control: no-store\r\nContent-Length: {length}\r\n{close}\r\n{body}"
     );
     w.write_all(response.as_bytes())
-}
-
-/// Ctrl-C: the counts, even with --quiet.
-fn print_counts_and_exit() {
-    let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
-    let counts = format!("stopped: {total}, {conditional} of them conditional");
-    Log::new(false).note(counts);
-    std::process::exit(0);
 }
 
 /// `1 request`, `2 requests`.
