@@ -159,17 +159,17 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
     unreachable!("no connection serves 2^64 requests")
 }
 
-/// What proxy_logger needs to know of a request.
 #[derive(Default)]
 struct Request {
     method: String,
-    /// The conditional GET's fields: If-None-Match, If-Modified-Since.
-    validators: Vec<&'static str>,
+    /// The conditional GET's fields, If-None-Match and If-Modified-Since, as the client wrote them.
+    validators: Vec<String>,
     keep_alive: bool,
 }
 
 /// Reads one request: `read_line()` to the empty line, printing each line; then drops its body.
-fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Request> {
+fn read_request(reader: &mut impl BufRead, peer: SocketAddr, log: Log) -> io::Result<Request> {
+    let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why);
     let (mut request, mut length, mut chunked) = (Request::default(), None, false);
     let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
     loop {
@@ -205,8 +205,7 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
             "content-length" => return Err(bad("a bad or second Content-Length")),
             "transfer-encoding" => (chunked, request.keep_alive) = (true, false),
             "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
-            "if-none-match" => request.validators.push("If-None-Match"),
-            "if-modified-since" => request.validators.push("If-Modified-Since"),
+            "if-none-match" | "if-modified-since" => request.validators.push(name.into()),
             _ => {}
         }
     }
@@ -216,10 +215,6 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         return Err(ErrorKind::UnexpectedEof.into());
     }
     Ok(request)
-}
-
-fn bad(why: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, why)
 }
 
 /// What the request is, for the log, and the status to answer it with.
@@ -259,7 +254,6 @@ fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> 
     w.write_all(response.as_bytes())
 }
 
-/// `1 request`, `2 requests`.
 fn requests(n: u64) -> String {
     format!("{n} request{}", if n == 1 { "" } else { "s" })
 }
