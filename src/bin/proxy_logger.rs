@@ -16,21 +16,15 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use socket2::{Domain, Socket, Type};
 use socketlab::cli::{self, ServerArgs};
-use socketlab::deadline::Timed;
 use socketlab::explain::{self, Proto, Step};
-use socketlab::limit::ConnectionLimit;
-use socketlab::listen::{close_gracefully, pause_after_accept_error};
 use socketlab::log::Log;
-use socketlab::printable;
 
 /// Print every HTTP request a browser sends to its proxy, and answer it with a short note (K&R P12).
 #[derive(Parser, Debug)]
@@ -58,7 +52,7 @@ struct Cli {
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CONDITIONAL: AtomicU64 = AtomicU64::new(0);
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     explain::report(run(&Cli::parse()))
 }
 
@@ -88,7 +82,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         std::process::exit(0);
     })
     .context("failed to set a Ctrl-C handler")?;
-    let cap = ConnectionLimit::new(cli.max_clients as usize);
+    let cap = socketlab::limit::ConnectionLimit::new(cli.max_clients as usize);
     let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     loop {
         // At the cap, stop calling accept(): new clients wait in the backlog.
@@ -97,11 +91,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(accepted) => accepted,
             Err(err) => {
                 log.note(format_args!("{}: {err}", Step::Accept));
-                pause_after_accept_error(&err);
+                socketlab::listen::pause_after_accept_error(&err);
                 continue;
             }
         };
-        let spawned = thread::Builder::new().spawn(move || {
+        let spawned = std::thread::Builder::new().spawn(move || {
             let _slot = slot; // given back when this thread ends
             log.peer(peer, converse(stream, peer, log, limits));
         });
@@ -115,7 +109,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
     let (request_timeout, idle_timeout) = limits;
     let deadline = Instant::now();
-    let mut reader = BufReader::new(Timed { stream, deadline });
+    let mut reader = BufReader::new(socketlab::deadline::Timed { stream, deadline });
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
         reader.get_mut().allow(idle_timeout);
@@ -152,7 +146,7 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             return format!("connection ended: failed to send the answer: {err}");
         }
         if !request.keep_alive {
-            close_gracefully(&reader.get_ref().stream);
+            socketlab::listen::close_gracefully(&reader.get_ref().stream);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
@@ -183,7 +177,7 @@ fn read_request(reader: &mut impl BufRead, peer: SocketAddr, log: Log) -> io::Re
         if text.is_empty() {
             break;
         }
-        let shown = printable::quoted(text.as_bytes(), 2000);
+        let shown = socketlab::printable::quoted(text.as_bytes(), 2000);
         log.peer(peer, format_args!("  {shown}"));
         if request.method.is_empty() {
             // The request line: METHOD TARGET HTTP/1.x (RFC 9112 §3); no space in the target.
