@@ -206,7 +206,7 @@ fn read_request(reader: &mut impl BufRead, peer: SocketAddr, log: Log) -> io::Re
     // The next request follows the body; a chunked one is not decoded: the connection closes.
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
-        return Err(ErrorKind::UnexpectedEof.into());
+        return Err(bad("a cut-off body"));
     }
     Ok(request)
 }
