@@ -7,7 +7,8 @@
 //! `bad_heads_get_400_and_the_proxy_keeps_serving`): binary garbage, a line
 //! that is not HTTP, no method, a space in the target, a header line without
 //! a colon, a head with no empty line (cut off by FIN), a 70 KiB header line,
-//! bad Content-Lengths (letters, a sign, two of them); in
+//! bad Content-Lengths (letters, a sign, two of them), a body cut off by
+//! FIN; in
 //! `what_a_client_sends_cannot_drive_the_terminal`: escape sequences, U+202E,
 //! U+2028 and a zero-width space in header values; and in
 //! `trickling_and_silent_clients_do_not_lock_out_a_quick_one`: a byte at a
@@ -520,6 +521,11 @@ fn bad_heads_get_400_and_the_proxy_keeps_serving() {
             b"POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
                 .to_vec(),
             "Content-Length",
+        ),
+        (
+            "a body cut off by FIN",
+            b"POST http://a/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc".to_vec(),
+            "a cut-off body",
         ),
     ];
     for (name, bytes, _) in &cases {

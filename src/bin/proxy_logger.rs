@@ -1,13 +1,12 @@
 //! proxy_logger: a browser's "proxy" that prints every request line it is sent (K&R P12).
 //!
-//! A browser told to use a proxy sends it the whole request, the full URL in
-//! the request line (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The
-//! server is the classic one: `socket()`, `bind()`, `listen()`, `accept()` in a
-//! loop, a thread per connection that calls `read_line()` up to the empty line
-//! ending a request head (RFC 9112 §2.1), printing each line, escaped, as it
-//! arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`).
-//! It fetches nothing but answers at once, 304 to a conditional GET, 501 to
-//! CONNECT, a short note otherwise, then reads the next request (keep-alive).
+//! A browser told to use a proxy sends it the whole request, the full URL in the request line
+//! (`GET http://example.com/ HTTP/1.1`, RFC 9112 §3.2.2). The server is the classic one:
+//! `socket()`, `bind()`, `listen()`, `accept()` in a loop, a thread per connection that calls
+//! `read_line()` up to the empty line ending a request head (RFC 9112 §2.1), printing each line,
+//! escaped, as it arrives. Watch for conditional GETs (`If-None-Match`, `If-Modified-Since`). It
+//! fetches nothing but answers at once, 304 to a conditional GET, 501 to CONNECT, a short note
+//! otherwise, then reads the next request (keep-alive).
 //!
 //! Terminal 1: `cargo run --bin proxy_logger`    (Ctrl-C prints the counts)
 //! Terminal 2: `curl -x 127.0.0.1:2000 http://example.com/`
@@ -17,21 +16,15 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use socket2::{Domain, Socket, Type};
 use socketlab::cli::{self, ServerArgs};
-use socketlab::deadline::Timed;
 use socketlab::explain::{self, Proto, Step};
-use socketlab::limit::ConnectionLimit;
-use socketlab::listen::{close_gracefully, pause_after_accept_error};
 use socketlab::log::Log;
-use socketlab::printable;
 
 /// Print every HTTP request a browser sends to its proxy, and answer it with a short note (K&R P12).
 #[derive(Parser, Debug)]
@@ -59,7 +52,7 @@ struct Cli {
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CONDITIONAL: AtomicU64 = AtomicU64::new(0);
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     explain::report(run(&Cli::parse()))
 }
 
@@ -79,12 +72,17 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let addr = cli.server.addr();
     let listener = listen(addr).context(Step::Bind(Proto::Tcp, addr))?;
-    let local = listener.local_addr();
-    let local = local.context("failed to read the bound address")?;
+    let local = listener.local_addr().context("getsockname() failed")?;
     println!("proxy_logger listening on {local} (HTTP proxy)");
-    // SIGINT (Ctrl-C) would end the process silently; ctrlc runs a handler instead.
-    ctrlc::set_handler(print_counts_and_exit).context("failed to set a Ctrl-C handler")?;
-    let cap = ConnectionLimit::new(cli.max_clients as usize);
+    // SIGINT (Ctrl-C) would end the process silently; ctrlc runs this instead, even with --quiet.
+    ctrlc::set_handler(|| {
+        let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
+        let counts = format!("stopped: {total}, {conditional} of them conditional");
+        Log::new(false).note(counts);
+        std::process::exit(0);
+    })
+    .context("failed to set a Ctrl-C handler")?;
+    let cap = socketlab::limit::ConnectionLimit::new(cli.max_clients as usize);
     let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
     loop {
         // At the cap, stop calling accept(): new clients wait in the backlog.
@@ -93,11 +91,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(accepted) => accepted,
             Err(err) => {
                 log.note(format_args!("{}: {err}", Step::Accept));
-                pause_after_accept_error(&err);
+                socketlab::listen::pause_after_accept_error(&err);
                 continue;
             }
         };
-        let spawned = thread::Builder::new().spawn(move || {
+        let spawned = std::thread::Builder::new().spawn(move || {
             let _slot = slot; // given back when this thread ends
             log.peer(peer, converse(stream, peer, log, limits));
         });
@@ -111,7 +109,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
     let (request_timeout, idle_timeout) = limits;
     let deadline = Instant::now();
-    let mut reader = BufReader::new(Timed { stream, deadline });
+    let mut reader = BufReader::new(socketlab::deadline::Timed { stream, deadline });
     for served in 0.. {
         // Wait up to --idle-timeout for the first byte of the next request.
         reader.get_mut().allow(idle_timeout);
@@ -148,24 +146,24 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
             return format!("connection ended: failed to send the answer: {err}");
         }
         if !request.keep_alive {
-            close_gracefully(&reader.get_ref().stream);
+            socketlab::listen::close_gracefully(&reader.get_ref().stream);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
     unreachable!("no connection serves 2^64 requests")
 }
 
-/// What proxy_logger needs to know of a request.
 #[derive(Default)]
 struct Request {
     method: String,
-    /// The conditional GET's fields: If-None-Match, If-Modified-Since.
-    validators: Vec<&'static str>,
+    /// The conditional GET's fields, If-None-Match and If-Modified-Since, as the client wrote them.
+    validators: Vec<String>,
     keep_alive: bool,
 }
 
 /// Reads one request: `read_line()` to the empty line, printing each line; then drops its body.
-fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io::Result<Request> {
+fn read_request(reader: &mut impl BufRead, peer: SocketAddr, log: Log) -> io::Result<Request> {
+    let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why);
     let (mut request, mut length, mut chunked) = (Request::default(), None, false);
     let mut left: u64 = 64 * 1024; // with take(): no line grows for ever
     loop {
@@ -174,14 +172,12 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
         if left == 0 {
             return Err(bad("a head over 64 KiB"));
         }
-        let Some(text) = line.strip_suffix('\n') else {
-            return Err(bad("a cut-off head"));
-        };
+        let text = line.strip_suffix('\n').ok_or(bad("a cut-off head"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
         if text.is_empty() {
             break;
         }
-        let shown = printable::quoted(text.as_bytes(), 2000);
+        let shown = socketlab::printable::quoted(text.as_bytes(), 2000);
         log.peer(peer, format_args!("  {shown}"));
         if request.method.is_empty() {
             // The request line: METHOD TARGET HTTP/1.x (RFC 9112 §3); no space in the target.
@@ -201,24 +197,18 @@ fn read_request(reader: &mut BufReader<Timed>, peer: SocketAddr, log: Log) -> io
                 length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
             }
             "content-length" => return Err(bad("a bad or second Content-Length")),
-            "transfer-encoding" => chunked = true,
+            "transfer-encoding" => (chunked, request.keep_alive) = (true, false),
             "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
-            "if-none-match" => request.validators.push("If-None-Match"),
-            "if-modified-since" => request.validators.push("If-Modified-Since"),
+            "if-none-match" | "if-modified-since" => request.validators.push(name.into()),
             _ => {}
         }
     }
     // The next request follows the body; a chunked one is not decoded: the connection closes.
-    request.keep_alive &= !chunked;
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
-        return Err(ErrorKind::UnexpectedEof.into());
+        return Err(bad("a cut-off body"));
     }
     Ok(request)
-}
-
-fn bad(why: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, why)
 }
 
 /// What the request is, for the log, and the status to answer it with.
@@ -258,15 +248,6 @@ fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> 
     w.write_all(response.as_bytes())
 }
 
-/// Ctrl-C: the counts, even with --quiet.
-fn print_counts_and_exit() {
-    let (total, conditional) = (requests(REQUESTS.load(SeqCst)), CONDITIONAL.load(SeqCst));
-    let counts = format!("stopped: {total}, {conditional} of them conditional");
-    Log::new(false).note(counts);
-    std::process::exit(0);
-}
-
-/// `1 request`, `2 requests`.
 fn requests(n: u64) -> String {
     format!("{n} request{}", if n == 1 { "" } else { "s" })
 }
