@@ -1,6 +1,6 @@
 //! Deadlines for a whole message, not a timeout for each call. Used by
-//! proxy_logger and time_server ([`Timed`]: a request head, a handshake line,
-//! a frame over TCP), and by udp_client, udp_send and loadgen
+//! proxy_logger, web_server and time_server ([`Timed`]: a request head, a
+//! handshake line, a frame over TCP), and by udp_client, udp_send and loadgen
 //! ([`recv_until`]: each reply over UDP, skipping late ones).
 //!
 //! A socket's receive timeout (`SO_RCVTIMEO`) bounds one `read()` or
@@ -16,19 +16,19 @@ use crate::explain::is_timeout;
 
 /// A TCP stream whose reads must all be done by `deadline`. Put a
 /// `BufReader` over it, and give each message its time with [`Timed::allow`].
-pub struct Timed {
-    pub stream: TcpStream,
+pub struct Timed<'a> {
+    pub stream: &'a TcpStream,
     pub deadline: Instant,
 }
 
-impl Timed {
+impl Timed<'_> {
     /// From now on, reads must be done within `limit`.
     pub fn allow(&mut self, limit: Duration) {
         self.deadline = Instant::now() + limit;
     }
 }
 
-impl Read for Timed {
+impl Read for Timed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -89,7 +89,10 @@ mod tests {
         });
         let (stream, _) = listener.accept().expect("accept");
         let deadline = Instant::now() + Duration::from_millis(300);
-        let mut reader = BufReader::new(Timed { stream, deadline });
+        let mut reader = BufReader::new(Timed {
+            stream: &stream,
+            deadline,
+        });
         let err = reader
             .read_line(&mut String::new())
             .expect_err("no line ends");

@@ -83,7 +83,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     })
     .context("failed to set a Ctrl-C handler")?;
     let cap = socketlab::limit::ConnectionLimit::new(cli.max_clients as usize);
-    let (log, limits) = (cli.server.log(), (cli.request_timeout, cli.idle_timeout));
+    let (log, limits) = (cli.server.log(), [cli.request_timeout, cli.idle_timeout]);
     loop {
         // At the cap, stop calling accept(): new clients wait in the backlog.
         let slot = cap.acquire_logged(log);
@@ -97,7 +97,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         };
         let spawned = std::thread::Builder::new().spawn(move || {
             let _slot = slot; // given back when this thread ends
-            log.peer(peer, converse(stream, peer, log, limits));
+            log.peer(peer, converse(&stream, peer, log, limits));
         });
         if let Err(err) = spawned {
             log.peer(peer, format_args!("no thread for this connection: {err}"));
@@ -106,8 +106,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// One connection: request after request while it is kept open (RFC 9112 §9.3); how it ended.
-fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Duration)) -> String {
-    let (request_timeout, idle_timeout) = limits;
+fn converse(stream: &TcpStream, peer: SocketAddr, log: Log, limits: [Duration; 2]) -> String {
+    let [request_timeout, idle_timeout] = limits;
     let deadline = Instant::now();
     let mut reader = BufReader::new(socketlab::deadline::Timed { stream, deadline });
     for served in 0.. {
@@ -142,11 +142,11 @@ fn converse(stream: TcpStream, peer: SocketAddr, log: Log, limits: (Duration, Du
         };
         log.peer(peer, format_args!("{what}: answered {status}"));
         // Answers go straight to the socket; only reads go through the buffer.
-        if let Err(err) = answer(&mut reader.get_mut().stream, status, &request) {
+        if let Err(err) = answer(stream, status, &request) {
             return format!("connection ended: failed to send the answer: {err}");
         }
         if !request.keep_alive {
-            socketlab::listen::close_gracefully(&reader.get_ref().stream);
+            socketlab::listen::close_gracefully(stream);
             return format!("closed the connection after {}", requests(served + 1));
         }
     }
@@ -227,7 +227,7 @@ fn verdict(request: &Request) -> (String, &'static str) {
 }
 
 /// Writes a response: status line, header fields, empty line, body.
-fn answer(w: &mut TcpStream, status: &str, request: &Request) -> io::Result<()> {
+fn answer(mut w: &TcpStream, status: &str, request: &Request) -> io::Result<()> {
     let close = (!request.keep_alive).then_some("Connection: close\r\n");
     let close = close.unwrap_or_default();
     // A 304 has no body (RFC 9110 §15.4.5).

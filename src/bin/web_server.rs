@@ -39,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use clap::Parser;
 use socketlab::cli::{self, ServerArgs};
+use socketlab::deadline::Timed;
 use socketlab::explain::{self, hinted};
 use socketlab::limit::{ConnectionLimit, Slot};
 use socketlab::listen;
@@ -171,9 +172,9 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, site: &Site, slot: Slot
     let log = site.log;
     log.peer(peer, "connected");
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut reader = BufReader::new(Deadline {
+    let mut reader = BufReader::new(Timed {
         stream: &stream,
-        deadline: None,
+        deadline: Instant::now(),
     });
     let why = loop {
         match serve_one(&mut reader, &stream, peer, site) {
@@ -195,13 +196,13 @@ enum Next {
 
 /// Waits for a request, reads its head, sends the response.
 fn serve_one(
-    reader: &mut BufReader<Deadline<'_>>,
+    reader: &mut BufReader<Timed<'_>>,
     stream: &TcpStream,
     peer: SocketAddr,
     site: &Site,
 ) -> io::Result<Next> {
     // Between requests: wait up to --idle for the first byte of the next one.
-    reader.get_mut().wait(site.idle);
+    reader.get_mut().allow(site.idle);
     match reader.fill_buf() {
         // Ok(0 bytes): the client's FIN; it has no more requests.
         Ok([]) => return Ok(Next::Close("the client closed (FIN)".into())),
@@ -215,7 +216,7 @@ fn serve_one(
         Err(err) => return Ok(Next::Close(format!("read failed: {err}"))),
     }
     // The request has begun: all of its head must arrive by the deadline.
-    reader.get_mut().until(Instant::now() + site.head_timeout);
+    reader.get_mut().allow(site.head_timeout);
     let mut line = String::from("(no request line)");
     let response = match read_request(reader, &mut line) {
         Ok(request) => respond(&request, &site.root),
@@ -290,7 +291,7 @@ impl From<io::Error> for Bad {
 
 /// Reads the request line and the header lines up to the empty line.
 /// `shown` gets the request line, quoted for the log.
-fn read_request(reader: &mut BufReader<Deadline<'_>>, shown: &mut String) -> Result<Request, Bad> {
+fn read_request(reader: &mut BufReader<Timed<'_>>, shown: &mut String) -> Result<Request, Bad> {
     let line = read_line(reader)?;
     *shown = printable::quoted(line.as_bytes(), 100).to_string();
     let (method, target, version) = request_line(&line)?;
@@ -331,7 +332,7 @@ fn read_request(reader: &mut BufReader<Deadline<'_>>, shown: &mut String) -> Res
 }
 
 /// One line without its CRLF (a bare LF is accepted too, RFC 9112 §2.2).
-fn read_line(reader: &mut BufReader<Deadline<'_>>) -> Result<String, Bad> {
+fn read_line(reader: &mut BufReader<Timed<'_>>) -> Result<String, Bad> {
     let mut line = Vec::new();
     // take(): a line never ends is still bounded.
     let read = reader
@@ -640,42 +641,6 @@ impl Response {
 impl std::fmt::Display for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.reason)
-    }
-}
-
-// ---------------------------------------------------------------------------
-
-/// The reading side of a connection, with a deadline: before each `read()`,
-/// SO_RCVTIMEO is set to the time left, so a client that sends its head one
-/// byte at a time cannot hold a thread past the deadline.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    deadline: Option<Instant>,
-}
-
-impl Deadline<'_> {
-    /// No deadline: each read waits at most `idle`.
-    fn wait(&mut self, idle: Duration) {
-        self.deadline = None;
-        let _ = self.stream.set_read_timeout(Some(idle));
-    }
-
-    /// Every read from now on ends by `deadline`.
-    fn until(&mut self, deadline: Instant) {
-        self.deadline = Some(deadline);
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        self.stream.read(buf)
     }
 }
 

@@ -50,9 +50,6 @@ fn converse(stream: &TcpStream, peer: SocketAddr, service: &Service) -> anyhow::
     writer
         .set_write_timeout(Some(service.request_timeout))
         .context("failed to set a send timeout")?;
-    let stream = stream
-        .try_clone()
-        .context("failed to duplicate the socket")?;
     let deadline = Instant::now();
     let mut reader = BufReader::new(Timed { stream, deadline });
     let Some(key) = handshake(&mut reader, &mut writer, peer, service)? else {
@@ -73,7 +70,7 @@ fn converse(stream: &TcpStream, peer: SocketAddr, service: &Service) -> anyhow::
 /// `--plain` mode), or None if the client closed without a word. The whole
 /// exchange, repeats on key 0 included, must be over by one deadline.
 fn handshake(
-    reader: &mut BufReader<Timed>,
+    reader: &mut BufReader<Timed<'_>>,
     writer: &mut TcpStream,
     peer: SocketAddr,
     service: &Service,
@@ -148,7 +145,7 @@ enum HelloLine {
 
 /// Reads one handshake line of at most [`MAX_LINE`] bytes. `Ok(None)`: the
 /// client closed without a word.
-fn read_hello_line(reader: &mut BufReader<Timed>) -> io::Result<Option<HelloLine>> {
+fn read_hello_line(reader: &mut BufReader<Timed<'_>>) -> io::Result<Option<HelloLine>> {
     let mut line = Vec::new();
     // take() bounds the read: a client that never sends '\n' cannot make
     // the server buffer without limit.
@@ -188,7 +185,7 @@ fn refuse(writer: &mut TcpStream, why: &str) -> anyhow::Result<Option<u8>> {
 /// Request frames and their answers, until the client closes, goes quiet
 /// for `--idle-timeout`, or breaks the protocol.
 fn requests(
-    reader: &mut BufReader<Timed>,
+    reader: &mut BufReader<Timed<'_>>,
     writer: &mut TcpStream,
     key: u8,
     peer: SocketAddr,
@@ -234,7 +231,7 @@ fn requests(
 /// `Ok(false)`: the client closed. A client that stays quiet is told why
 /// it is closed, in an ERROR frame, and the worker is freed.
 fn next_request_begins(
-    reader: &mut BufReader<Timed>,
+    reader: &mut BufReader<Timed<'_>>,
     writer: &mut TcpStream,
     key: u8,
     service: &Service,
