@@ -96,7 +96,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         last: b'\n',
     };
     let how = response.read(request.starts_with("HEAD "))?;
-    let newline = if response.last == b'\n' { "" } else { "\n" };
+    let ended = response.last == b'\n' || cli.output.is_some();
+    let newline = if ended { "" } else { "\n" };
     print!("{newline}body: {} bytes ({how})", response.size);
     if let Some(path) = &cli.output {
         print!("; saved to '{}'", path.display());
@@ -112,12 +113,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// The request head: lines ended by CRLF, `Host` required (RFC 9112 §3.2), then an empty line.
 fn request_head(cli: &Cli) -> String {
-    let (url, agent) = (&cli.url, &cli.user_agent);
     let method = if cli.head { "HEAD" } else { "GET" };
+    let (path, host, agent) = (&cli.url.path, &cli.url.authority, &cli.user_agent);
     format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n",
-        url.path, url.authority
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\
+         Connection: close\r\n\r\n"
     )
 }
 
@@ -128,7 +128,7 @@ struct Response<'a> {
     /// The --output file, or None for stdout.
     file: Option<File>,
     size: u64,
-    /// The last byte printed, so that the `body:` line starts a line of its own.
+    /// The body's last byte: a printed body that ends mid-line gets its line ended.
     last: u8,
 }
 
@@ -231,11 +231,9 @@ impl Response<'_> {
         let start = buf.len();
         let mut limited = (&mut self.conn).take(max.saturating_sub(start) as u64);
         limited.read_until(b'\n', buf).context(receive(self.peer))?;
-        let Some(line) = buf[start..].strip_suffix(b"\n") else {
-            return Ok(None);
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        Ok(Some(String::from_utf8_lossy(line).into_owned()))
+        let line = buf[start..].strip_suffix(b"\n");
+        let line = line.map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        Ok(line.map(|line| String::from_utf8_lossy(line).into_owned()))
     }
 
     /// Chunks of `<size in hex>` CRLF `<data>` CRLF until size 0, then trailers (RFC 9112 §7.1).
@@ -243,10 +241,8 @@ impl Response<'_> {
         let bad = |this: &Self, what: &str| {
             let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by \
                         a chunk of size 0 and an empty line (RFC 9112 §7.1)";
-            this.broken(
-                format!("after {} bytes of the body, {what}", this.size),
-                rule,
-            )
+            let size = this.size;
+            this.broken(format!("after {size} bytes of the body, {what}"), rule)
         };
         loop {
             let Some(line) = self.line(&mut Vec::new(), 4096)? else {
@@ -260,16 +256,15 @@ impl Response<'_> {
                 return bad(self, &what);
             };
             if size == 0 {
-                break;
+                // Trailer fields (RFC 9112 §7.1.2): header lines up to an empty line, skipped.
+                self.fields(&mut Vec::new(), "trailer fields")?;
+                return Ok(());
             }
             self.copy(Some(size))?;
             if self.line(&mut Vec::new(), 2)? != Some(String::new()) {
                 return bad(self, "no CRLF after the chunk's data");
             }
         }
-        // Trailer fields (RFC 9112 §7.1.2): header lines up to an empty line, skipped.
-        self.fields(&mut Vec::new(), "trailer fields")?;
-        Ok(())
     }
 
     /// Copies `length` body bytes (fewer is an error), or with None all until the server closes.
@@ -284,14 +279,13 @@ impl Response<'_> {
                 break;
             };
             self.size += n as u64;
-            if let Some(file) = &mut self.file {
-                if let Err(err) = file.write_all(piece) {
+            self.last = last;
+            match &mut self.file {
+                Some(file) => file.write_all(piece).map_err(|err| {
                     let hint = "check that the disk is not full";
-                    return Err(hinted(format!("failed to save the body: {err}"), hint));
-                }
-            } else {
-                self.last = last;
-                write_stdout(piece)?;
+                    hinted(format!("failed to save the body: {err}"), hint)
+                })?,
+                None => write_stdout(piece)?,
             }
             body.consume(n);
         }
