@@ -11,7 +11,6 @@
 //! Terminal 2: `cargo run --bin http_get -- http://127.0.0.1:8000/ --show-request`
 //! Worksheet:  labs/02-client-sockets.md
 
-use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -87,11 +86,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut conn = BufReader::new(&stream);
     conn.fill_buf().context(receive(peer))?; // the first read(): the first byte
     let first_byte = start.elapsed();
-    let file = cli.output.as_deref().map(create).transpose()?;
     let mut response = Response {
         conn,
         peer,
-        file,
+        file: cli.output.as_deref().map(create).transpose()?,
         size: 0,
         last: b'\n',
     };
@@ -121,11 +119,10 @@ fn request_head(cli: &Cli) -> String {
     )
 }
 
-/// The receiving side: a buffer over the socket, and where the body goes.
+/// The receiving side: a buffer over the socket, and where the body goes (stdout if no file).
 struct Response<'a> {
     conn: BufReader<&'a TcpStream>,
     peer: SocketAddr,
-    /// The --output file, or None for stdout.
     file: Option<File>,
     size: u64,
     /// The body's last byte: a printed body that ends mid-line gets its line ended.
@@ -298,14 +295,14 @@ impl Response<'_> {
     }
 
     /// The server closed the connection (read() returned 0) too early.
-    fn closed<T>(&self, when: impl Display) -> anyhow::Result<T> {
+    fn closed<T>(&self, when: impl std::fmt::Display) -> anyhow::Result<T> {
         let why = format!("the server closed the connection {when}");
         let eof = io::Error::new(ErrorKind::UnexpectedEof, why);
         Err(eof).context(receive(self.peer))
     }
 
     /// A reply that breaks HTTP/1.1's rules: `what` is wrong, `rule` says what was expected.
-    fn broken<T>(&self, what: impl Display, rule: &str) -> anyhow::Result<T> {
+    fn broken<T>(&self, what: impl std::fmt::Display, rule: &str) -> anyhow::Result<T> {
         let peer = self.peer;
         let message = format!("the reply from {peer} is not a valid HTTP/1.x response: {what}");
         let hint = "the server sent something else, so it is broken or not an HTTP server \
