@@ -340,11 +340,10 @@ fn receive(peer: SocketAddr) -> Step {
 /// The status code of `HTTP/1.x NNN reason` (RFC 9112 §4), if the line is a status line.
 fn status_code(line: &str) -> Option<u16> {
     let (version, rest) = line.split_once(' ')?;
-    let minor = version.strip_prefix("HTTP/1.")?;
-    let code = rest.split(' ').next().filter(|code| code.len() == 3)?;
-    let one_digit = minor.len() == 1 && minor.bytes().all(|b| b.is_ascii_digit());
-    // Three characters that parse to 100 or more are three digits.
-    code.parse().ok().filter(|&code| one_digit && code >= 100)
+    let code = rest.split(' ').next()?;
+    let digits = |text: &str, n| text.len() == n && text.bytes().all(|b| b.is_ascii_digit());
+    let valid = digits(version.strip_prefix("HTTP/1.")?, 1) && digits(code, 3);
+    code.parse().ok().filter(|&code| valid && code >= 100)
 }
 
 // ---- The extras: --output, the URL, the escapes of --raw-request ----
