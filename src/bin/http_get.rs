@@ -169,8 +169,7 @@ impl Response<'_> {
             }
             let Some(status) = line.as_deref().and_then(status_code) else {
                 let what = format!("no status line; it began {}", quoted(&bytes, 120));
-                let rule =
-                    "a response begins with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)";
+                let rule = "a response begins with a status line (`HTTP/1.1 200 OK`, RFC 9112 §4)";
                 return self.broken(what, rule);
             };
             let framing = self.fields(&mut bytes, "response head")?;
