@@ -70,8 +70,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // connect(): SYN, SYN-ACK, ACK, with the first of the addresses that answers.
     let stream = connect::tcp(&addrs, cli.timeout)?;
     let connected = start.elapsed();
-    let peer = stream.peer_addr();
-    let peer = peer.context("failed to read the server's address")?;
+    let peer = stream.peer_addr().context("getpeername() failed")?;
     if cli.show_request {
         let title = format!("request: {} bytes sent to {peer}", request.len());
         print_framed(&title, request.as_bytes())?;
@@ -87,17 +86,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut conn = BufReader::new(&stream);
     conn.fill_buf().context(receive(peer))?; // the first read(): the first byte
     let first_byte = start.elapsed();
-    let file = cli.output.as_deref().map(create).transpose()?;
-    let (size, last) = (0, b'\n');
     let mut response = Response {
         conn,
         peer,
-        file,
-        size,
-        last,
+        file: cli.output.as_deref().map(create).transpose()?,
+        size: 0,
+        last: b'\n',
     };
     let how = response.read(request.starts_with("HEAD "))?;
-    let newline = if response.last == b'\n' { "" } else { "\n" };
+    let ended = response.last == b'\n' || cli.output.is_some();
+    let newline = if ended { "" } else { "\n" };
     print!("{newline}body: {} bytes ({how})", response.size);
     if let Some(path) = &cli.output {
         print!("; saved to '{}'", path.display());
@@ -113,98 +111,97 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// The request head: lines ended by CRLF, `Host` required (RFC 9112 §3.2), then an empty line.
 fn request_head(cli: &Cli) -> String {
-    let (url, agent) = (&cli.url, &cli.user_agent);
     let method = if cli.head { "HEAD" } else { "GET" };
+    let (path, host, agent) = (&cli.url.path, &cli.url.authority, &cli.user_agent);
     format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n",
-        url.path, url.authority
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\
+         Connection: close\r\n\r\n"
     )
 }
 
-/// The receiving side: a buffer over the socket, and where the body goes.
+/// The receiving side: a buffer over the socket, and where the body goes (stdout if no file).
 struct Response<'a> {
     conn: BufReader<&'a TcpStream>,
     peer: SocketAddr,
-    /// The --output file, or None for stdout.
     file: Option<File>,
     size: u64,
-    /// The last byte printed, so that the `body:` line starts a line of its own.
+    /// The body's last byte: a printed body that ends mid-line gets its line ended.
     last: u8,
 }
 
-/// A head's status code, Content-Length, and, with Transfer-Encoding, whether it ends in chunked.
-type Head = (u16, Option<u64>, Option<bool>);
+/// How a head frames its body: Content-Length, and whether Transfer-Encoding ends in chunked.
+type Framing = (Option<u64>, Option<bool>);
 
 impl Response<'_> {
-    /// Heads until a final one (1xx is interim, RFC 9110 §15.2), then the body as it is framed.
+    /// The final head, then the body as it frames it (RFC 9112 §6.3); says how it was framed.
     fn read(&mut self, head_only: bool) -> anyhow::Result<&'static str> {
-        let (mut head, mut interim) = (self.head()?, 0);
-        while let (status @ ..200, ..) = head {
-            println!("(an interim {status} response: the final response follows)");
-            interim += 1;
-            if interim > MAX_INTERIM {
-                let what = format!("more than {MAX_INTERIM} interim (1xx) responses, no final one");
-                let rule = "a 1xx response says that the final response follows, and a server \
-                            sends one or two (100 Continue, 103 Early Hints, RFC 9110 §15.2)";
-                return Err(self.broken(what, rule));
-            }
-            head = self.head()?;
-        }
-        Ok(match head {
+        Ok(match self.final_head()? {
             _ if head_only => "none: a response to HEAD has no body",
-            (204 | 304, _, _) => "none: a 204 or 304 response has no body",
-            (_, Some(_), Some(_)) => {
+            (204 | 304, _) => "none: a 204 or 304 response has no body",
+            (_, (Some(_), Some(_))) => {
                 let what = "both Content-Length and Transfer-Encoding frame its body";
                 let rule = "a body's length is given in one way, or no client can tell where it \
                             ends (RFC 9112 §6.3)";
-                return Err(self.broken(what.into(), rule));
+                return self.broken(what, rule);
             }
-            (_, _, Some(true)) => {
+            (_, (_, Some(true))) => {
                 self.chunked()?;
                 "chunked: decoded from its chunks"
             }
-            (_, None, _) => {
+            (_, (None, _)) => {
                 self.copy(None)?;
                 "no length given: read until the server closed the connection"
             }
-            (_, length, _) => {
+            (_, (length, _)) => {
                 self.copy(length)?;
                 "its length was the Content-Length"
             }
         })
     }
 
-    /// A status line, `Name: value` lines, an empty line (RFC 9112 §2.1); printed once whole.
-    fn head(&mut self) -> anyhow::Result<Head> {
-        let mut bytes = Vec::new();
-        let line = self.line(&mut bytes, MAX_HEAD)?;
-        if bytes.is_empty() {
-            return Err(self.closed("without sending a response"));
+    /// Heads until a final one (a 1xx is interim, RFC 9110 §15.2), each printed once whole.
+    fn final_head(&mut self) -> anyhow::Result<(u16, Framing)> {
+        for _ in 0..=MAX_INTERIM {
+            let mut bytes = Vec::new();
+            let line = self.line(&mut bytes, MAX_HEAD)?;
+            if bytes.is_empty() {
+                return self.closed("without sending a response");
+            }
+            let Some(status) = line.as_deref().and_then(status_code) else {
+                let what = format!("no status line; it began {}", quoted(&bytes, 120));
+                let rule = "a response begins with a status line (`HTTP/1.1 200 OK`, RFC 9112 §4)";
+                return self.broken(what, rule);
+            };
+            let framing = self.fields(&mut bytes, "response head")?;
+            write_stdout(&bytes)?;
+            if status >= 200 {
+                return Ok((status, framing));
+            }
+            println!("(an interim {status} response: the final response follows)");
         }
-        let Some(status) = line.as_deref().and_then(status_code) else {
-            let what = format!("no status line; it began {}", quoted(&bytes, 120));
-            let rule =
-                "a response begins with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)";
-            return Err(self.broken(what, rule));
-        };
+        let what = format!("more than {MAX_INTERIM} interim (1xx) responses, no final one");
+        let rule = "a 1xx response says that the final response follows, and a server \
+                    sends one or two (100 Continue, 103 Early Hints, RFC 9110 §15.2)";
+        self.broken(what, rule)
+    }
+
+    /// The `Name: value` lines after a status line or a last chunk, up to an empty line (RFC 9112
+    /// §2.1, §5), onto `bytes`; `part` names them in an error.
+    fn fields(&mut self, bytes: &mut Vec<u8>, part: &str) -> anyhow::Result<Framing> {
         let (mut length, mut chunked) = (None, None);
         loop {
-            let line = match self.line(&mut bytes, MAX_HEAD)? {
-                Some(line) if line.is_empty() => break,
+            let line = match self.line(bytes, MAX_HEAD)? {
+                Some(line) if line.is_empty() => return Ok((length, chunked)),
                 Some(line) => line,
                 None if bytes.len() == MAX_HEAD => {
-                    return Err(self.broken(format!("no end after {MAX_HEAD} bytes"), HEAD_RULE));
+                    return self.broken(format!("no end after {MAX_HEAD} bytes"), HEAD_RULE);
                 }
-                None => {
-                    let when = format!("in the response head, after {} bytes", bytes.len());
-                    return Err(self.closed(&when));
-                }
+                None => return self.closed(format!("in the {part}, after {} bytes", bytes.len())),
             };
             let is_name = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic());
             let Some((name, value)) = line.split_once(':').filter(|(n, _)| is_name(n)) else {
                 let what = format!("a bad header line {}", quoted(line.as_bytes(), 120));
-                return Err(self.broken(what, HEAD_RULE));
+                return self.broken(what, HEAD_RULE);
             };
             let value = value.trim();
             if name.eq_ignore_ascii_case("Transfer-Encoding") {
@@ -218,13 +215,11 @@ impl Response<'_> {
                 if n.is_none() || (length.is_some() && length != n) {
                     let what = format!("Content-Length {}", quoted(value.as_bytes(), 60));
                     let rule = "Content-Length is one number in decimal digits (RFC 9110 §8.6)";
-                    return Err(self.broken(what, rule));
+                    return self.broken(what, rule);
                 }
                 length = n;
             }
         }
-        write_stdout(&bytes)?;
-        Ok((status, length, chunked))
     }
 
     /// A line onto `buf` (within `max` bytes), returned without CRLF or LF; None if it has no end.
@@ -232,11 +227,9 @@ impl Response<'_> {
         let start = buf.len();
         let mut limited = (&mut self.conn).take(max.saturating_sub(start) as u64);
         limited.read_until(b'\n', buf).context(receive(self.peer))?;
-        let Some(line) = buf[start..].strip_suffix(b"\n") else {
-            return Ok(None);
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        Ok(Some(String::from_utf8_lossy(line).into_owned()))
+        let line = buf[start..].strip_suffix(b"\n");
+        let line = line.map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        Ok(line.map(|line| String::from_utf8_lossy(line).into_owned()))
     }
 
     /// Chunks of `<size in hex>` CRLF `<data>` CRLF until size 0, then trailers (RFC 9112 §7.1).
@@ -249,31 +242,25 @@ impl Response<'_> {
         };
         loop {
             let Some(line) = self.line(&mut Vec::new(), 4096)? else {
-                return Err(bad(self, "a chunk-size line with no end"));
+                return bad(self, "a chunk-size line with no end");
             };
             // from_str_radix would take a sign: only hex digits are a size.
             let hex = line.split(';').next().unwrap_or_default().trim();
             let size = u64::from_str_radix(hex, 16).ok();
             let Some(size) = size.filter(|_| hex.bytes().all(|b| b.is_ascii_hexdigit())) else {
                 let what = format!("chunk size {}", quoted(line.as_bytes(), 40));
-                return Err(bad(self, &what));
+                return bad(self, &what);
             };
             if size == 0 {
-                break;
+                // Trailer fields (RFC 9112 §7.1.2): header lines up to an empty line, skipped.
+                self.fields(&mut Vec::new(), "trailer fields")?;
+                return Ok(());
             }
             self.copy(Some(size))?;
             if self.line(&mut Vec::new(), 2)? != Some(String::new()) {
-                return Err(bad(self, "no CRLF after the chunk's data"));
+                return bad(self, "no CRLF after the chunk's data");
             }
         }
-        // Trailer fields (RFC 9112 §7.1.2), skipped, up to the empty line.
-        let mut trailers = Vec::new();
-        while let Some(trailer) = self.line(&mut trailers, MAX_HEAD)? {
-            if trailer.is_empty() {
-                return Ok(());
-            }
-        }
-        Err(bad(self, "no empty line after the trailer fields"))
     }
 
     /// Copies `length` body bytes (fewer is an error), or with None all until the server closes.
@@ -288,39 +275,38 @@ impl Response<'_> {
                 break;
             };
             self.size += n as u64;
-            if let Some(file) = &mut self.file {
-                if let Err(err) = file.write_all(piece) {
+            self.last = last;
+            match &mut self.file {
+                Some(file) => file.write_all(piece).map_err(|err| {
                     let hint = "check that the disk is not full";
-                    return Err(hinted(format!("failed to save the body: {err}"), hint));
-                }
-            } else {
-                self.last = last;
-                write_stdout(piece)?;
+                    hinted(format!("failed to save the body: {err}"), hint)
+                })?,
+                None => write_stdout(piece)?,
             }
             body.consume(n);
         }
         let (size, left) = (self.size, body.limit());
         if length.is_some() && left > 0 {
             let when = format!("after {size} bytes of the body ({left} more were promised)");
-            return Err(self.closed(&when));
+            return self.closed(when);
         }
         Ok(())
     }
 
     /// The server closed the connection (read() returned 0) too early.
-    fn closed(&self, when: &str) -> anyhow::Error {
+    fn closed<T>(&self, when: impl std::fmt::Display) -> anyhow::Result<T> {
         let why = format!("the server closed the connection {when}");
-        anyhow::Error::new(io::Error::new(ErrorKind::UnexpectedEof, why))
-            .context(receive(self.peer))
+        let eof = io::Error::new(ErrorKind::UnexpectedEof, why);
+        Err(eof).context(receive(self.peer))
     }
 
     /// A reply that breaks HTTP/1.1's rules: `what` is wrong, `rule` says what was expected.
-    fn broken(&self, what: String, rule: &str) -> anyhow::Error {
+    fn broken<T>(&self, what: impl std::fmt::Display, rule: &str) -> anyhow::Result<T> {
         let peer = self.peer;
         let message = format!("the reply from {peer} is not a valid HTTP/1.x response: {what}");
         let hint = "the server sent something else, so it is broken or not an HTTP server \
                     (check the port, or see what it says with `ncat HOST PORT`)";
-        hinted(message, format!("{rule}; {hint}"))
+        Err(hinted(message, format!("{rule}; {hint}")))
     }
 
     /// `--raw-request`: prints what comes after the response (a second one, for seed 003's).
@@ -353,11 +339,10 @@ fn receive(peer: SocketAddr) -> Step {
 /// The status code of `HTTP/1.x NNN reason` (RFC 9112 §4), if the line is a status line.
 fn status_code(line: &str) -> Option<u16> {
     let (version, rest) = line.split_once(' ')?;
-    let minor = version.strip_prefix("HTTP/1.")?;
-    let code = rest.split(' ').next().filter(|code| code.len() == 3)?;
-    let one_digit = minor.len() == 1 && minor.bytes().all(|b| b.is_ascii_digit());
-    // Three characters that parse to 100 or more are three digits.
-    code.parse().ok().filter(|&code| one_digit && code >= 100)
+    let code = rest.split(' ').next()?;
+    let digits = |text: &str, n| text.len() == n && text.bytes().all(|b| b.is_ascii_digit());
+    let valid = digits(version.strip_prefix("HTTP/1.")?, 1) && digits(code, 3);
+    code.parse().ok().filter(|&code| valid && code >= 100)
 }
 
 // ---- The extras: --output, the URL, the escapes of --raw-request ----
