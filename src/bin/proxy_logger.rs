@@ -141,7 +141,6 @@ fn converse(stream: &TcpStream, peer: SocketAddr, log: Log, limits: [Duration; 2
             Err(err) => return format!("connection ended: {err}"),
         };
         log.peer(peer, format_args!("{what}: answered {status}"));
-        // Answers go straight to the socket; only reads go through the buffer.
         if let Err(err) = answer(stream, status, &request) {
             return format!("connection ended: failed to send the answer: {err}");
         }
@@ -234,13 +233,11 @@ fn answer(mut w: &TcpStream, status: &str, request: &Request) -> io::Result<()> 
     if status == "304 Not Modified" {
         return w.write_all(format!("HTTP/1.1 {status}\r\n{close}\r\n").as_bytes());
     }
-    let body = match status {
-        "200 OK" => "proxy_logger logged this request; it fetches nothing (see its terminal)\n",
-        _ => &format!("{status}\n"),
-    };
+    let note = "proxy_logger logged this request; it fetches nothing (see its terminal)";
+    let body = format!("{}\n", if status == "200 OK" { note } else { status });
     // The answer to HEAD is the head of GET's; no-store: the browser must not cache the note.
     let length = body.len();
-    let body = if request.method == "HEAD" { "" } else { body };
+    let body = if request.method == "HEAD" { "" } else { &body };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Cache-Control: no-store\r\nContent-Length: {length}\r\n{close}\r\n{body}"
