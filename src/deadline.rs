@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::explain::is_timeout;
 
-/// A TCP stream whose reads must all be done by `deadline`. Put a
-/// `BufReader` over it, and give each message its time with [`Timed::allow`].
+/// A TCP stream whose reads fail with `TimedOut` past `deadline`. Put a `BufReader`
+/// over it, and give each message its time with [`Timed::allow`] before reading it.
 pub struct Timed<'a> {
     pub stream: &'a TcpStream,
     pub deadline: Instant,
@@ -98,6 +98,7 @@ mod tests {
             .expect_err("no line ends");
         assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
         drop(reader);
+        drop(stream); // closed: the trickler's next write fails, and it stops
         trickler.join().expect("trickler thread");
     }
 

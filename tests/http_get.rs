@@ -649,7 +649,7 @@ fn a_server_that_sends_1xx_without_end_is_given_up_on() {
 #[test]
 fn malformed_responses_get_an_error_and_a_hint() {
     // (what the server sends, the hint must mention, the error must contain)
-    let cases: [(&'static [u8], &str, &str); 12] = [
+    let cases: [(&'static [u8], &str, &str); 13] = [
         (
             b"",
             "closed the connection (FIN)",
@@ -701,6 +701,11 @@ fn malformed_responses_get_an_error_and_a_hint() {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n0\r\n\r\n",
             "RFC 9112 §7.1",
             "after 5 bytes of the body, no CRLF after the chunk's data",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nbogus trailer\r\n\r\n",
+            "RFC 9112 §7.1",
+            "a bad header line \"bogus trailer\"",
         ),
     ];
     for (response, hint, error) in cases {

@@ -30,6 +30,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_INTERIM: usize = 10;
 const HEAD_RULE: &str = "a response head is a status line and `Name: value` header lines, \
                          ended by an empty line (RFC 9112 §2.1, §5)";
+const CHUNK_RULE: &str = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended \
+                          by a chunk of size 0, trailer lines and an empty line (RFC 9112 §7.1)";
 
 /// Fetch an http:// URL with a GET request written by hand on a TCP socket (seed 003)
 #[derive(Parser, Debug)]
@@ -172,7 +174,7 @@ impl Response<'_> {
                 let rule = "a response begins with a status line (`HTTP/1.1 200 OK`, RFC 9112 §4)";
                 return self.broken(what, rule);
             };
-            let framing = self.fields(&mut bytes, "response head")?;
+            let framing = self.fields(&mut bytes, "response head", HEAD_RULE)?;
             write_stdout(&bytes)?;
             if status >= 200 {
                 return Ok((status, framing));
@@ -186,22 +188,22 @@ impl Response<'_> {
     }
 
     /// The `Name: value` lines after a status line or a last chunk, up to an empty line (RFC 9112
-    /// §2.1, §5), onto `bytes`; `part` names them in an error.
-    fn fields(&mut self, bytes: &mut Vec<u8>, part: &str) -> anyhow::Result<Framing> {
+    /// §2.1, §5), onto `bytes`; `part` names them in an error, `rule` in its hint.
+    fn fields(&mut self, bytes: &mut Vec<u8>, part: &str, rule: &str) -> anyhow::Result<Framing> {
         let (mut length, mut chunked) = (None, None);
         loop {
             let line = match self.line(bytes, MAX_HEAD)? {
                 Some(line) if line.is_empty() => return Ok((length, chunked)),
                 Some(line) => line,
                 None if bytes.len() == MAX_HEAD => {
-                    return self.broken(format!("no end after {MAX_HEAD} bytes"), HEAD_RULE);
+                    return self.broken(format!("no end after {MAX_HEAD} bytes"), rule);
                 }
                 None => return self.closed(format!("in the {part}, after {} bytes", bytes.len())),
             };
             let is_name = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic());
             let Some((name, value)) = line.split_once(':').filter(|(n, _)| is_name(n)) else {
                 let what = format!("a bad header line {}", quoted(line.as_bytes(), 120));
-                return self.broken(what, HEAD_RULE);
+                return self.broken(what, rule);
             };
             let value = value.trim();
             if name.eq_ignore_ascii_case("Transfer-Encoding") {
@@ -235,10 +237,11 @@ impl Response<'_> {
     /// Chunks of `<size in hex>` CRLF `<data>` CRLF until size 0, then trailers (RFC 9112 §7.1).
     fn chunked(&mut self) -> anyhow::Result<()> {
         let bad = |this: &Self, what: &str| {
-            let rule = "a chunked body is chunks of `<size in hex>` CRLF `<data>` CRLF, ended by \
-                        a chunk of size 0 and an empty line (RFC 9112 §7.1)";
             let size = this.size;
-            this.broken(format!("after {size} bytes of the body, {what}"), rule)
+            this.broken(
+                format!("after {size} bytes of the body, {what}"),
+                CHUNK_RULE,
+            )
         };
         loop {
             let Some(line) = self.line(&mut Vec::new(), 4096)? else {
@@ -253,7 +256,7 @@ impl Response<'_> {
             };
             if size == 0 {
                 // Trailer fields (RFC 9112 §7.1.2): header lines up to an empty line, skipped.
-                self.fields(&mut Vec::new(), "trailer fields")?;
+                self.fields(&mut Vec::new(), "trailer fields", CHUNK_RULE)?;
                 return Ok(());
             }
             self.copy(Some(size))?;

@@ -196,13 +196,13 @@ fn read_request(reader: &mut impl BufRead, peer: SocketAddr, log: Log) -> io::Re
                 length = Some(value.parse().map_err(|_| bad("a bad Content-Length"))?);
             }
             "content-length" => return Err(bad("a bad or second Content-Length")),
+            // A chunked body is not decoded, so no telling where the next request begins.
             "transfer-encoding" => (chunked, request.keep_alive) = (true, false),
             "connection" if value.eq_ignore_ascii_case("close") => request.keep_alive = false,
             "if-none-match" | "if-modified-since" => request.validators.push(name.into()),
             _ => {}
         }
     }
-    // The next request follows the body; a chunked one is not decoded: the connection closes.
     let length = length.filter(|_| !chunked).unwrap_or(0);
     if io::copy(&mut reader.by_ref().take(length), &mut io::sink())? < length {
         return Err(bad("a cut-off body"));
