@@ -168,54 +168,14 @@ fn at_max_clients_the_next_client_waits_in_the_backlog() {
 
 #[test]
 fn out_of_file_descriptors_the_server_logs_and_serves_the_waiting_client_later() {
-    if !have_tool("prlimit") {
-        return;
-    }
-    // 7 descriptors: stdin, stdout, stderr, the listener, and three
-    // connections. The fourth client's accept() fails (EMFILE) and it waits
-    // in the backlog until a descriptor is free again.
-    let mut args = vec!["--nofile=7", SERVER, "--bind", "127.0.0.1", "--port", "0"];
-    args.extend_from_slice(&["--max-clients", "100"]);
-    let server = Server::start("prlimit", &args);
-    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
-    for _ in 0..3 {
-        server.expect_line("connected");
-    }
-    let mut fourth = connect(&server);
-    fourth.write_all(b"waited for a descriptor").expect("send");
-    fourth.shutdown(Shutdown::Write).expect("FIN");
-    server.expect_line("accept failed: Too many open files");
-    drop(held);
-    let mut reply = Vec::new();
-    fourth
-        .read_to_end(&mut reply)
-        .expect("served once a descriptor was free");
-    assert_eq!(reply, b"WAITED FOR A DESCRIPTOR");
-    assert_eq!(exchange(&server, b"still serving"), b"STILL SERVING");
+    // 7 descriptors: stdin, stdout, stderr, the listener, and three connections.
+    echo::out_of_file_descriptors_the_server_serves_the_waiting_client_later(SERVER, 7);
 }
 
 #[test]
 fn bad_arguments_and_a_taken_port_fail_clearly() {
-    for args in [
-        vec!["--buffer", "0"],
-        vec!["--max-clients", "0"],
-        vec!["--idle-timeout", "0s"],
-        vec!["--deadline", "0s"],
-        vec!["--deadline", "soon"],
-        vec!["--port", "-1"],
-    ] {
-        let out = run(SERVER, &args, b"");
-        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-    }
-    let server = tcp_server(&[]);
-    let port = server.port().to_string();
-    let out = run(SERVER, &["--bind", "127.0.0.1", "--port", &port], b"");
-    assert_error_and_hint(
-        &out,
-        &format!("another socket already holds TCP port {port}"),
-    );
-    let out = run(SERVER, &["--bind", "192.0.2.1", "--port", "0"], b"");
-    assert_error_and_hint(&out, "192.0.2.1 is not an address of this machine");
+    let deadline: &[&[&str]] = &[&["--deadline", "0s"], &["--deadline", "soon"]];
+    echo::bad_arguments_and_a_taken_port_fail_clearly(SERVER, deadline);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use super::{Server, WAIT, run};
+use super::{Server, WAIT, assert_error_and_hint, have_tool, run};
 
 /// The suite's TCP client, for the tests that drive a server through it.
 const CLIENT: &str = env!("CARGO_BIN_EXE_tcp_client");
@@ -209,4 +209,56 @@ pub fn one_mebibyte_comes_back_byte_exact(exe: &str) {
             .iter()
             .any(|l| l.ends_with("reads, sent 1048576"))
     );
+}
+
+/// With `nofile` descriptors, three held connections use the last ones: the
+/// fourth client's accept() fails (EMFILE), it waits in the backlog, and it
+/// is served once a descriptor is free again.
+pub fn out_of_file_descriptors_the_server_serves_the_waiting_client_later(exe: &str, nofile: u32) {
+    if !have_tool("prlimit") {
+        return;
+    }
+    let nofile = format!("--nofile={nofile}");
+    let mut args = vec![nofile.as_str(), exe, "--bind", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(&["--max-clients", "100"]);
+    let server = Server::start("prlimit", &args);
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
+    for _ in 0..3 {
+        server.expect_line("connected");
+    }
+    let mut fourth = connect(&server);
+    fourth.write_all(b"waited for a descriptor").expect("send");
+    fourth.shutdown(Shutdown::Write).expect("FIN");
+    server.expect_line("accept failed: Too many open files");
+    drop(held);
+    let mut reply = Vec::new();
+    fourth
+        .read_to_end(&mut reply)
+        .expect("served once a descriptor was free");
+    assert_eq!(reply, b"WAITED FOR A DESCRIPTOR");
+    assert_eq!(exchange(&server, b"still serving"), b"STILL SERVING");
+}
+
+/// Bad options (the shared ones, then `extra`) are usage errors (exit 2); a
+/// taken port and an address not of this machine are an error and a hint.
+pub fn bad_arguments_and_a_taken_port_fail_clearly(exe: &str, extra: &[&[&str]]) {
+    let shared: &[&[&str]] = &[
+        &["--buffer", "0"],
+        &["--max-clients", "0"],
+        &["--idle-timeout", "0s"],
+        &["--port", "-1"],
+    ];
+    for args in shared.iter().chain(extra) {
+        let out = run(exe, args, b"");
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+    }
+    let server = start(exe, &[]);
+    let port = server.port().to_string();
+    let out = run(exe, &["--bind", "127.0.0.1", "--port", &port], b"");
+    assert_error_and_hint(
+        &out,
+        &format!("another socket already holds TCP port {port}"),
+    );
+    let out = run(exe, &["--bind", "192.0.2.1", "--port", "0"], b"");
+    assert_error_and_hint(&out, "192.0.2.1 is not an address of this machine");
 }
