@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
@@ -266,6 +265,7 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 #[cfg(target_os = "linux")]
 #[test]
 fn each_connection_has_a_thread_of_its_own_until_it_closes() {
+    use std::net::{Shutdown, TcpStream};
     let server = tcp_server(&[]);
     let pid = server.pid();
     // Before any client: the main thread, blocked in accept().
